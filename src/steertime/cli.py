@@ -1,0 +1,219 @@
+"""The `steertime` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from steertime import data
+from steertime.data.preprocess import FrameSpec, parse_crop, parse_size
+from steertime.data.readers.generic import load_mapping, mapping_from_pairs
+from steertime.errors import SteertimeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def _read_options(
+    max_gap: float, strict: bool, mapping: Path | None, maps: list[str]
+) -> data.ReadOptions:
+    m = load_mapping(mapping) if mapping is not None else None
+    if maps:
+        m = _merge(m or {}, mapping_from_pairs(maps))
+    return data.ReadOptions(max_gap_s=max_gap, strict=strict, mapping=m)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = {**base, **{k: v for k, v in extra.items() if k != "signals"}}
+    out["signals"] = {**(base.get("signals") or {}), **extra.get("signals", {})}
+    return out
+
+
+FORMAT = typer.Option(None, "--format", "-f", help="Reader to use (default: auto-detect).")
+MAX_GAP = typer.Option(1.0, "--max-gap", help="A gap longer than this (s) splits a drive.")
+STRICT = typer.Option(False, "--strict", help="Treat fixable data problems as errors.")
+MAPPING = typer.Option(None, "--mapping", help="Generic format: mapping YAML/TOML file.")
+MAP = typer.Option([], "--map", help="Generic format: KEY=VALUE, e.g. steering=angle:deg.")
+
+
+@app.command()
+def formats() -> None:
+    """List the data formats steertime reads."""
+    for name, desc in data.available_formats().items():
+        console.print(f"[bold]{name}[/]: {desc}")
+
+
+@app.command()
+def inspect(
+    path: Path,
+    format: str = FORMAT,
+    max_gap: float = MAX_GAP,
+    strict: bool = STRICT,
+    mapping: Path = MAPPING,
+    map: list[str] = MAP,
+    decode: bool = typer.Option(False, "--decode", help="Decode every frame to find bad ones."),
+) -> None:
+    """Validate a recording and print its drives, signals and problems."""
+    s = data.inspect(path, format, _read_options(max_gap, strict, mapping, map), decode=decode)
+    console.print(
+        f"[bold]{s.path}[/] format [bold]{s.format}[/]: {len(s.drives)} drive(s), "
+        f"{s.total_frames} frames, {s.total_duration_s:.1f} s"
+    )
+    t = Table("drive", "frames", "duration s", "rate Hz", "video")
+    for d in s.drives:
+        t.add_row(
+            d.name,
+            str(d.frames),
+            f"{d.duration_s:.1f}",
+            f"{d.rate_hz:.2f}",
+            "yes" if d.has_frames else "MISSING",
+        )
+    console.print(t)
+    st = Table(
+        "signal", "unit", "to rad", "angle of", "min", "mean", "max", title="signals (all drives)"
+    )
+    by_name: dict[str, list] = {}
+    for d in s.drives:
+        for g in d.signals:
+            by_name.setdefault(g.name, []).append(g)
+    for name, gs in by_name.items():
+        g0 = gs[0]
+        st.add_row(
+            name,
+            g0.unit,
+            "-" if g0.to_radians is None else f"{g0.to_radians:.5g}",
+            g0.angle_of or "-",
+            f"{min(g.min for g in gs):.4g}",
+            f"{sum(g.mean for g in gs) / len(gs):.4g}",
+            f"{max(g.max for g in gs):.4g}",
+        )
+    console.print(st)
+    if s.problems:
+        console.print(f"[yellow]problems found ({len(s.problems)}):[/]")
+        for p in s.problems:
+            console.print(f"  - {p}", markup=False, highlight=False)
+    else:
+        console.print("[green]no problems found[/]")
+
+
+@app.command()
+def prepare(
+    path: Path,
+    out: Path = typer.Option(..., "--out", "-o", help="Cache folder to create."),
+    size: str = typer.Option("66x200", help="Model input HEIGHTxWIDTH."),
+    crop: str = typer.Option("0,0", help="Rows to cut from the TOP,BOTTOM before resizing."),
+    fps: float = typer.Option(None, help="Downsample to at most this frame rate."),
+    split: str = typer.Option("tail", help="Split mode: tail, blocks or drive."),
+    val: float = typer.Option(0.15, help="Fraction for validation."),
+    test: float = typer.Option(0.15, help="Fraction for test."),
+    guard: int = typer.Option(50, help="Frames dropped between splits (>= longest sequence)."),
+    blocks: int = typer.Option(10, help="Blocks per drive in 'blocks' mode."),
+    seed: int = typer.Option(0, help="Seed for 'blocks' and 'drive' splits."),
+    workers: int = typer.Option(2, help="Decoding threads."),
+    overwrite: bool = typer.Option(False, help="Replace an existing cache."),
+    format: str = FORMAT,
+    max_gap: float = MAX_GAP,
+    strict: bool = STRICT,
+    mapping: Path = MAPPING,
+    map: list[str] = MAP,
+) -> None:
+    """Decode, crop and resize every frame once into a fast random-access cache."""
+    h, w = parse_size(size)
+    top, bottom = parse_crop(crop)
+    cfg = data.PrepareConfig(
+        frame=FrameSpec(h, w, top, bottom),
+        fps=fps,
+        workers=workers,
+        skip_bad_frames=not strict,
+        split=data.SplitConfig(split, val, test, guard, blocks, seed),
+    )
+    opts = _read_options(max_gap, strict, mapping, map)
+    drives = data.read_drives(path, format, opts)
+    total = sum(len(d) for d in drives if d.frames is not None)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("prepare"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("frames", total=total)
+        cache = data.prepare_drives(
+            drives,
+            out,
+            cfg,
+            source=str(path),
+            overwrite=overwrite,
+            progress=lambda n: bar.advance(task, n),
+        )
+    rate = total / (time.perf_counter() - started)
+    segs = cache.segments()
+    counts = {s: sum(len(g) for g in segs if g.split == s) for s in ("train", "val", "test")}
+    console.print(
+        f"wrote {out}: {len(cache.drives)} drive(s), {cache.n_frames} frames of {h}x{w}; "
+        f"train {counts['train']}, val {counts['val']}, test {counts['test']} frames; "
+        f"{rate:.0f} frames/s; hash {cache.content_hash}"
+    )
+    for p in cache.manifest["skipped"]:
+        console.print(f"[yellow]skipped[/] {p}", markup=True)
+
+
+@app.command("split")
+def split_cmd(
+    cache: Path,
+    mode: str = typer.Option("tail", help="tail, blocks or drive."),
+    val: float = 0.15,
+    test: float = 0.15,
+    guard: int = 50,
+    blocks: int = 10,
+    seed: int = 0,
+) -> None:
+    """Recompute a cache's train/val/test split (frames are untouched)."""
+    c = data.Cache.open(cache)
+    c.resplit(data.SplitConfig(mode, val, test, guard, blocks, seed))
+    for s in ("train", "val", "test"):
+        console.print(f"{s}: {sum(len(g) for g in c.segments(s))} frames")
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", "-o"),
+    seconds: float = 20.0,
+    fps: float = 10.0,
+    seed: int = 0,
+) -> None:
+    """Write a small generated drive (images + CSV + steertime.yaml) for trying things out."""
+    from steertime.data.synthetic import write_synthetic_drive
+
+    write_synthetic_drive(out, seconds, fps, seed)
+    console.print(f"wrote {out} ({int(seconds * fps)} frames)")
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except SteertimeError as e:
+        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+        sys.exit(2)
+    except FileExistsError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(2)

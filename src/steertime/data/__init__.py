@@ -1,0 +1,58 @@
+"""Data in: readers for real driving-log formats, the canonical Drive, the prepared cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from steertime.data.cache import Cache, CachedDrive, PrepareConfig, prepare_drives
+from steertime.data.drive import Drive
+from steertime.data.inspect import Summary, summarize
+from steertime.data.preprocess import FrameSpec
+from steertime.data.readers import ReadOptions, available_formats, detect_format, read_drives
+from steertime.data.splits import Segment, SplitConfig
+
+__all__ = [
+    "Cache",
+    "CachedDrive",
+    "Drive",
+    "FrameSpec",
+    "PrepareConfig",
+    "ReadOptions",
+    "Segment",
+    "SplitConfig",
+    "Summary",
+    "available_formats",
+    "detect_format",
+    "inspect",
+    "prepare",
+    "prepare_drives",
+    "read_drives",
+]
+
+
+def inspect(
+    path: str | Path,
+    format: str | None = None,
+    options: ReadOptions | None = None,
+    decode: bool = False,
+) -> Summary:
+    """Read a recording and summarise it (decode=True also decodes every frame)."""
+    fmt = format or detect_format(path)
+    return summarize(str(path), fmt, read_drives(path, fmt, options), decode=decode)
+
+
+def prepare(
+    path: str | Path,
+    out: str | Path,
+    cfg: PrepareConfig | None = None,
+    format: str | None = None,
+    options: ReadOptions | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Cache:
+    """Read a recording in any supported format and write a prepared cache."""
+    drives = read_drives(path, format, options)
+    return prepare_drives(
+        drives, out, cfg, source=str(path), overwrite=overwrite, progress=progress
+    )

@@ -1,0 +1,163 @@
+"""Lazy frame sources: a drive's frames are decoded on demand, never all held in RAM.
+
+Every source yields RGB uint8 arrays of shape (H, W, 3). Sequential iteration is the
+fast path (video decodes forward); `subset` makes a view used when a recording is
+split into drives or rows are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from steertime.errors import DataError
+
+
+class FrameError(DataError):
+    """One frame could not be decoded; the stream around it may still be usable."""
+
+
+class FrameSource(Protocol):
+    """What a Drive needs from its frames."""
+
+    def __len__(self) -> int: ...
+
+    def describe(self, i: int) -> str:
+        """Where frame i comes from (a file name, or a video and frame number)."""
+        ...
+
+    def iter_frames(self) -> Iterator[tuple[int, np.ndarray | FrameError]]:
+        """Yield (i, frame) in order; a frame that fails to decode is yielded as its error."""
+        ...
+
+    def subset(self, indices: Sequence[int]) -> FrameSource: ...
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """Decode an image file to RGB uint8, raising FrameError naming the file if it is bad."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise FrameError("image file is missing", path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise FrameError(f"image cannot be decoded ({e})", path) from None
+
+
+class ImageFiles:
+    """Frames stored one image file per frame (JPG/PNG)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def describe(self, i: int) -> str:
+        return str(self.paths[i])
+
+    def load(self, i: int) -> np.ndarray:
+        return decode_image(self.paths[i])
+
+    def iter_frames(self) -> Iterator[tuple[int, np.ndarray | FrameError]]:
+        for i in range(len(self.paths)):
+            try:
+                yield i, self.load(i)
+            except FrameError as e:
+                yield i, e
+
+    def subset(self, indices: Sequence[int]) -> ImageFiles:
+        return ImageFiles([self.paths[i] for i in indices])
+
+
+class VideoFrames:
+    """Frames `frame_numbers` (0-based, increasing) of a video file, decoded with PyAV."""
+
+    def __init__(self, path: Path, frame_numbers: Sequence[int]) -> None:
+        self.path = Path(path)
+        self.frame_numbers = np.asarray(frame_numbers, dtype=np.int64)
+        if len(self.frame_numbers) > 1 and np.any(np.diff(self.frame_numbers) <= 0):
+            raise DataError(
+                "video frames are not in time order (frame numbers must increase with time)",
+                path,
+            )
+
+    def __len__(self) -> int:
+        return len(self.frame_numbers)
+
+    def describe(self, i: int) -> str:
+        return f"{self.path} frame {int(self.frame_numbers[i])}"
+
+    def iter_frames(self) -> Iterator[tuple[int, np.ndarray | FrameError]]:
+        import av
+
+        if len(self.frame_numbers) == 0:
+            return
+        want = iter(enumerate(self.frame_numbers.tolist()))
+        i, target = next(want)
+        try:
+            container = av.open(str(self.path))
+        except (av.error.FFmpegError, OSError) as e:
+            raise DataError(f"video cannot be opened ({e})", self.path) from None
+        with container:
+            try:
+                for n, frame in enumerate(container.decode(video=0)):
+                    if n < target:
+                        continue
+                    yield i, frame.to_ndarray(format="rgb24")
+                    nxt = next(want, None)
+                    if nxt is None:
+                        return
+                    i, target = nxt
+            except av.error.FFmpegError as e:
+                yield i, FrameError(f"video decoding failed at frame {target} ({e})", self.path)
+                return
+        # The video ended before the frames we were promised: report, do not invent.
+        yield i, FrameError(f"video ends before frame {target}", self.path)
+
+    def subset(self, indices: Sequence[int]) -> VideoFrames:
+        return VideoFrames(self.path, self.frame_numbers[np.asarray(indices, dtype=np.int64)])
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames in a video's first stream, counted by demuxing packets (no decoding)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            return sum(1 for p in c.demux(stream) if p.size > 0)
+    except (av.error.FFmpegError, OSError, IndexError) as e:
+        raise DataError(f"video cannot be read ({e})", path) from None
+
+
+class ArrayFrames:
+    """Frames produced by a function of the index (generated drives, tests, benchmarks)."""
+
+    def __init__(self, n: int, make, label: str = "generated", offset: int = 0) -> None:
+        self.n, self.make, self.label, self.offset = n, make, label, offset
+        self._indices: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n if self._indices is None else len(self._indices)
+
+    def _index(self, i: int) -> int:
+        return int(i if self._indices is None else self._indices[i])
+
+    def describe(self, i: int) -> str:
+        return f"{self.label} frame {self._index(i)}"
+
+    def iter_frames(self) -> Iterator[tuple[int, np.ndarray | FrameError]]:
+        for i in range(len(self)):
+            yield i, self.make(self._index(i))
+
+    def subset(self, indices: Sequence[int]) -> ArrayFrames:
+        out = ArrayFrames(self.n, self.make, self.label)
+        base = np.arange(self.n) if self._indices is None else self._indices
+        out._indices = base[np.asarray(indices, dtype=np.int64)]
+        return out

@@ -1,0 +1,66 @@
+"""Crop and resize a camera frame to model input. Recorded in every cache and run so that
+training, evaluation and the streaming predictor apply exactly the same transform."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from steertime.errors import SteertimeError
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    height: int = 66
+    width: int = 200
+    crop_top: int = 0
+    crop_bottom: int = 0
+    color: str = "RGB"
+    resample: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise SteertimeError(f"frame size must be positive, got {self.height}x{self.width}")
+        if self.crop_top < 0 or self.crop_bottom < 0:
+            raise SteertimeError("crop rows must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FrameSpec:
+        return cls(**d)
+
+    def apply(self, frame: np.ndarray, where: str = "frame") -> np.ndarray:
+        """(H0, W0, 3) uint8 RGB -> (height, width, 3) uint8 RGB."""
+        h0 = frame.shape[0]
+        if self.crop_top + self.crop_bottom >= h0:
+            raise SteertimeError(
+                f"{where}: crop {self.crop_top},{self.crop_bottom} removes all {h0} rows"
+            )
+        if self.crop_top or self.crop_bottom:
+            frame = frame[self.crop_top : h0 - self.crop_bottom]
+        if frame.shape[0] == self.height and frame.shape[1] == self.width:
+            return np.ascontiguousarray(frame)
+        im = Image.fromarray(np.ascontiguousarray(frame))
+        return np.asarray(im.resize((self.width, self.height), Image.Resampling.BILINEAR))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'66x200' -> (66, 200): height x width, as in PilotNet's paper."""
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SteertimeError(f"size {text!r} is not HEIGHTxWIDTH, e.g. 66x200") from None
+    return h, w
+
+
+def parse_crop(text: str) -> tuple[int, int]:
+    """'60,20' -> rows cut from the top and the bottom."""
+    try:
+        top, bottom = (int(x) for x in text.split(","))
+    except ValueError:
+        raise SteertimeError(f"crop {text!r} is not TOP,BOTTOM, e.g. 60,20") from None
+    return top, bottom

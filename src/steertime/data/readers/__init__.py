@@ -1,0 +1,92 @@
+"""Readers for real driving-log formats, found by `detect` or chosen by name.
+
+Each reader module registers itself with `@register_reader`; `read_drives(path)` picks
+the one whose `detect` accepts the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from steertime.data.drive import DEFAULT_MAX_GAP_S, Drive
+from steertime.errors import DataError
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    max_gap_s: float = DEFAULT_MAX_GAP_S
+    strict: bool = False
+    mapping: dict | None = None  # generic format: the column mapping
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    description: str
+    detect: Callable[[Path], bool]
+    read: Callable[[Path, ReadOptions], list[Drive]]
+
+
+_READERS: dict[str, Reader] = {}
+
+
+def register_reader(name: str, description: str, detect: Callable[[Path], bool]):
+    def deco(fn: Callable[[Path, ReadOptions], list[Drive]]):
+        _READERS[name] = Reader(name, description, detect, fn)
+        return fn
+
+    return deco
+
+
+def available_formats() -> dict[str, str]:
+    _load_all()
+    return {r.name: r.description for r in _READERS.values()}
+
+
+def detect_format(path: str | Path) -> str:
+    _load_all()
+    path = Path(path)
+    if not path.exists():
+        raise DataError("path does not exist", path)
+    if path.is_dir() and not any(path.iterdir()):
+        raise DataError("folder is empty", path)
+    hits = [r.name for r in _READERS.values() if r.detect(path)]
+    if not hits:
+        raise DataError(
+            "unknown format: none of the readers recognise it "
+            f"(known formats: {', '.join(sorted(_READERS))}; choose one with --format, "
+            "or describe your own log with a steertime.yaml for the generic reader)",
+            path,
+        )
+    return hits[0]
+
+
+def read_drives(
+    path: str | Path, format: str | None = None, options: ReadOptions | None = None
+) -> list[Drive]:
+    """Read every drive in `path` (format auto-detected unless given)."""
+    _load_all()
+    path = Path(path)
+    fmt = format or detect_format(path)
+    if fmt not in _READERS:
+        raise DataError(f"unknown format {fmt!r}; known: {', '.join(sorted(_READERS))}", path)
+    if not path.exists():
+        raise DataError("path does not exist", path)
+    drives = _READERS[fmt].read(path, options or ReadOptions())
+    if not drives:
+        raise DataError(f"no drives found by the {fmt} reader", path)
+    return drives
+
+
+def _load_all() -> None:
+    # Import for the side effect of registration; order is detection priority.
+    from steertime.data.readers import (  # noqa: F401
+        comma2k19,
+        deeptesla,
+        donkey,
+        generic,
+        udacity_real,
+        udacity_sim,
+    )
