@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -62,7 +61,12 @@ def inspect(
     decode: bool = typer.Option(False, "--decode", help="Decode every frame to find bad ones."),
 ) -> None:
     """Validate a recording and print its drives, signals and problems."""
-    s = data.inspect(path, format, _read_options(max_gap, strict, mapping, map), decode=decode)
+    _print_summary(
+        data.inspect(path, format, _read_options(max_gap, strict, mapping, map), decode=decode)
+    )
+
+
+def _print_summary(s: data.Summary) -> None:
     console.print(
         f"[bold]{s.path}[/] format [bold]{s.format}[/]: {len(s.drives)} drive(s), "
         f"{s.total_frames} frames, {s.total_duration_s:.1f} s"
@@ -135,8 +139,13 @@ def prepare(
         skip_bad_frames=not strict,
         split=data.SplitConfig(split, val, test, guard, blocks, seed),
     )
-    opts = _read_options(max_gap, strict, mapping, map)
-    drives = data.read_drives(path, format, opts)
+    drives = data.read_drives(path, format, _read_options(max_gap, strict, mapping, map))
+    _prepare_and_report(drives, path, out, cfg, overwrite)
+
+
+def _prepare_and_report(
+    drives: list, path: Path, out: Path, cfg: data.PrepareConfig, overwrite: bool
+) -> None:
     total = sum(len(d) for d in drives if d.frames is not None)
     started = time.perf_counter()
     with Progress(
@@ -160,7 +169,8 @@ def prepare(
     segs = cache.segments()
     counts = {s: sum(len(g) for g in segs if g.split == s) for s in ("train", "val", "test")}
     console.print(
-        f"wrote {out}: {len(cache.drives)} drive(s), {cache.n_frames} frames of {h}x{w}; "
+        f"wrote {out}: {len(cache.drives)} drive(s), {cache.n_frames} frames of "
+        f"{cfg.frame.height}x{cfg.frame.width}; "
         f"train {counts['train']}, val {counts['val']}, test {counts['test']} frames; "
         f"{rate:.0f} frames/s; hash {cache.content_hash}"
     )
@@ -199,21 +209,26 @@ def synth(
     console.print(f"wrote {out} ({int(seconds * fps)} frames)")
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for results."),
+) -> None:
+    """The quick start: generate a small drive, inspect it and prepare a cache from it."""
+    from steertime.data.synthetic import write_synthetic_drive
+
+    drive_dir, cache_dir = out / "drive", out / "cache"
+    if not drive_dir.exists():
+        write_synthetic_drive(drive_dir, seconds=60, fps=10, seed=0)
+    _print_summary(data.inspect(drive_dir))
+    cfg = data.PrepareConfig(split=data.SplitConfig(guard=20))
+    _prepare_and_report(data.read_drives(drive_dir), drive_dir, cache_dir, cfg, overwrite=True)
+    console.print(f"[green]demo done[/]: drive in {drive_dir}, cache in {cache_dir}")
+
+
 def main() -> None:
+    """Entry point: user-facing errors become one clear line and exit status 2."""
     try:
-        rc = app(standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else 0)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except SteertimeError as e:
-        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
-        sys.exit(2)
-    except FileExistsError as e:
+        app()
+    except (SteertimeError, FileExistsError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         sys.exit(2)

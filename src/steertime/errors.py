@@ -29,4 +29,4 @@ class DataError(SteertimeError):
             where.append(f"row {row}")
         if field is not None:
             where.append(f"field {field!r}")
-        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
+        super().__init__(": ".join([*where, message]))

@@ -105,31 +105,30 @@ def assemble_drives(
     if frames is not None and len(frames) != n:
         raise DataError(f"{len(frames)} frames for {n} timestamps", source)
 
-    def complain(msg: str, bad_rows: np.ndarray) -> None:
-        text = f"{msg} (rows {_rows_text(bad_rows)})"
+    def complain(msg: str, fix: str, bad_rows: np.ndarray) -> None:
         if strict:
-            raise DataError(text, source, row=int(bad_rows[0]))
-        problems.append(text)
+            raise DataError(f"{msg} (rows {_rows_text(bad_rows)})", source, row=int(bad_rows[0]))
+        problems.append(f"{msg}; {fix} (rows {_rows_text(bad_rows)})")
 
     keep = np.isfinite(t)
     if not keep.all():
-        complain("non-finite timestamps; rows dropped", rows[~keep])
+        complain("non-finite timestamps", "rows dropped", rows[~keep])
     for k, v in signals.items():
         bad = keep & ~np.isfinite(v)
         if bad.any():
-            complain(f"non-finite {k!r} values; rows dropped", rows[bad])
+            complain(f"non-finite {k!r} values", "rows dropped", rows[bad])
             keep &= ~bad
     idx = np.flatnonzero(keep)
 
     order = np.argsort(t[idx], kind="stable")
     if np.any(order != np.arange(len(order))):
         moved = idx[order != np.arange(len(order))]
-        complain("timestamps out of order; rows sorted by time", rows[moved])
+        complain("timestamps out of order", "rows sorted by time", rows[moved])
         idx = idx[order]
     if len(idx) > 1:
         dup = np.concatenate([[False], np.diff(t[idx]) <= 0])
         if dup.any():
-            complain("duplicate timestamps; later duplicates dropped", rows[idx[dup]])
+            complain("duplicate timestamps", "later duplicates dropped", rows[idx[dup]])
             idx = idx[~dup]
     if len(idx) == 0:
         raise DataError("no usable rows remain after validation: " + "; ".join(problems), source)

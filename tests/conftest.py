@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Wide terminal so rich does not wrap the lines tests look for.
+os.environ.setdefault("COLUMNS", "200")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real recordings in ../shared/data. CI must have them; elsewhere skip, saying why."""
+    if not SHARED.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"real data missing at {SHARED}")
+        pytest.skip(f"real data not found at {SHARED} (CI provides it)")
+    return SHARED
+
+
+def tree_digest(root: Path) -> str:
+    """Hash of every file name, size and mtime under root: detects any write."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def write_images(folder: Path, n: int, size=(64, 48), seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(n):
+        arr = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        name = f"{i:04d}.png"
+        Image.fromarray(arr).save(folder / name)
+        names.append(name)
+    return names
+
+
+def write_video(path: Path, n: int, size=(64, 48), fps: int = 30) -> None:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n):
+            arr = np.full((size[1], size[0], 3), (i * 7) % 255, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)

@@ -1,0 +1,80 @@
+"""The CLI is a thin layer: check it wires options through and reports errors cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from steertime.cli import app
+from steertime.data import Cache
+
+runner = CliRunner()
+
+
+def test_synth_inspect_prepare(tmp_path):
+    r = runner.invoke(app, ["synth", "--out", str(tmp_path / "syn"), "--seconds", "8"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["inspect", str(tmp_path / "syn")])
+    assert r.exit_code == 0, r.output
+    assert "format generic" in r.output and "80 frames" in r.output and "no problems" in r.output
+    r = runner.invoke(
+        app,
+        [
+            "prepare",
+            str(tmp_path / "syn"),
+            "--out",
+            str(tmp_path / "c"),
+            "--size",
+            "33x100",
+            "--crop",
+            "10,0",
+            "--guard",
+            "5",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    c = Cache.open(tmp_path / "c")
+    assert c.frame.height == 33 and c.frame.crop_top == 10
+    assert c.manifest["splits"]["config"]["guard"] == 5
+    r = runner.invoke(app, ["split", str(tmp_path / "c"), "--mode", "blocks", "--guard", "2"])
+    assert r.exit_code == 0 and "train:" in r.output
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from steertime.cli import main; main()",
+            "inspect",
+            str(tmp_path / "nope"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2
+    assert "path does not exist" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from steertime.cli import main; main()",
+            "prepare",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "c"),
+            "--size",
+            "big",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and "HEIGHTxWIDTH" in p.stderr
+
+
+def test_inspect_real_deeptesla_reports_label_overrun(shared_data):
+    r = runner.invoke(app, ["inspect", str(shared_data / "deeptesla"), "--decode"])
+    assert r.exit_code == 0, r.output
+    assert "745 label rows" in r.output and "MISSING" in r.output
