@@ -1,0 +1,57 @@
+"""What every steertime model shares: a streaming-shaped forward and explicit state.
+
+    y, state = model(frames, state)     # frames (B, T, H, W, 3) uint8 -> y (B, T, K)
+
+One step (T=1) or a thousand run through the same code. `state` is a dict of tensors
+with the batch in dimension 0, so rows can be reset independently at drive boundaries
+and the whole state can be saved, carried across TBPTT chunks or exported to ONNX.
+Outputs are in normalised units; `OutputLayout` turns them into physical ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+State = dict[str, torch.Tensor]
+
+
+class SequenceModel(nn.Module):
+    n_outputs: int
+    autoregressive: bool = False
+
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        return {}
+
+    def reset_rows(self, state: State, reset: torch.Tensor) -> State:
+        """Zero the state of batch rows where `reset` (B,) is true."""
+        if not state:
+            return state
+        fresh = self.init_state(reset.shape[0], reset.device)
+        out = {}
+        for k, v in state.items():
+            mask = reset.view(-1, *([1] * (v.dim() - 1)))
+            out[k] = torch.where(mask, fresh[k].to(v.dtype), v)
+        return out
+
+    def encode(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """(B, T, H, W, 3) uint8 -> per-frame features (B, T, F); computed once per frame."""
+        raise NotImplementedError
+
+    def core(
+        self, feats: torch.Tensor, state: State, teacher: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """(B, T, F) features -> (B, T, K) outputs. `teacher` (B, T, K): feed truth back."""
+        raise NotImplementedError
+
+    def forward(
+        self, frames: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        if state is None:
+            state = self.init_state(frames.shape[0], frames.device)
+        feats, state = self.encode(frames, state)
+        return self.core(feats, state)
+
+
+def detach_state(state: State) -> State:
+    return {k: v.detach() for k, v in state.items()}

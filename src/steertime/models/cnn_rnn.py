@@ -1,0 +1,152 @@
+"""CNN encoder -> recurrent core -> head: steering through time.
+
+Options, all in `CnnRnnConfig`:
+- `rnn`: lstm | gru | rnn (vanilla tanh), `layers`, `hidden`;
+- `front3d` = k > 1: a 3D convolution over the last k frames before the encoder
+  (Komanda used 5), so motion — and hence speed — is visible to the encoder;
+- `autoregressive`: the previous step's outputs are an input of the next step (Komanda).
+  `core(..., teacher=y)` feeds the truth back (teacher forcing); without it the model
+  feeds back its own predictions, as it must in the car.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from steertime.models.base import SequenceModel, State
+from steertime.models.encoders import to_float
+from steertime.models.registry import create_encoder, register_model
+
+_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass
+class CnnRnnConfig:
+    n_outputs: int = 1
+    height: int = 66
+    width: int = 200
+    encoder: str = "pilotnet_conv"
+    encoder_cfg: dict = field(default_factory=dict)
+    feat_dim: int = 100
+    rnn: str = "lstm"
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    front3d: int = 0
+    front3d_channels: int = 8
+    autoregressive: bool = False
+
+
+class CnnRnn(SequenceModel):
+    def __init__(self, cfg: CnnRnnConfig) -> None:
+        super().__init__()
+        if cfg.rnn not in _RNN:
+            from steertime.errors import SteertimeError
+
+            raise SteertimeError(f"rnn must be one of {sorted(_RNN)}, got {cfg.rnn!r}")
+        self.cfg = cfg
+        self.n_outputs = cfg.n_outputs
+        self.autoregressive = cfg.autoregressive
+        self.k = max(cfg.front3d, 1)
+        in_ch = 3
+        if self.k > 1:
+            self.front = nn.Sequential(
+                nn.Conv3d(3, cfg.front3d_channels, (self.k, 3, 3), padding=(0, 1, 1)), nn.ELU()
+            )
+            in_ch = cfg.front3d_channels
+        enc_cfg = {
+            "height": cfg.height,
+            "width": cfg.width,
+            "in_channels": in_ch,
+            **cfg.encoder_cfg,
+        }
+        self.encoder = create_encoder(cfg.encoder, **enc_cfg)
+        self.project = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.feat_dim), nn.ELU())
+        rnn_in = cfg.feat_dim + (cfg.n_outputs if cfg.autoregressive else 0)
+        self.rnn = _RNN[cfg.rnn](
+            rnn_in,
+            cfg.hidden,
+            num_layers=cfg.layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, cfg.n_outputs)
+
+    # --- state -----------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        c = self.cfg
+        z = torch.zeros(batch, c.layers, c.hidden, device=device)
+        state = {"h": z}
+        if c.rnn == "lstm":
+            state["c"] = z.clone()
+        if self.k > 1:
+            state["frames"] = torch.zeros(batch, 3, self.k - 1, c.height, c.width, device=device)
+            state["started"] = torch.zeros(batch, device=device)
+        if c.autoregressive:
+            state["prev"] = torch.zeros(batch, c.n_outputs, device=device)
+        return state
+
+    # --- encoder: once per frame -----------------------------------------------------
+    def encode(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        b, t = frames.shape[:2]
+        x = to_float(frames.flatten(0, 1))  # (B*T, 3, H, W)
+        state = dict(state)
+        if self.k > 1:
+            x = x.view(b, t, *x.shape[1:]).transpose(1, 2)  # (B, 3, T, H, W)
+            # A fresh stream has no past: repeat its first frame instead of using zeros.
+            started = state["started"].view(b, 1, 1, 1, 1) > 0
+            first = x[:, :, :1].expand(-1, -1, self.k - 1, -1, -1)
+            past = torch.where(started, state["frames"], first)
+            vol = torch.cat([past, x], dim=2)  # (B, 3, k-1+T, H, W)
+            state["frames"] = vol[:, :, -(self.k - 1) :]
+            state["started"] = torch.ones_like(state["started"])
+            x = self.front(vol).transpose(1, 2).flatten(0, 1)  # (B*T, C3, H, W)
+        feats = self.project(self.encoder(x))  # (B*T, F)
+        return feats.view(b, t, -1), state
+
+    # --- recurrent core --------------------------------------------------------------
+    def _rnn(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
+        if self.cfg.rnn == "lstm":
+            out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
+            return out, {**state, "h": h.transpose(0, 1), "c": c.transpose(0, 1)}
+        out, h = self.rnn(x, h)
+        return out, {**state, "h": h.transpose(0, 1)}
+
+    def core(
+        self, feats: torch.Tensor, state: State, teacher: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        if not self.autoregressive:
+            out, state = self._rnn(feats, state)  # (B, T, H)
+            return self.head(self.drop(out)), state
+        if teacher is not None:
+            # Teacher forcing: step t sees the true outputs of step t-1 (the carried
+            # prediction for the chunk's first step), so the whole chunk runs at once.
+            prev = torch.cat([state["prev"].unsqueeze(1), teacher[:, :-1]], dim=1)
+            out, state = self._rnn(torch.cat([feats, prev], dim=-1), state)
+            y = self.head(self.drop(out))
+            return y, {**state, "prev": teacher[:, -1]}
+        ys = []
+        for t in range(feats.shape[1]):
+            x = torch.cat([feats[:, t : t + 1], state["prev"].unsqueeze(1)], dim=-1)
+            out, state = self._rnn(x, state)
+            y = self.head(self.drop(out))  # (B, 1, K)
+            state = {**state, "prev": y[:, 0]}
+            ys.append(y)
+        return torch.cat(ys, dim=1), state
+
+
+def _builder(cfg: CnnRnnConfig) -> CnnRnn:
+    return CnnRnn(cfg)
+
+
+register_model("cnn_rnn", CnnRnnConfig)(_builder)
+register_model("cnn_lstm", CnnRnnConfig, rnn="lstm")(_builder)
+register_model("cnn_gru", CnnRnnConfig, rnn="gru")(_builder)
+register_model("cnn_lstm_ar", CnnRnnConfig, rnn="lstm", autoregressive=True)(_builder)
+# Komanda (Udacity Challenge 2, 1st): 3D conv over 5 frames, LSTM, autoregressive outputs.
+register_model("komanda", CnnRnnConfig, rnn="lstm", front3d=5, autoregressive=True)(_builder)

@@ -1,0 +1,52 @@
+"""Per-frame CNN encoders: (N, C, H, W) normalised frames -> (N, F) features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from steertime.models.registry import register_encoder
+
+
+def to_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC in [0, 255] -> float NCHW in [-0.5, 0.5] (PilotNet's normalisation layer)."""
+    return frames.permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
+
+
+@dataclass
+class PilotNetConvConfig:
+    height: int = 66
+    width: int = 200
+    in_channels: int = 3
+    channels: tuple[int, ...] = (24, 36, 48, 64, 64)
+    dropout: float = 0.0
+
+
+class PilotNetConv(nn.Module):
+    """NVIDIA PilotNet's convolutional stack: three 5x5 stride-2, two 3x3 stride-1 convs."""
+
+    def __init__(self, cfg: PilotNetConvConfig) -> None:
+        super().__init__()
+        c = cfg.channels
+        layers: list[nn.Module] = []
+        cin = cfg.in_channels
+        for i, cout in enumerate(c):
+            k, s = (5, 2) if i < 3 else (3, 1)
+            layers += [nn.Conv2d(cin, cout, k, s), nn.ELU()]
+            cin = cout
+        layers += [nn.Flatten(), nn.Dropout(cfg.dropout)]
+        self.net = nn.Sequential(*layers)
+        with torch.no_grad():
+            probe = torch.zeros(1, cfg.in_channels, cfg.height, cfg.width)
+            self.out_dim = self.net(probe).shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, C, H, W) float, already normalised by `to_float` -> (N, F)
+        return self.net(x)
+
+
+@register_encoder("pilotnet_conv", PilotNetConvConfig)
+def pilotnet_conv(cfg: PilotNetConvConfig) -> PilotNetConv:
+    return PilotNetConv(cfg)

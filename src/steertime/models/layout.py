@@ -1,0 +1,69 @@
+"""The output layout of a model: which signals, in which order, and their normalisation.
+
+Named once and parsed in one place — training, evaluation, the streaming predictor and
+export all go through `OutputLayout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class OutputLayout:
+    names: list[str]
+    mean: list[float]
+    std: list[float]
+    units: list[dict] = field(default_factory=list)  # steertime.data.units.Unit dicts
+    weights: list[float] = field(default_factory=list)  # loss weight per output
+
+    def __post_init__(self) -> None:
+        k = len(self.names)
+        if not self.weights:
+            self.weights = [1.0] * k
+        if not (len(self.mean) == len(self.std) == len(self.weights) == k):
+            raise ValueError("layout fields must all have one entry per output")
+
+    @property
+    def k(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def slices(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.names)}
+
+    def normalize(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        mean, std = self._stats(y)
+        return (y - mean) / std
+
+    def denormalize(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        mean, std = self._stats(y)
+        return y * std + mean
+
+    def _stats(self, like):
+        if isinstance(like, torch.Tensor):
+            return (
+                torch.tensor(self.mean, dtype=like.dtype, device=like.device),
+                torch.tensor(self.std, dtype=like.dtype, device=like.device),
+            )
+        return np.asarray(self.mean), np.asarray(self.std)
+
+    def parse(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """(..., K) de-normalised outputs -> {name: (...)}, plus `<name>_rad` where known."""
+        out = {n: y[..., i] for i, n in enumerate(self.names)}
+        for i, n in enumerate(self.names):
+            if i < len(self.units) and self.units[i].get("to_radians"):
+                out[f"{n}_rad"] = y[..., i] * self.units[i]["to_radians"]
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> OutputLayout:
+        return cls(**d)

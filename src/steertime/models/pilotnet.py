@@ -1,0 +1,54 @@
+"""NVIDIA PilotNet (Bojarski et al. 2016): the single-frame baseline.
+
+66x200 input, conv 24/36/48 5x5 stride 2, 64/64 3x3, dense 100-50-10, ~250k parameters.
+It sees one frame, so its state is empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from steertime.models.base import SequenceModel, State
+from steertime.models.encoders import PilotNetConv, PilotNetConvConfig, to_float
+from steertime.models.registry import register_model
+
+
+@dataclass
+class PilotNetConfig:
+    n_outputs: int = 1
+    height: int = 66
+    width: int = 200
+    dropout: float = 0.0
+
+
+class PilotNet(SequenceModel):
+    def __init__(self, cfg: PilotNetConfig) -> None:
+        super().__init__()
+        self.n_outputs = cfg.n_outputs
+        self.encoder = PilotNetConv(PilotNetConvConfig(cfg.height, cfg.width))
+        self.head = nn.Sequential(
+            nn.Linear(self.encoder.out_dim, 100),
+            nn.ELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(100, 50),
+            nn.ELU(),
+            nn.Linear(50, 10),
+            nn.ELU(),
+            nn.Linear(10, cfg.n_outputs),
+        )
+
+    def encode(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        b, t = frames.shape[:2]
+        feats = self.encoder(to_float(frames.flatten(0, 1)))  # (B*T, F)
+        return feats.view(b, t, -1), state
+
+    def core(self, feats: torch.Tensor, state: State, teacher=None) -> tuple[torch.Tensor, State]:
+        return self.head(feats), state  # (B, T, K)
+
+
+@register_model("pilotnet", PilotNetConfig)
+def pilotnet(cfg: PilotNetConfig) -> PilotNet:
+    return PilotNet(cfg)

@@ -1,0 +1,88 @@
+"""Model and encoder registries: `@register_model` + `create_model(name, **cfg)`.
+
+Each model family lives in its own file and declares a config dataclass; the config is
+stored beside the weights so a checkpoint can rebuild its model with no code changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from steertime.errors import SteertimeError
+
+_MODELS: dict[str, tuple[type, Callable[..., nn.Module], dict]] = {}
+_ENCODERS: dict[str, tuple[type, Callable[..., nn.Module]]] = {}
+
+
+def _build_config(cls: type, name: str, kw: dict) -> Any:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(kw) - fields
+    if unknown:
+        raise SteertimeError(
+            f"{name}: unknown config keys {sorted(unknown)}; valid keys: {sorted(fields)}"
+        )
+    return cls(**kw)
+
+
+def register_model(name: str, config: type, **defaults: Any):
+    """Register a builder `fn(cfg) -> nn.Module` under `name` with default overrides."""
+
+    def deco(fn: Callable[..., nn.Module]):
+        _MODELS[name] = (config, fn, defaults)
+        return fn
+
+    return deco
+
+
+def register_encoder(name: str, config: type):
+    def deco(fn: Callable[..., nn.Module]):
+        _ENCODERS[name] = (config, fn)
+        return fn
+
+    return deco
+
+
+def _load_all() -> None:
+    from steertime.models import cnn_rnn, encoders, pilotnet  # noqa: F401
+
+
+def list_models() -> list[str]:
+    _load_all()
+    return sorted(_MODELS)
+
+
+def list_encoders() -> list[str]:
+    _load_all()
+    return sorted(_ENCODERS)
+
+
+def model_config(name: str, **kw: Any) -> Any:
+    """The full config a model would be built with (defaults + overrides)."""
+    _load_all()
+    if name not in _MODELS:
+        raise SteertimeError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS))}")
+    cls, _, defaults = _MODELS[name]
+    return _build_config(cls, name, {**defaults, **kw})
+
+
+def create_model(name: str, **kw: Any) -> nn.Module:
+    """Build a registered model. Unknown config keys are an error that lists the valid ones."""
+    cfg = model_config(name, **kw)
+    model = _MODELS[name][1](cfg)
+    model.model_name = name
+    model.config = cfg
+    return model
+
+
+def create_encoder(name: str, **kw: Any) -> nn.Module:
+    _load_all()
+    if name not in _ENCODERS:
+        raise SteertimeError(
+            f"unknown encoder {name!r}; registered: {', '.join(sorted(_ENCODERS))}"
+        )
+    cls, fn = _ENCODERS[name]
+    return fn(_build_config(cls, name, kw))

@@ -1,0 +1,81 @@
+"""Every registered model: shapes, gradients to every parameter, no NaN, chunking = whole."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from steertime.errors import SteertimeError
+from steertime.models import create_model, list_models, model_config
+
+SMALL = {"height": 66, "width": 200}
+
+
+def _frames(b=2, t=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, t, 66, 200, 3), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_every_parameter(name):
+    torch.manual_seed(0)
+    m = create_model(name, n_outputs=3, **SMALL)
+    y, state = m(_frames())
+    assert y.shape == (2, 6, 3) and torch.isfinite(y).all()
+    loss = y.square().mean()
+    if m.autoregressive:  # the teacher-forced path must reach every parameter too
+        feats, st = m.encode(_frames(), m.init_state(2))
+        y_tf, _ = m.core(feats, st, teacher=torch.randn(2, 6, 3))
+        loss = loss + y_tf.square().mean()
+    loss.backward()
+    for pname, p in m.named_parameters():
+        assert p.grad is not None, f"{name}.{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}.{pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{name}.{pname} got an all-zero gradient"
+    for v in state.values():
+        assert v.shape[0] == 2
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_chunks_equal_whole_sequence(name):
+    torch.manual_seed(0)
+    m = create_model(name, n_outputs=2, **SMALL).eval()
+    x = _frames(2, 9)
+    with torch.no_grad():
+        whole, s_whole = m(x)
+        parts, state = [], None
+        for a, b in [(0, 1), (1, 4), (4, 9)]:
+            y, state = m(x[:, a:b], state)
+            parts.append(y)
+    assert torch.allclose(torch.cat(parts, 1), whole, atol=1e-5)
+    for k in s_whole:
+        assert torch.allclose(s_whole[k], state[k], atol=1e-5)
+
+
+def test_reset_rows_restarts_only_those_rows():
+    m = create_model("komanda", **SMALL).eval()
+    x = _frames(2, 4)
+    with torch.no_grad():
+        _, state = m(x)
+        state = m.reset_rows(state, torch.tensor([True, False]))
+        y_reset, _ = m(x[:1], None)
+        y, _ = m(x, state)
+    assert torch.allclose(y[:1], y_reset, atol=1e-5)
+    assert not torch.allclose(y[1:], y_reset, atol=1e-3)
+
+
+def test_pilotnet_matches_the_paper():
+    m = create_model("pilotnet")
+    n = sum(p.numel() for p in m.parameters())
+    assert 240_000 < n < 260_000
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [24, 36, 48, 64, 64]
+    assert [c.kernel_size[0] for c in convs] == [5, 5, 5, 3, 3]
+
+
+def test_unknown_config_key_is_rejected():
+    with pytest.raises(SteertimeError, match="unknown config keys.*hiden.*valid keys"):
+        create_model("cnn_lstm", hiden=32)
+    with pytest.raises(SteertimeError, match="unknown model"):
+        create_model("transformer9000")
+    assert model_config("cnn_gru").rnn == "gru"
