@@ -225,6 +225,53 @@ def demo(
     console.print(f"[green]demo done[/]: drive in {drive_dir}, cache in {cache_dir}")
 
 
+@app.command()
+def train(
+    data_: Path = typer.Option(None, "--data", help="Prepared cache (steertime prepare)."),
+    model: str = typer.Option(None, help="Registered model, e.g. pilotnet, cnn_lstm, komanda."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder to create (or resume)."),
+    seq_len: int = typer.Option(None, help="TBPTT chunk length (train.seq_len)."),
+    epochs: int = typer.Option(None, help="train.epochs"),
+    batch_size: int = typer.Option(None, help="train.batch_size (lanes over all processes)."),
+    lr: float = typer.Option(None, help="optim.lr"),
+    outputs: str = typer.Option(None, help="Signals to predict, e.g. steering,speed."),
+    config: Path = typer.Option(None, help="YAML config (e.g. written by tune or a run)."),
+    set_: list[str] = typer.Option([], "--set", help="Override: section.key=value."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train a model on a prepared cache (stateful truncated BPTT by default)."""
+    from steertime.train import TrainConfig, apply_overrides, load_config
+    from steertime.train import train as run_training
+
+    if resume:
+        if out is None:
+            raise SteertimeError("--resume needs --out RUN")
+        cfg = TrainConfig(out=str(out))
+    else:
+        cfg = load_config(config) if config else TrainConfig()
+        pairs = [
+            f"{k}={v}"
+            for k, v in [
+                ("model.name", model),
+                ("train.seq_len", seq_len),
+                ("train.epochs", epochs),
+                ("train.batch_size", batch_size),
+                ("optim.lr", lr),
+                ("data.outputs", outputs),
+            ]
+            if v is not None
+        ]
+        cfg = apply_overrides(cfg, pairs + list(set_))
+        if data_ is not None:
+            cfg.data.cache = str(data_)
+        if out is not None:
+            cfg.out = str(out)
+        if not cfg.data.cache or not cfg.out:
+            raise SteertimeError("train needs --data CACHE and --out RUN (or a --config with both)")
+    run = run_training(cfg, resume=resume)
+    console.print(f"run written to {run} (best: {run / 'checkpoints' / 'best'})")
+
+
 def main() -> None:
     """Entry point: user-facing errors become one clear line and exit status 2."""
     try:

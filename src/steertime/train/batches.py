@@ -1,0 +1,93 @@
+"""Batches for truncated backpropagation through time.
+
+Stateful (Komanda): the training frames are laid out as `batch_size` lanes; each lane
+walks through drive segments in consecutive chunks of `seq_len`, so the recurrent state
+of one chunk is the right starting state for the next. A row's state is reset where
+its lane enters a new segment. Lanes are rebuilt each epoch from (seed, epoch) — a
+shuffled segment order and a random phase — so a resumed run sees the same batches.
+
+Windows: independent random windows of `burn_in + seq_len` frames; the state starts
+fresh in every window and the first `burn_in` steps only warm it up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from steertime.data import Cache, Segment
+from steertime.errors import SteertimeError
+
+
+@dataclass(frozen=True)
+class Chunk:
+    drive: int
+    start: int
+    reset: bool  # the state must start fresh here
+
+
+def _rng(seed: int, epoch: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch])
+
+
+def stateful_schedule(
+    segments: list[Segment], seq_len: int, lanes: int, seed: int, epoch: int
+) -> list[list[Chunk]]:
+    """steps[i][b]: the chunk lane b trains on at step i of this epoch."""
+    rng = _rng(seed, epoch)
+    chunks: list[Chunk] = []
+    for k in rng.permutation(len(segments)):
+        s = segments[k]
+        phase = int(rng.integers(0, seq_len)) if epoch > 0 and len(s) > 2 * seq_len else 0
+        starts = range(s.start + phase, s.stop - seq_len + 1, seq_len)
+        chunks += [Chunk(s.drive, a, j == 0) for j, a in enumerate(starts)]
+    per_lane = len(chunks) // lanes
+    if per_lane < 1:
+        raise SteertimeError(
+            f"only {len(chunks)} chunks of {seq_len} frames for {lanes} lanes: "
+            "lower train.batch_size or train.seq_len, or use more data"
+        )
+    lane = [chunks[b * per_lane : (b + 1) * per_lane] for b in range(lanes)]
+    for b in range(lanes):  # a lane's first chunk never inherits another lane's state
+        c = lane[b][0]
+        lane[b][0] = Chunk(c.drive, c.start, True)
+    return [[lane[b][i] for b in range(lanes)] for i in range(per_lane)]
+
+
+def window_schedule(
+    segments: list[Segment], length: int, stride: int, batch: int, seed: int, epoch: int
+) -> list[list[Chunk]]:
+    """Shuffled windows of `length` frames (one per `stride` frames of data)."""
+    rng = _rng(seed, epoch)
+    wins = []
+    for s in segments:
+        phase = int(rng.integers(0, stride))
+        wins += [
+            Chunk(s.drive, a, True) for a in range(s.start + phase, s.stop - length + 1, stride)
+        ]
+    if len(wins) < batch:
+        raise SteertimeError(f"only {len(wins)} windows of {length} frames for batch {batch}")
+    order = rng.permutation(len(wins))
+    n = len(wins) // batch
+    return [[wins[order[i * batch + b]] for b in range(batch)] for i in range(n)]
+
+
+class BatchReader:
+    """Reads a step's chunks from the cache into reusable buffers."""
+
+    def __init__(self, cache: Cache, outputs: list[str], length: int, rows: int) -> None:
+        d0 = cache.drives[0]
+        self.cache, self.outputs, self.length = cache, outputs, length
+        self.frames = np.empty((rows, length, d0.height, d0.width, 3), np.uint8)
+        self.targets = np.empty((rows, length, len(outputs)), np.float32)
+
+    def read(self, chunks: list[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> frames (B, T, H, W, 3) uint8, targets (B, T, K) native units, reset (B,) bool."""
+        for b, c in enumerate(chunks):
+            d = self.cache.drives[c.drive]
+            d.read_frames(c.start, c.start + self.length, out=self.frames[b])
+            for k, name in enumerate(self.outputs):
+                self.targets[b, :, k] = d.signals[name][c.start : c.start + self.length]
+        reset = np.array([c.reset for c in chunks])
+        return self.frames, self.targets, reset

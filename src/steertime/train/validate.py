@@ -1,0 +1,44 @@
+"""Streaming evaluation of a model over cache segments, state carried as in the car."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from steertime.data import Cache, Segment
+from steertime.models import OutputLayout, SequenceModel
+
+
+@torch.no_grad()
+def predict_segment(
+    model: SequenceModel, cache: Cache, seg: Segment, device: torch.device, chunk: int = 256
+) -> np.ndarray:
+    """Normalised predictions (T, K) for one segment, starting from a fresh state."""
+    d = cache.drives[seg.drive]
+    state = model.init_state(1, device)
+    out = []
+    for a in range(seg.start, seg.stop, chunk):
+        b = min(a + chunk, seg.stop)
+        x = torch.from_numpy(d.read_frames(a, b)).unsqueeze(0).to(device)
+        y, state = model(x, state)
+        out.append(y[0].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def stream_metrics(
+    model: SequenceModel, cache: Cache, segments: list[Segment], layout: OutputLayout, device
+) -> dict[str, float]:
+    """RMSE per output in native units (and steering in radians where known)."""
+    was_training = model.training
+    model.eval()
+    preds, truth = [], []
+    for seg in segments:
+        preds.append(layout.denormalize(predict_segment(model, cache, seg, device)))
+        d = cache.drives[seg.drive]
+        truth.append(np.stack([d.signals[n][seg.start : seg.stop] for n in layout.names], -1))
+    model.train(was_training)
+    p, t = np.concatenate(preds), np.concatenate(truth)
+    out = {}
+    for name, err in layout.parse(p - t).items():
+        out[f"rmse_{name}"] = float(np.sqrt(np.mean(err**2)))
+    return out
