@@ -57,3 +57,17 @@ def write_video(path: Path, n: int, size=(64, 48), fps: int = 30) -> None:
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(shared_data, tmp_path_factory) -> Path:
+    """A 400-frame real clip of udacity_sim_track1, prepared at 66x200 (tail split, guard 10)."""
+    from steertime.data import PrepareConfig, SplitConfig, read_drives
+    from steertime.data.cache import prepare_drives
+
+    (d,) = read_drives(shared_data / "udacity_sim_track1")
+    clip = d.slice(np.arange(400, 800), "clip")
+    out = tmp_path_factory.mktemp("cache") / "tiny"
+    cfg = PrepareConfig(split=SplitConfig("tail", 0.15, 0.15, guard=10))
+    prepare_drives([clip], out, cfg)
+    return out

@@ -279,7 +279,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             bar.update(frames_per_step)
             bar.set_postfix(loss=f"{pos['loss_sum'] / pos['loss_n']:.4f}", lr=f"{lr:.2g}")
             if writer and pos["global_step"] % 10 == 0:
-                writer.add_scalar("train/loss", float(loss), pos["global_step"])
+                writer.add_scalar("train/loss", loss.item(), pos["global_step"])
                 writer.add_scalar("train/grad_norm", float(gnorm), pos["global_step"])
                 writer.add_scalar("train/lr", lr, pos["global_step"])
             if t.max_steps and pos["global_step"] >= t.max_steps:
