@@ -66,7 +66,9 @@ def _resample_indices(t: np.ndarray, fps: float) -> np.ndarray:
     return idx[idx < len(t)]
 
 
-def _decoded(drive: Drive, spec: FrameSpec, workers: int) -> Iterator[tuple[int, object]]:
+def _decoded(
+    drive: Drive, spec: FrameSpec, workers: int, seen: dict
+) -> Iterator[tuple[int, object]]:
     """Preprocessed frames in order (or the FrameError of a bad one).
 
     Image files are decoded and resized by a thread pool (PIL releases the GIL); videos
@@ -77,6 +79,7 @@ def _decoded(drive: Drive, spec: FrameSpec, workers: int) -> Iterator[tuple[int,
     def one(i: int, frame) -> np.ndarray | FrameError:
         if isinstance(frame, FrameError):
             return frame
+        seen.setdefault("source_size", [int(frame.shape[0]), int(frame.shape[1])])
         return spec.apply(frame, src.describe(i))
 
     load = getattr(src, "load", None)
@@ -110,9 +113,10 @@ def _write_drive(
     kept: list[int] = []
     problems = list(drive.problems)
     frame_bytes = spec.height * spec.width * 3
+    seen: dict = {}
     with open(folder / "frames.npy", "wb") as f:
         f.write(b"\0" * NPY_HEADER)
-        for i, frame in _decoded(drive, spec, cfg.workers):
+        for i, frame in _decoded(drive, spec, cfg.workers, seen):
             on_frame(1)
             if isinstance(frame, FrameError):
                 if not cfg.skip_bad_frames:
@@ -141,6 +145,7 @@ def _write_drive(
         "source": drive.source,
         "format": drive.format,
         "frames": len(kept),
+        "source_size": seen.get("source_size"),  # raw camera frame (height, width)
         "t0": float(t[0]),
         "duration_s": float(t[-1] - t[0]),
         "rate_hz": float(1 / np.median(np.diff(t))) if len(t) > 1 else 0.0,

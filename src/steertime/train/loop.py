@@ -162,6 +162,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     opt = make_optimizer(model, cfg.optim)
     meta_extra = {
         "frame": cache.frame.to_dict(),
+        "source_size": cache.manifest["drives"][0].get("source_size"),
         "data_hash": cache.content_hash,
         "data_path": str(cache.path),
     }

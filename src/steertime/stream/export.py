@@ -1,0 +1,118 @@
+"""ONNX export of one streaming step, and an onnxruntime predictor with the same API.
+
+The graph takes one preprocessed frame and the state as explicit inputs and returns the
+outputs (physical units) and the next state, so any runtime (C++, a Raspberry Pi) can
+carry the state itself:
+
+    inputs:  frame (1, H, W, 3) uint8, then one tensor per state entry (sorted names)
+    outputs: outputs (1, K) float32, then `<name>_out` for each state entry
+
+A JSON sidecar (`model.json`) records the preprocessing, the output names, units and
+normalisation, and the state tensors' names and shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from steertime.atomic import atomic_file, write_json
+from steertime.data.preprocess import FrameSpec
+from steertime.models import OutputLayout
+from steertime.stream.predictor import StreamingPredictor
+
+OPSET = 17
+
+
+class _OneStep(nn.Module):
+    def __init__(self, model, layout: OutputLayout, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+        self.register_buffer("mean", torch.tensor(layout.mean))
+        self.register_buffer("std", torch.tensor(layout.std))
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor):
+        y, new = self.model(frame.unsqueeze(1), dict(zip(self.names, state, strict=True)))
+        return (y[:, 0] * self.std + self.mean, *[new[n] for n in self.names])
+
+
+def export_onnx(run: str | Path, out: str | Path) -> Path:
+    """Export a run's best model to `out/model.onnx` + `out/model.json`."""
+    from steertime.train.checkpoint import load_model
+
+    model, meta = load_model(run)
+    model.eval()
+    layout = OutputLayout.from_dict(meta["layout"])
+    frame = FrameSpec.from_dict(meta["frame"])
+    state = model.init_state(1)
+    names = sorted(state)
+    step = _OneStep(model, layout, names).eval()
+    x = torch.zeros(1, frame.height, frame.width, 3, dtype=torch.uint8)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "model.onnx") as f, warnings.catch_warnings():
+        # The TorchScript exporter handles stateful RNN steps reliably; silence its notices.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            step,
+            (x, *[state[n] for n in names]),
+            f,
+            input_names=["frame", *names],
+            output_names=["outputs", *[f"{n}_out" for n in names]],
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    sidecar = {
+        "format": "steertime-onnx-step/1",
+        "model": meta["model"],
+        "model_config": meta["model_config"],
+        "frame": frame.to_dict(),
+        "source_size": meta.get("source_size"),
+        "layout": layout.to_dict(),
+        "outputs_are": "physical units (de-normalised in the graph)",
+        "inputs": ["frame", *names],
+        "state": {n: {"shape": list(state[n].shape), "dtype": "float32"} for n in names},
+        "data_hash": meta.get("data_hash"),
+        "code_version": meta.get("code_version"),
+    }
+    write_json(out / "model.json", sidecar)
+    return out
+
+
+class OnnxPredictor(StreamingPredictor):
+    """onnxruntime backend: same `step()` / `reset()` as `Predictor`."""
+
+    def __init__(self, folder: str | Path, threads: int = 0, **kw) -> None:
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        self.sidecar = json.loads((folder / "model.json").read_text())
+        super().__init__(
+            OutputLayout.from_dict(self.sidecar["layout"]),
+            FrameSpec.from_dict(self.sidecar["frame"]),
+            self.sidecar.get("source_size"),
+            **kw,
+        )
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
+        self.names = self.sidecar["inputs"][1:]
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        st = self.sidecar["state"]
+        self.state = {n: np.zeros(st[n]["shape"], np.float32) for n in self.names}
+
+    def _run(self, frame: np.ndarray) -> np.ndarray:
+        res = self.session.run(None, {"frame": frame[None], **self.state})
+        self.state = dict(zip(self.names, res[1:], strict=True))
+        return res[0][0]
