@@ -1,0 +1,61 @@
+"""Honest evaluation: streaming metrics vs baselines, plots, an HTML report, overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from steertime.atomic import atomic_file, write_json
+from steertime.data import ReadOptions
+from steertime.evaluate import plots
+from steertime.evaluate.report import write_report
+from steertime.evaluate.run import Frames, evaluate, score
+
+__all__ = ["Frames", "evaluate", "evaluate_to_dir", "leaderboard", "score"]
+
+
+def evaluate_to_dir(
+    run: str | Path,
+    data: str | Path,
+    out: str | Path,
+    split: str | None = "test",
+    compare: list[str | Path] = (),
+    format: str | None = None,
+    options: ReadOptions | None = None,
+) -> dict:
+    """Evaluate and write metrics.json, predictions.parquet, PNG plots and report.html."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result, frames, layout = evaluate(run, data, split, compare, format, options)
+    write_json(out / "metrics.json", result)
+    table = {"drive": frames.drive, "t": frames.t}
+    for name, v in frames.truth.items():
+        table[f"true_{name}"] = v
+    for model, preds in frames.preds.items():
+        for name, v in preds.items():
+            table[f"{model}:{name}"] = v
+    with atomic_file(out / "predictions.parquet") as f:
+        pd.DataFrame(table).to_parquet(f, index=False)
+    images: dict[str, list[Path]] = {}
+    for name in result["outputs"]:
+        images[name] = [
+            plots.timeseries(frames, name, out / f"timeseries_{name}.png"),
+            plots.error_histogram(frames, name, out / f"error_hist_{name}.png"),
+            plots.scatter(frames, name, out / f"scatter_{name}.png"),
+        ]
+    curves = plots.training_curves(Path(run), out / "training_curves.png")
+    images["training"] = [curves] if curves else []
+    cfg = Path(run) / "config.yaml"
+    write_report(out / "report.html", result, images, cfg.read_text() if cfg.is_file() else "")
+    return result
+
+
+def leaderboard(result: dict, name: str = "steering") -> list[dict]:
+    """One row per model (runs and reference predictors), best RMSE first."""
+    entry = result["outputs"][name]
+    rows = [
+        {"model": m, **{k: v for k, v in s.items() if k != "by_magnitude"}}
+        for m, s in entry["models"].items()
+    ]
+    return sorted(rows, key=lambda r: r["rmse"])

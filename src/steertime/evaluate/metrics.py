@@ -1,0 +1,99 @@
+"""Metrics that say how well a model steers, including what RMSE hides.
+
+All functions take 1-D arrays of per-frame values (one drive or several concatenated)
+and are pure numpy, so they are easy to check by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rmse(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred - true) ** 2)))
+
+
+def mae(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred - true)))
+
+
+def r2(pred: np.ndarray, true: np.ndarray) -> float:
+    """1 - SSE/SST: 0 for predicting the mean, 1 for perfect; can be negative."""
+    sst = float(np.sum((true - true.mean()) ** 2))
+    return float("nan") if sst == 0 else 1.0 - float(np.sum((pred - true) ** 2)) / sst
+
+
+def best_lag(pred: np.ndarray, true: np.ndarray, max_lag: int) -> int:
+    """The shift (frames) that best aligns prediction with truth, by least squares.
+
+    Positive: the prediction lags behind the truth (pred[t] ≈ true[t - lag]).
+    """
+    n = len(pred)
+    max_lag = min(max_lag, n // 2)
+    best, best_err = 0, np.inf
+    for lag in range(-max_lag, max_lag + 1):
+        if lag >= 0:
+            a, b = pred[lag:], true[: n - lag]
+        else:
+            a, b = pred[: n + lag], true[-lag:]
+        err = float(np.mean((a - b) ** 2))
+        if err < best_err - 1e-15:
+            best, best_err = lag, err
+    return best
+
+
+def mean_abs_rate(x: np.ndarray, t: np.ndarray) -> float:
+    """Mean |dx/dt|: how fast the signal moves (steering smoothness)."""
+    if len(x) < 2:
+        return 0.0
+    return float(np.mean(np.abs(np.diff(x) / np.diff(t))))
+
+
+BUCKETS = (("straight", 0.0, 0.25), ("gentle", 0.25, 1.0), ("sharp", 1.0, np.inf))
+
+
+def error_by_magnitude(pred: np.ndarray, true: np.ndarray, scale: float) -> dict[str, dict]:
+    """RMSE in buckets of |true| / scale (scale: e.g. the training std of steering)."""
+    mag = np.abs(true) / max(scale, 1e-12)
+    out = {}
+    for name, lo, hi in BUCKETS:
+        m = (mag >= lo) & (mag < hi)
+        out[name] = {
+            "range": f"[{lo:g}, {hi:g})·std",
+            "frames": int(m.sum()),
+            "rmse": rmse(pred[m], true[m]) if m.any() else float("nan"),
+        }
+    return out
+
+
+def block_bootstrap_rmse(
+    err: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Confidence interval of RMSE by resampling contiguous blocks of frames.
+
+    Errors of neighbouring frames are correlated; resampling single frames would make the
+    interval far too narrow. `err` may be a difference of squared errors' inputs: pass
+    the per-frame errors (pred - true).
+    """
+    sq = err**2
+    n_blocks = max(1, len(sq) // block)
+    sums = np.add.reduceat(sq[: n_blocks * block], np.arange(0, n_blocks * block, block))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n_blocks, (n_boot, n_blocks))
+    boot = np.sqrt(sums[picks].sum(axis=1) / (n_blocks * block))
+    a = (1 - level) / 2
+    return float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
+
+
+def block_bootstrap_diff(
+    err_a: np.ndarray, err_b: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% CI of RMSE(a) - RMSE(b) on the same frames, blocks resampled jointly."""
+    n_blocks = max(1, len(err_a) // block)
+    idx = np.arange(0, n_blocks * block, block)
+    sa = np.add.reduceat(err_a[: n_blocks * block] ** 2, idx)
+    sb = np.add.reduceat(err_b[: n_blocks * block] ** 2, idx)
+    picks = np.random.default_rng(seed).integers(0, n_blocks, (n_boot, n_blocks))
+    n = n_blocks * block
+    d = np.sqrt(sa[picks].sum(1) / n) - np.sqrt(sb[picks].sum(1) / n)
+    return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))

@@ -1,0 +1,100 @@
+"""Pictures of an evaluation (matplotlib, PNG), each written atomically."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from steertime.atomic import atomic_file  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _label(name: str, unit: dict) -> str:
+    return f"{name} [{unit.get('name', '')}]" if unit else name
+
+
+def timeseries(frames, name: str, out: Path) -> Path:
+    """Truth and every model over time, one panel per evaluated segment (up to 4)."""
+    drives = list(dict.fromkeys(frames.drive))[:4]
+    fig, axes = plt.subplots(len(drives), 1, figsize=(11, 2.6 * len(drives)), squeeze=False)
+    for ax, dname in zip(axes[:, 0], drives, strict=True):
+        m = frames.drive == dname
+        t = frames.t[m] - frames.t[m][0]
+        ax.plot(t, frames.truth[name][m], color="black", lw=1.4, label="driver (truth)")
+        for model, preds in frames.preds.items():
+            ax.plot(t, preds[name][m], lw=1.0, label=model)
+        ax.set_title(dname, fontsize=9)
+        ax.set_ylabel(_label(name, frames.units.get(name, {})))
+    axes[-1, 0].set_xlabel("time [s]")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    return _save(fig, out)
+
+
+def error_histogram(frames, name: str, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for model, preds in frames.preds.items():
+        ax.hist(preds[name] - frames.truth[name], bins=60, alpha=0.5, label=model)
+    ax.set_xlabel(f"prediction − truth ({frames.units.get(name, {}).get('name', '')})")
+    ax.set_ylabel("frames")
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def scatter(frames, name: str, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    true = frames.truth[name]
+    for model, preds in frames.preds.items():
+        ax.scatter(true, preds[name], s=4, alpha=0.4, label=model)
+    lo, hi = float(np.min(true)), float(np.max(true))
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1)
+    ax.set_xlabel(f"true {_label(name, frames.units.get(name, {}))}")
+    ax.set_ylabel("predicted")
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def training_curves(run: Path, out: Path) -> Path | None:
+    f = Path(run) / "metrics.csv"
+    if not f.is_file():
+        return None
+    rows = list(csv.DictReader(f.read_text().splitlines()))
+    if not rows:
+        return None
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.5))
+    ax[0].plot(epochs, [float(r["train_loss"]) for r in rows], marker="o")
+    ax[0].set_title("train loss (normalised MSE)")
+    for k in rows[0]:
+        if k.startswith("val_rmse") and not k.endswith("_rad"):
+            ax[1].plot(epochs, [float(r[k]) for r in rows], marker="o", label=k[4:])
+    ax[1].set_title("validation RMSE (native units)")
+    ax[1].legend(fontsize=8)
+    for a in ax:
+        a.set_xlabel("epoch")
+    return _save(fig, out)
+
+
+def leaderboard(rows: list[dict], name: str, out: Path) -> Path:
+    """Bar chart of RMSE with 95% block-bootstrap intervals, one bar per model."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(rows)))
+    y = np.arange(len(rows))
+    r = np.array([row["rmse"] for row in rows])
+    lo = r - np.array([row["rmse_ci95"][0] for row in rows])
+    hi = np.array([row["rmse_ci95"][1] for row in rows]) - r
+    ax.barh(y, r, xerr=[lo, hi], color="#4c72b0", capsize=3)
+    ax.set_yticks(y, [row["model"] for row in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{name} RMSE (95% CI)")
+    return _save(fig, out)

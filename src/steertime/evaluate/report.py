@@ -1,0 +1,108 @@
+"""A self-contained HTML report: config, data, metrics vs baselines, plots (embedded)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from steertime.atomic import write_text
+
+
+def _img(path: Path | None) -> str:
+    if path is None or not Path(path).is_file():
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def metrics_table(result: dict, name: str) -> str:
+    entry = result["outputs"][name]
+    rad = any("rmse_rad" in m for m in entry["models"].values())
+    head = [
+        "model",
+        "RMSE",
+        "95% CI",
+        *(["RMSE rad"] if rad else []),
+        "MAE",
+        "R²",
+        "lag s",
+        "rate / driver",
+    ]
+    rows = []
+    for model, m in sorted(entry["models"].items(), key=lambda kv: kv[1]["rmse"]):
+        cells = [model, m["rmse"], f"{m['rmse_ci95'][0]:.4g} – {m['rmse_ci95'][1]:.4g}"]
+        if rad:
+            cells.append(m.get("rmse_rad", ""))
+        cells += [m["mae"], m["r2"], m["lag_s"], m["rate_ratio_to_driver"]]
+        cls = ' class="primary"' if model == result["primary"] else ""
+        rows.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>")
+    buckets = entry["models"][result["primary"]]["by_magnitude"]
+    btable = "".join(
+        f"<tr><td>{b}</td><td>{v['range']}</td><td>{v['frames']}</td><td>{_fmt(v['rmse'])}</td></tr>"
+        for b, v in buckets.items()
+    )
+    unit = entry["unit"].get("name", "")
+    return (
+        f"<h2>{html.escape(name)} <small>({html.escape(unit)})</small></h2>"
+        f'<table class="metrics" id="metrics-{html.escape(name)}"><thead><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        f"<p>Error of <b>{html.escape(result['primary'])}</b> by |truth| (straight vs curves):</p>"
+        "<table><tr><th>bucket</th><th>|truth|</th><th>frames</th><th>RMSE</th></tr>"
+        + btable
+        + "</table>"
+    )
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}tr.primary{font-weight:bold}
+img{max-width:100%;display:block;margin:.5em 0}pre{background:#f7f7f7;padding:1em;overflow:auto}
+"""
+
+
+def write_report(out: Path, result: dict, images: dict[str, list[Path]], config_text: str) -> Path:
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>steertime evaluation: {html.escape(result['primary'])}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Evaluation of {html.escape(result['primary'])}</h1>",
+        "<h2>Data</h2><table>",
+        *(
+            f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>"
+            for k, v in result["data"].items()
+        ),
+        f"<tr><th>frames</th><td>{result['frames']}</td></tr>",
+        f"<tr><th>duration</th><td>{result['duration_s']:.1f} s</td></tr>",
+        f"<tr><th>segments</th><td>{len(result['drives'])}</td></tr></table>",
+        "<p>The model runs streaming (state carried from the start of each segment). "
+        "Confidence intervals: 95%, block bootstrap over 2 s blocks. Lag: the shift that best "
+        "aligns prediction and truth (positive: prediction late). Rate / driver: mean "
+        "|d/dt| of the prediction over the driver's (1 = as smooth as the driver).</p>",
+    ]
+    for name in result["outputs"]:
+        parts.append(metrics_table(result, name))
+        parts += [_img(p) for p in images.get(name, [])]
+    if images.get("training"):
+        parts.append("<h2>Training</h2>" + "".join(_img(p) for p in images["training"]))
+    parts += [
+        "<h2>Run configuration</h2><pre>",
+        html.escape(config_text),
+        "</pre>",
+        "<h2>metrics.json</h2><details><summary>raw</summary><pre>",
+        html.escape(json.dumps(result, indent=1)),
+        "</pre></details></body></html>",
+    ]
+    write_text(out, "\n".join(parts))
+    return out

@@ -1,0 +1,193 @@
+"""`steertime evaluate`: a model streaming over held-out drives, against baselines.
+
+The model runs as it would in the car — state carried from the start of each segment —
+and is scored next to predict-zero, predict-the-training-mean and any other runs, all on
+the same frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steertime.data import Cache, ReadOptions
+from steertime.evaluate import metrics as M
+from steertime.models import OutputLayout
+from steertime.train.checkpoint import load_model
+from steertime.train.validate import predict_segment
+
+BLOCK_S = 2.0  # bootstrap block length: longer than the error's correlation time
+MAX_LAG_S = 1.0
+
+
+@dataclass
+class Frames:
+    """The evaluated frames, in order: time, drive label, truth (N, K) per output name."""
+
+    t: np.ndarray
+    drive: np.ndarray
+    truth: dict[str, np.ndarray]
+    units: dict[str, dict]
+    rate_hz: float
+    preds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> name -> (N,)
+
+
+def _run_name(run: Path) -> str:
+    return Path(run).resolve().name
+
+
+def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames, OutputLayout]:
+    model, meta = load_model(run)
+    layout = OutputLayout.from_dict(meta["layout"])
+    segs = cache.segments(split) if split else cache.segments()
+    if not segs:
+        from steertime.errors import SteertimeError
+
+        raise SteertimeError(f"{cache.path}: split {split!r} is empty")
+    ts, drives, preds = [], [], []
+    truth: dict[str, list] = {n: [] for n in cache.signal_names()}
+    for s in segs:
+        d = cache.drives[s.drive]
+        preds.append(layout.denormalize(predict_segment(model, cache, s, torch.device("cpu"))))
+        ts.append(d.timestamps[s.start : s.stop])
+        drives += [f"{d.name}[{s.start}:{s.stop}]"] * len(s)
+        for n in truth:
+            truth[n].append(d.signals[n][s.start : s.stop])
+    p = np.concatenate(preds)
+    t = np.concatenate(ts)
+    frames = Frames(
+        t=t,
+        drive=np.asarray(drives),
+        truth={n: np.concatenate(v) for n, v in truth.items()},
+        units={n: u.to_dict() for n, u in cache.drives[0].units.items()},
+        rate_hz=float(np.median([e["rate_hz"] for e in cache.manifest["drives"]])),
+    )
+    frames.preds[_run_name(run)] = {n: p[:, k] for k, n in enumerate(layout.names)}
+    return frames, layout
+
+
+def predict_on_path(run: Path, path: Path, format: str | None, options: ReadOptions | None):
+    """A raw recording: the streaming predictor over every drive with frames."""
+    from steertime.stream import Predictor
+    from steertime.stream.run import load_source, predict_drives
+
+    p = Predictor.from_run(run)
+    drives = load_source(path, format, options)
+    df = predict_drives(p, drives)
+    ok = df["status"] != "skipped"
+    df = df[ok]
+    truth = {n: df[f"true_{n}"].to_numpy() for n in p.layout.names if f"true_{n}" in df}
+    units = {n: u.to_dict() for n, u in drives[0].units.items()}
+    frames = Frames(
+        t=df["t"].to_numpy(),
+        drive=df["drive"].to_numpy(),
+        truth=truth,
+        units=units,
+        rate_hz=float(np.median([d.rate_hz for d in drives])),
+    )
+    frames.preds[_run_name(run)] = {n: df[n].to_numpy() for n in p.layout.names}
+    return frames, p.layout
+
+
+def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale: float) -> dict:
+    block = max(2, int(round(BLOCK_S * frames.rate_hz)))
+    err = pred - true
+    unit = frames.units.get(name, {})
+    out = {
+        "rmse": M.rmse(pred, true),
+        "mae": M.mae(pred, true),
+        "r2": M.r2(pred, true),
+        "rmse_ci95": list(M.block_bootstrap_rmse(err, block)),
+    }
+    if unit.get("to_radians"):
+        f = unit["to_radians"]
+        out["rmse_rad"] = out["rmse"] * f
+        out["rmse_rad_ci95"] = [c * f for c in out["rmse_ci95"]]
+    # Temporal quality, per drive then pooled: lag and smoothness
+    lags, rates_p, rates_t = [], [], []
+    for dname in dict.fromkeys(frames.drive):
+        m = frames.drive == dname
+        if m.sum() > 4:
+            lags.append(M.best_lag(pred[m], true[m], int(MAX_LAG_S * frames.rate_hz)))
+            rates_p.append(M.mean_abs_rate(pred[m], frames.t[m]))
+            rates_t.append(M.mean_abs_rate(true[m], frames.t[m]))
+    # A constant prediction has no lag to speak of.
+    lag = float(np.median(lags)) if lags and np.std(pred) > 0 else float("nan")
+    out["lag_frames"] = lag
+    out["lag_s"] = lag / frames.rate_hz
+    out["rate"] = float(np.mean(rates_p)) if rates_p else 0.0
+    out["rate_ratio_to_driver"] = out["rate"] / max(
+        float(np.mean(rates_t)) if rates_t else 0.0, 1e-12
+    )
+    out["by_magnitude"] = M.error_by_magnitude(pred, true, scale)
+    return out
+
+
+def score(frames: Frames, layout: OutputLayout) -> dict:
+    """Metrics for every model in `frames.preds` and the reference predictors."""
+    result: dict = {
+        "frames": int(len(frames.t)),
+        "drives": sorted(set(frames.drive.tolist())),
+        "outputs": {},
+    }
+    primary = next(iter(frames.preds))
+    for k, name in enumerate(layout.names):
+        if name not in frames.truth:
+            continue
+        true = frames.truth[name]
+        refs = {
+            "predict_zero": np.zeros_like(true),
+            "predict_mean": np.full_like(true, layout.mean[k]),
+        }
+        models = {m: p[name] for m, p in frames.preds.items() if name in p}
+        entry = {"unit": frames.units.get(name, {}), "models": {}}
+        for m, pred in {**models, **refs}.items():
+            entry["models"][m] = _score(pred, true, frames, name, layout.std[k])
+        block = max(2, int(round(BLOCK_S * frames.rate_hz)))
+        entry["diff_ci95_vs_primary"] = {
+            m: list(M.block_bootstrap_diff(pred - true, models[primary] - true, block))
+            for m, pred in {**models, **refs}.items()
+            if m != primary
+        }
+        result["outputs"][name] = entry
+    result["primary"] = primary
+    return result
+
+
+def evaluate(
+    run: str | Path,
+    data: str | Path,
+    split: str | None = "test",
+    compare: list[str | Path] = (),
+    format: str | None = None,
+    options: ReadOptions | None = None,
+) -> tuple[dict, Frames, OutputLayout]:
+    """Predict with `run` (and every `compare` run) on the same frames and score them all."""
+    run, data = Path(run), Path(data)
+    if (data / "manifest.json").is_file():
+        cache = Cache.open(data)
+        frames, layout = predict_on_cache(run, cache, split)
+        for other in compare:
+            f2, _ = predict_on_cache(Path(other), cache, split)
+            frames.preds.update(f2.preds)
+        source = {"cache": str(data), "split": split, "content_hash": cache.content_hash}
+    else:
+        frames, layout = predict_on_path(run, data, format, options)
+        for other in compare:
+            f2, _ = predict_on_path(Path(other), data, format, options)
+            frames.preds.update(f2.preds)
+        source = {"path": str(data), "split": None}
+    result = score(frames, layout)
+    result = {"run": str(run), "data": source, "duration_s": _duration(frames), **result}
+    return result, frames, layout
+
+
+def _duration(frames: Frames) -> float:
+    total = 0.0
+    for dname in dict.fromkeys(frames.drive):
+        t = frames.t[frames.drive == dname]
+        total += float(t[-1] - t[0]) if len(t) > 1 else 0.0
+    return total

@@ -1,0 +1,154 @@
+"""Evaluation: metrics by hand, lag on a known shift, report in a real browser, overlay video."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from steertime.cli import app
+from steertime.data import FrameSpec
+from steertime.evaluate import metrics as M
+from tests.test_stream import make_run
+
+
+def test_metrics_by_hand():
+    p, t = np.array([1.0, 2.0, 3.0, 5.0]), np.array([1.0, 1.0, 4.0, 4.0])
+    assert M.rmse(p, t) == pytest.approx(np.sqrt((0 + 1 + 1 + 1) / 4))
+    assert M.mae(p, t) == pytest.approx(0.75)
+    assert M.r2(p, t) == pytest.approx(1 - 3 / 9)
+    assert M.r2(np.full(4, t.mean()), t) == pytest.approx(0.0)
+    assert M.mean_abs_rate(np.array([0.0, 1.0, 3.0]), np.array([0.0, 0.5, 1.0])) == pytest.approx(
+        3.0
+    )
+    b = M.error_by_magnitude(p, t, scale=4.0)
+    assert b["straight"]["frames"] == 0 and b["sharp"]["frames"] == 2 and b["gentle"]["frames"] == 2
+    assert b["sharp"]["rmse"] == pytest.approx(np.sqrt((1 + 1) / 2))
+
+
+@pytest.mark.parametrize("shift", [-4, 0, 3, 7])
+def test_lag_detects_a_known_shift(shift):
+    rng = np.random.default_rng(0)
+    x = np.convolve(rng.normal(size=600), np.hanning(15), mode="same")
+    true = x[50:550]
+    pred = x[50 - shift : 550 - shift]  # pred[t] = true[t - shift]
+    assert M.best_lag(pred, true, max_lag=10) == shift
+
+
+def test_block_bootstrap_is_wider_than_iid_and_covers():
+    rng = np.random.default_rng(1)
+    err = np.repeat(rng.normal(size=100), 20)  # strongly correlated in blocks of 20
+    lo, hi = M.block_bootstrap_rmse(err, block=20)
+    lo1, hi1 = M.block_bootstrap_rmse(err, block=1)
+    assert lo <= M.rmse(err, 0 * err) <= hi
+    assert hi - lo > 2 * (hi1 - lo1)
+    d_lo, d_hi = M.block_bootstrap_diff(err, err * 0.5, block=20)
+    assert d_lo > 0  # a is clearly worse than b
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_cache, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    from steertime.train import TrainConfig, apply_overrides, train
+
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            "train.threads=2",
+            "train.batch_size=4",
+            "train.seq_len=5",
+            "train.epochs=2",
+            "model.hidden=16",
+            "model.feat_dim=16",
+            "data.outputs=steering,speed",
+        ],
+    )
+    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp / "lstm")
+    run = train(cfg, progress=False)
+    other = make_run(tmp, "pilotnet")
+    # make_run's layout is steering+speed with its own stats: fine for comparing on frames
+    r = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(run),
+            "--data",
+            str(tiny_cache),
+            "--out",
+            str(tmp / "ev"),
+            "--compare",
+            str(other),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    return tmp, r.output
+
+
+def test_evaluate_writes_metrics_and_report(evaluated):
+    tmp, output = evaluated
+    m = json.loads((tmp / "ev" / "metrics.json").read_text())
+    st = m["outputs"]["steering"]["models"]
+    assert {"lstm", "run_pilotnet", "predict_zero", "predict_mean"} <= set(st)
+    assert m["frames"] == 50  # test block of the 400-frame clip: [350, 400) after the guard
+    for s in st.values():
+        assert s["rmse_ci95"][0] <= s["rmse"] <= s["rmse_ci95"][1]
+        assert "rmse_rad" in s and s["rmse_rad"] == pytest.approx(s["rmse"] * np.radians(25))
+    assert "predict_zero" in output and "report:" in output
+    for f in ("report.html", "timeseries_steering.png", "scatter_speed.png", "training_curves.png"):
+        assert (tmp / "ev" / f).is_file(), f
+
+
+def test_report_loads_in_headless_chromium(evaluated):
+    tmp, _ = evaluated
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (.ci/run installs Debian's chromium)")
+    r = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp / 'chrome'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            (tmp / "ev" / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    dom = r.stdout
+    assert 'id="metrics-steering"' in dom and "predict_zero" in dom
+    assert "data:image/png;base64," in dom
+    assert "Uncaught" not in r.stderr and "SyntaxError" not in r.stderr
+
+
+def test_render_overlay_decodes(tmp_path, shared_data):
+    import av
+
+    run = make_run(tmp_path, "cnn_lstm", source_size=(180, 320), spec=FrameSpec(66, 200, 70, 20))
+    src = tmp_path / "clip"
+    src.mkdir()
+    # a 40-frame DeepTesla clip: the first 40 label rows beside the real video
+    lines = (shared_data / "deeptesla" / "epoch01_steering.csv").read_text().splitlines()[:41]
+    (src / "epoch01_steering.csv").write_text("\n".join(lines) + "\n")
+    (src / "epoch01_front.mkv").symlink_to(shared_data / "deeptesla" / "epoch01_front.mkv")
+    r = CliRunner().invoke(app, ["render", str(run), str(src), "--out", str(tmp_path / "o.mp4")])
+    assert r.exit_code == 0, r.output
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(video=0))
+        assert (n, s.codec_context.name, s.width) == (40, "h264", 640)
+        assert s.height == 360 + 110
+    assert not list(tmp_path.glob(".o.mp4*"))
