@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,7 @@ def evaluate_to_dir(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result, frames, layout = evaluate(run, data, split, compare, format, options)
-    write_json(out / "metrics.json", result)
+    write_json(out / "metrics.json", _json_safe(result))
     table = {"drive": frames.drive, "t": frames.t}
     for name, v in frames.truth.items():
         table[f"true_{name}"] = v
@@ -49,6 +50,17 @@ def evaluate_to_dir(
     cfg = Path(run) / "config.yaml"
     write_report(out / "report.html", result, images, cfg.read_text() if cfg.is_file() else "")
     return result
+
+
+def _json_safe(obj):
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def leaderboard(result: dict, name: str = "steering") -> list[dict]:
