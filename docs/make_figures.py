@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from steertime.data import prepare, read_drives
-from steertime.data.synthetic import write_synthetic_drive
+from steertime.sim import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -22,7 +22,7 @@ def contact_sheet(out: Path) -> None:
             ("udacity_sim_track1", SHARED / "udacity_sim_track1"),
             ("donkey_rc_tub", SHARED / "donkey_rc_tub"),
             ("deeptesla epoch01", SHARED / "deeptesla" / "epoch01_steering.csv"),
-            ("generated (steertime synth)", write_synthetic_drive(Path(t) / "syn", 5)),
+            ("simulated (steertime simulate)", simulate(Path(t) / "sim", 0.1)),
         ]
         for k, (label, path) in enumerate(sources):
             d = [d for d in read_drives(path) if d.frames is not None][0]

@@ -13,12 +13,13 @@ from steertime.data import Cache
 runner = CliRunner()
 
 
-def test_synth_inspect_prepare(tmp_path):
-    r = runner.invoke(app, ["synth", "--out", str(tmp_path / "syn"), "--seconds", "8"])
+def test_simulate_inspect_prepare(tmp_path):
+    r = runner.invoke(app, ["simulate", "--out", str(tmp_path / "syn"), "--minutes", "0.15"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["inspect", str(tmp_path / "syn")])
     assert r.exit_code == 0, r.output
-    assert "format generic" in r.output and "80 frames" in r.output and "no problems" in r.output
+    assert "format generic" in r.output and "90 frames" in r.output and "no problems" in r.output
+    assert "torque" in r.output and "N*m" in r.output
     r = runner.invoke(
         app,
         [

@@ -1,0 +1,21 @@
+"""A built-in driving simulator: procedural roads, a forward camera, a bicycle-model car,
+an expert driver, recording in the generic format, and closed-loop driving of a model."""
+
+from steertime.sim.camera import CameraSpec, render
+from steertime.sim.drive import DriveReport, drive
+from steertime.sim.record import heldout_seeds, simulate, training_seeds
+from steertime.sim.road import Road, make_road
+from steertime.sim.world import World
+
+__all__ = [
+    "CameraSpec",
+    "DriveReport",
+    "Road",
+    "World",
+    "drive",
+    "heldout_seeds",
+    "make_road",
+    "render",
+    "simulate",
+    "training_seeds",
+]
