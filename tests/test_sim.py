@@ -108,3 +108,17 @@ def test_lane_geometry():
     assert s == pytest.approx(200.0, abs=0.6) and off == pytest.approx(0.0, abs=0.05)
     x2, y2 = road.lane_center(200.0, offset=LANE_WIDTH / 2 - 0.5)
     assert road.project(float(x2), float(y2), 200.0)[1] == pytest.approx(0.5, abs=0.05)
+
+
+def test_demo_pipeline_small(tmp_path):
+    """The demo end to end at toy scale: every stage runs and the report has its parts."""
+    import json
+
+    from steertime.demo import run_demo
+
+    report = run_demo(tmp_path / "demo", minutes=0.6, epochs=1, roads=1, road_seconds=5)
+    text = report.read_text()
+    assert 'id="closed-loop"' in text and 'id="metrics-steering"' in text and "pilotnet" in text
+    closed = json.loads((tmp_path / "demo" / "closed_loop.json").read_text())
+    assert set(closed) == {"pilotnet", "cnn_lstm"}
+    assert all(0 <= r["autonomy_pct"] <= 100 for r in closed.values())

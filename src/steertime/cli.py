@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -20,6 +22,21 @@ from steertime.errors import SteertimeError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (only on a terminal); yields `advance(n)`."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def _read_options(
@@ -149,22 +166,14 @@ def _prepare_and_report(
 ) -> None:
     total = sum(len(d) for d in drives if d.frames is not None)
     started = time.perf_counter()
-    with Progress(
-        TextColumn("prepare"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("frames", total=total)
+    with _progress("prepare", total) as advance:
         cache = data.prepare_drives(
             drives,
             out,
             cfg,
             source=str(path),
             overwrite=overwrite,
-            progress=lambda n: bar.advance(task, n),
+            progress=advance,
         )
     rate = total / (time.perf_counter() - started)
     segs = cache.segments()
@@ -266,16 +275,8 @@ def predict(
     drives = load_source(source, format, _read_options(1.0, False, mapping, map))
     total = sum(len(d) for d in drives)
     started = time.perf_counter()
-    with Progress(
-        TextColumn("predict"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("frames", total=total)
-        df = predict_drives(p, drives, progress=lambda n: bar.advance(task, n))
+    with _progress("predict", total) as advance:
+        df = predict_drives(p, drives, progress=advance)
     write_table(df, out)
     rate = total / (time.perf_counter() - started)
     skipped = int((df["status"] == "skipped").sum())
@@ -385,21 +386,13 @@ def render(
     from steertime.stream.run import load_source
 
     drives = load_source(source, format)
-    with Progress(
-        TextColumn("render"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("frames", total=sum(len(d) for d in drives))
+    with _progress("render", sum(len(d) for d in drives)) as advance:
         render_video(
             Predictor.from_run(run),
             drives,
             out,
             output=output,
-            progress=lambda n: bar.advance(task, n),
+            progress=advance,
         )
     console.print(f"wrote {out}")
 
@@ -418,16 +411,8 @@ def simulate(
 
     h, w = parse_size(size)
     total = int(minutes * 60 * fps)
-    with Progress(
-        TextColumn("simulate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("frames", total=total)
-        run_sim(out, minutes, seed, fps, CameraSpec(h, w), progress=lambda n: bar.advance(task, n))
+    with _progress("simulate", total) as advance:
+        run_sim(out, minutes, seed, fps, CameraSpec(h, w), progress=advance)
     console.print(f"wrote {out}: {total} frames; next: steertime prepare {out} --out CACHE")
 
 

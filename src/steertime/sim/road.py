@@ -59,8 +59,9 @@ class Road:
 
         Positive offset: left of the lane centre.
         """
-        lo = max(0, int((s_guess - window) / DS))
-        hi = min(len(self.s), int((s_guess + window) / DS) + 2)
+        n = len(self.s)
+        lo = min(max(0, int((s_guess - window) / DS)), n - 2)
+        hi = max(min(n, int((s_guess + window) / DS) + 2), lo + 2)
         dx, dy = px - self.x[lo:hi], py - self.y[lo:hi]
         k = int(np.argmin(dx * dx + dy * dy))
         j = lo + k
