@@ -38,6 +38,8 @@ class CnnRnnConfig:
     front3d: int = 0
     front3d_channels: int = 8
     autoregressive: bool = False
+    skip: bool = True  # the head also sees the frame's own features, not only the memory
+    head_hidden: int = 64
 
 
 class CnnRnn(SequenceModel):
@@ -74,7 +76,10 @@ class CnnRnn(SequenceModel):
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden, cfg.n_outputs)
+        head_in = cfg.hidden + (cfg.feat_dim if cfg.skip else 0)
+        self.head = nn.Sequential(
+            nn.Linear(head_in, cfg.head_hidden), nn.ELU(), nn.Linear(cfg.head_hidden, cfg.n_outputs)
+        )
 
     # --- state -----------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
@@ -117,24 +122,29 @@ class CnnRnn(SequenceModel):
         out, h = self.rnn(x, h)
         return out, {**state, "h": h.transpose(0, 1)}
 
+    def _head(self, out: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        # (B, T, H) memory [+ (B, T, F) this frame's features] -> (B, T, K)
+        x = torch.cat([out, feats], dim=-1) if self.cfg.skip else out
+        return self.head(self.drop(x))
+
     def core(
         self, feats: torch.Tensor, state: State, teacher: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         if not self.autoregressive:
             out, state = self._rnn(feats, state)  # (B, T, H)
-            return self.head(self.drop(out)), state
+            return self._head(out, feats), state
         if teacher is not None:
             # Teacher forcing: step t sees the true outputs of step t-1 (the carried
             # prediction for the chunk's first step), so the whole chunk runs at once.
             prev = torch.cat([state["prev"].unsqueeze(1), teacher[:, :-1]], dim=1)
             out, state = self._rnn(torch.cat([feats, prev], dim=-1), state)
-            y = self.head(self.drop(out))
+            y = self._head(out, feats)
             return y, {**state, "prev": teacher[:, -1]}
         ys = []
         for t in range(feats.shape[1]):
             x = torch.cat([feats[:, t : t + 1], state["prev"].unsqueeze(1)], dim=-1)
             out, state = self._rnn(x, state)
-            y = self.head(self.drop(out))  # (B, 1, K)
+            y = self._head(out, feats[:, t : t + 1])  # (B, 1, K)
             state = {**state, "prev": y[:, 0]}
             ys.append(y)
         return torch.cat(ys, dim=1), state

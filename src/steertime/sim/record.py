@@ -21,6 +21,37 @@ from steertime.sim.world import World
 GAP_S = 10.0  # time gap between roads: the reader splits them into separate drives
 
 
+class Perturbation:
+    """Occasional smooth steering bumps added to what the car *executes* (not to the
+    label), so the recording shows the expert recovering from being off-centre — data a
+    model needs once its own small errors move the car (DART; PilotNet's shifted views)."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        fps: float,
+        every_s=(6.0, 14.0),
+        length_s=(0.8, 2.0),
+        amplitude_deg=(8.0, 25.0),
+    ) -> None:
+        self.rng, self.fps = rng, fps
+        self.every_s, self.length_s, self.amp = every_s, length_s, amplitude_deg
+        self.wait = int(rng.uniform(*every_s) * fps)
+        self.bump: np.ndarray = np.zeros(0)
+
+    def __call__(self) -> float:
+        if len(self.bump):
+            v, self.bump = float(self.bump[0]), self.bump[1:]
+            return v
+        self.wait -= 1
+        if self.wait <= 0:
+            n = max(2, int(self.rng.uniform(*self.length_s) * self.fps))
+            sign = self.rng.choice([-1.0, 1.0])
+            self.bump = sign * self.rng.uniform(*self.amp) * np.hanning(n)
+            self.wait = int(self.rng.uniform(*self.every_s) * self.fps)
+        return 0.0
+
+
 def training_seeds(seed: int, n: int) -> list[int]:
     return [seed * 1000 + k for k in range(n)]
 
@@ -50,6 +81,7 @@ def simulate(
         for k, road_seed in enumerate(training_seeds(seed, n_roads)):
             world = World(road_seed, dt=1.0 / fps, cam=cam, noise_seed=road_seed)
             expert = Expert(world.dt, np.random.default_rng(road_seed + 1))
+            bump = Perturbation(np.random.default_rng(road_seed + 2), fps)
             for _ in range(min(per_road, n_frames - len(rows))):
                 name = f"{len(rows):07d}.jpg"
                 Image.fromarray(world.frame()).save(tmp / "images" / name, quality=92)
@@ -59,7 +91,8 @@ def simulate(
                     {
                         "t": round(t0 + tel.t, 6),
                         "image": name,
-                        "steering_deg": tel.wheel_deg,
+                        "steering_deg": wheel,
+                        "wheel_deg_measured": tel.wheel_deg,
                         "speed_mps": tel.speed,
                         "torque_nm": tel.torque,
                         "throttle": throttle,
@@ -68,7 +101,7 @@ def simulate(
                         "road": road_seed,
                     }
                 )
-                world.step(wheel, throttle, brake)
+                world.step(wheel + bump(), throttle, brake)
                 if progress:
                     progress(1)
                 if world.at_end:
@@ -83,7 +116,10 @@ def simulate(
             "time": {"column": "t", "unit": "s"},
             "frame": {"column": "image"},
             "signals": {
+                # The label is the expert's command (what a good driver does here), also
+                # while a perturbation is moving the car off-centre.
                 "steering": {"column": "steering_deg", "unit": "deg", "angle_of": "steering_wheel"},
+                "wheel_measured": {"column": "wheel_deg_measured", "unit": "deg"},
                 "speed": {"column": "speed_mps", "unit": "m/s"},
                 "torque": {"column": "torque_nm", "unit": "N*m"},
                 "throttle": {"column": "throttle", "unit": "fraction"},
