@@ -1,6 +1,6 @@
 """Simulator speed: camera rendering frames/s on one core, and `simulate` throughput.
 
-    python benchmarks/bench_sim.py [--frames 2000]
+python benchmarks/bench_sim.py [--frames 2000]
 """
 
 from __future__ import annotations
