@@ -49,3 +49,54 @@ def test_lstm_remembers_where_rnn_cannot():
     """The long-term-dependency lesson: a cue 30 steps back."""
     assert memory_task("lstm", 30, steps=400).accuracy > 0.95
     assert memory_task("rnn", 30, steps=400).accuracy < 0.65
+
+
+def test_training_warnings_and_detailed_logging(tiny_cache, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from steertime.train import TrainConfig, apply_overrides, train
+
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            "train.threads=2",
+            "train.batch_size=4",
+            "train.seq_len=5",
+            "train.epochs=4",
+            "model.hidden=8",
+            "model.feat_dim=8",
+            "optim.lr=0",
+            "optim.clip_norm=1e-9",
+            "train.diagnostics=true",
+            "train.patience=100",
+        ],
+    )
+    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "run")
+    run = train(cfg, progress=False)
+    text = (run / "warnings.txt").read_text()
+    assert "exceeded optim.clip_norm" in text and "optim.lr" in text
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert any(t.startswith("grad_norm/") for t in tags)
+    assert any(t.startswith("update_ratio/") for t in tags)
+    assert any(t.startswith("saturated/") for t in tags)
+
+
+def test_monitor_judges_progress_by_window_means():
+    from torch import nn
+
+    from steertime.train.monitor import WINDOW, TrainingMonitor
+
+    flat = TrainingMonitor(nn.Linear(2, 1), None, 1.0, detailed=False)
+    rng = np.random.default_rng(0)
+    for step in range(2 * WINDOW):
+        flat.after_step(step, 1.0 + 0.1 * rng.normal())  # noisy but not improving
+    assert any("has not moved" in m for m in flat.messages)
+    learning = TrainingMonitor(nn.Linear(2, 1), None, 1.0, detailed=False)
+    for step in range(4 * WINDOW):
+        learning.after_step(step, 1.0 / (1 + step / 10) + 0.01 * rng.normal())
+    assert learning.messages == []
+    zero = TrainingMonitor(nn.Linear(2, 1), None, 1.0, detailed=False)
+    zero.after_backward(0, 0.0, 1e-3)
+    assert "all gradients are zero" in zero.messages[0]

@@ -48,6 +48,7 @@ class LoopConfig:
     ar_lambda: float = 0.5  # autoregressive: weight of teacher-forced + all-output terms
     threads: int = 0  # torch CPU threads (0: torch default)
     device: str = "auto"  # auto | cpu | cuda
+    diagnostics: bool = False  # per-layer grad norms, update ratios, saturation → TensorBoard
 
 
 @dataclass

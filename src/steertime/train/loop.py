@@ -224,8 +224,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     from tqdm import tqdm
 
+    from steertime.train.monitor import TrainingMonitor
+
     params = [p for p in model.parameters() if p.requires_grad]
     clip = cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else math.inf
+    monitor = TrainingMonitor(model, writer, clip, t.diagnostics and info.is_main)
     while pos["epoch"] < t.epochs and not pos["done"]:
         epoch = pos["epoch"]
         steps = schedule(epoch)
@@ -270,7 +273,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                     f"gradient norm is {gnorm.item()} at epoch {epoch} step {i}; weights were "
                     f"not updated. Lower optim.lr (now {lr:.3g}) or set optim.clip_norm."
                 )
+            monitor.after_backward(pos["global_step"], float(gnorm), lr)
             opt.step()
+            monitor.after_step(pos["global_step"], loss.item())
             carried = detach_state(new_state)
             pos["global_step"] += 1
             pos["step"] = i + 1
@@ -327,5 +332,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         checkpoint()
     if writer:
         writer.close()
+    if info.is_main and monitor.messages:
+        write_text(run / "warnings.txt", "\n".join(monitor.messages) + "\n")
     D.teardown(info)
     return run

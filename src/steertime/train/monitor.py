@@ -1,0 +1,100 @@
+"""Training health: warnings with concrete advice when a run shows no learning, and (with
+`train.diagnostics=true`) per-layer gradient norms, update/weight ratios and the share of
+saturated activations, logged to TensorBoard.
+
+The warnings cost nothing (they use the loss and the gradient norm the loop already has);
+the per-layer figures hook into the model only when asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import torch
+from torch import nn
+
+log = logging.getLogger("steertime.train")
+WINDOW = 25  # steps over which "no progress" and "mostly clipped" are judged
+EVERY = 10  # steps between per-layer measurements
+
+
+class TrainingMonitor:
+    def __init__(self, model: nn.Module, writer, clip: float, detailed: bool) -> None:
+        self.model, self.writer, self.clip, self.detailed = model, writer, clip, detailed
+        self.losses: deque = deque(maxlen=WINDOW)
+        self.first_mean: float | None = None
+        self.n = 0
+        self.clipped: deque = deque(maxlen=WINDOW)
+        self.warned: set[str] = set()
+        self.messages: list[str] = []
+        self.saturation: dict[str, list[float]] = {}
+        self._before: dict[str, torch.Tensor] = {}
+        if detailed:
+            for name, mod in model.named_modules():
+                if isinstance(mod, nn.ELU | nn.ReLU):
+                    mod.register_forward_hook(self._hook(name, isinstance(mod, nn.ELU)))
+
+    def _hook(self, name: str, elu: bool):
+        def record(_mod, _inp, out: torch.Tensor) -> None:
+            # ReLU: exactly 0 passes no gradient; ELU: near −1 its slope is ~0 (saturated).
+            dead = (out < -0.99) if elu else (out <= 0)
+            self.saturation.setdefault(name, []).append(float(dead.float().mean()))
+
+        return record
+
+    def _warn(self, key: str, text: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            self.messages.append(text)
+            log.warning(text)
+
+    def after_backward(self, step: int, gnorm: float, lr: float) -> None:
+        """Called between backward and the optimiser step."""
+        if gnorm == 0.0:
+            self._warn(
+                "zero",
+                f"step {step}: all gradients are zero — nothing can learn. Check that "
+                "the outputs depend on the inputs (frozen layers? detached graph?) and that "
+                "targets vary (data.outputs, normalisation).",
+            )
+        self.clipped.append(self.clip != float("inf") and gnorm > self.clip)
+        if len(self.clipped) == WINDOW and sum(self.clipped) > 0.8 * WINDOW:
+            self._warn(
+                "clip",
+                f"step {step}: the gradient norm exceeded optim.clip_norm "
+                f"({self.clip}) on {sum(self.clipped)} of the last {WINDOW} steps — "
+                f"gradients are exploding. Lower optim.lr (now {lr:.3g}) or shorten "
+                "train.seq_len.",
+            )
+        if self.detailed and step % EVERY == 0:
+            for name, p in self.model.named_parameters():
+                if p.grad is not None:
+                    self.writer.add_scalar(f"grad_norm/{name}", float(p.grad.norm()), step)
+            self._before = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+    def after_step(self, step: int, loss: float) -> None:
+        self.losses.append(loss)
+        self.n += 1
+        if self.n == WINDOW:
+            self.first_mean = sum(self.losses) / WINDOW
+        elif self.n % (2 * WINDOW) == 0 and self.first_mean is not None:
+            # Batch noise hides a flat loss step to step; compare window means instead.
+            now = sum(self.losses) / WINDOW
+            if now >= 0.99 * self.first_mean:
+                self._warn(
+                    "flat",
+                    f"step {step}: the loss has not moved since the first "
+                    f"{WINDOW} steps (mean {self.first_mean:.4g} then, {now:.4g} now). "
+                    "The learning rate may be far too low or too high, units may be dead "
+                    "or saturated (run with train.diagnostics=true), or the targets may "
+                    "be constant.",
+                )
+        if self.detailed and self._before:
+            for name, p in self.model.named_parameters():
+                before = self._before[name]
+                ratio = float((p.detach() - before).norm() / (before.norm() + 1e-12))
+                self.writer.add_scalar(f"update_ratio/{name}", ratio, step)
+            for name, fr in self.saturation.items():
+                self.writer.add_scalar(f"saturated/{name}", sum(fr) / len(fr), step)
+            self._before, self.saturation = {}, {}
