@@ -509,6 +509,37 @@ def memory_task_cmd(
     console.print(t)
 
 
+@app.command()
+def tune(
+    data_: Path = typer.Option(..., "--data", help="Prepared cache."),
+    model: str = typer.Option("cnn_lstm"),
+    trials: int = typer.Option(20, help="Trials to run now (added to the study)."),
+    storage: str = typer.Option(
+        "sqlite:///study.db", help="Optuna storage URL (shared DB for many machines)."
+    ),
+    study: str = typer.Option("steertime", help="Study name: the same name resumes it."),
+    out: Path = typer.Option(Path("tune"), "--out", "-o", help="Trial runs and best_config.yaml."),
+    config: Path = typer.Option(None, help="Base config the search starts from."),
+    set_: list[str] = typer.Option([], "--set", help="Base overrides: section.key=value."),
+) -> None:
+    """Search learning rate, hidden size, seq_len, dropout, clipping and optimiser with Optuna."""
+    from steertime.train import TrainConfig, apply_overrides, load_config
+    from steertime.train.tune import tune as run_tune
+
+    base = apply_overrides(
+        load_config(config) if config else TrainConfig(), [f"model.name={model}", *set_]
+    )
+    base.data.cache = str(data_)
+    r = run_tune(base, trials, storage, study, out)
+    console.print(
+        f"study {r['study']}: {r['trials']} trials ({r['complete']} complete, "
+        f"{r['pruned']} pruned); best val RMSE {r['best_value']:.4g} with {r['best_params']}"
+    )
+    console.print(
+        f"best config: {r['best_config']}  →  steertime train --config {r['best_config']} --out RUN"
+    )
+
+
 def main() -> None:
     """Entry point: user-facing errors become one clear line and exit status 2."""
     try:

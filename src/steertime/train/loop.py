@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +129,17 @@ def _append_metrics(run: Path, row: dict, keep_epochs_below: int | None = None) 
     write_text(f, buf.getvalue())
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train a model; returns the run folder. With `resume`, continue `cfg.out`'s run."""
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> Path:
+    """Train a model; returns the run folder. With `resume`, continue `cfg.out`'s run.
+
+    `on_epoch(epoch, metrics)` is called after each validation (metrics include `score`,
+    the value early stopping uses); it may raise to stop the run (e.g. Optuna pruning).
+    """
     run = Path(cfg.out)
     last_dir, best_dir = run / "checkpoints" / "last", run / "checkpoints" / "best"
     if resume:
@@ -323,8 +333,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 if k not in ("epoch", "global_step"):
                     writer.add_scalar(f"epoch/{k}", v, epoch)
             if improved:
-                meta = model_meta(model, layout, {**meta_extra, "epoch": epoch, "val": metrics})
+                meta = model_meta(
+                    model, layout, {**meta_extra, "epoch": epoch, "val": metrics, "score": score}
+                )
                 save_checkpoint(best_dir, model, meta)
+        if on_epoch is not None:
+            on_epoch(epoch, {**metrics, "score": score})
         if pos["bad_epochs"] >= t.patience:
             pos["done"] = True
         if not pos["done"] or pos["step"] >= len(steps):

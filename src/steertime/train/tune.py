@@ -1,0 +1,85 @@
+"""`steertime tune`: hyperparameter search with Optuna ("stochastic graduate student
+descent", automated).
+
+Each trial trains with sampled hyperparameters and reports the validation steering RMSE
+after every epoch; the median pruner stops trials that are doing worse than the others
+had at the same epoch. The study lives in an Optuna storage: the same `--storage` and
+`--study` resume it, and a shared database URL (e.g. PostgreSQL) lets several machines
+work on one study. The best trial's full config is written where `train --config` reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from steertime.atomic import write_text
+from steertime.train.checkpoint import read_meta
+from steertime.train.config import TrainConfig, apply_overrides
+from steertime.train.loop import train
+
+
+def sample(trial, base: TrainConfig) -> TrainConfig:
+    """The search space: learning rate, hidden size, seq_len, dropout, clipping, optimiser."""
+    cfg = copy.deepcopy(base)
+    pairs = [
+        f"optim.lr={trial.suggest_float('lr', 1e-4, 3e-3, log=True)}",
+        f"optim.clip_norm={trial.suggest_float('clip_norm', 1.0, 50.0, log=True)}",
+        f"optim.name={trial.suggest_categorical('optimizer', ['adam', 'sgd'])}",
+        f"train.seq_len={trial.suggest_categorical('seq_len', [5, 10, 20])}",
+        f"model.dropout={trial.suggest_float('dropout', 0.0, 0.3)}",
+    ]
+    if cfg.model["name"] != "pilotnet":
+        pairs.append(f"model.hidden={trial.suggest_categorical('hidden', [32, 64, 128])}")
+    return apply_overrides(cfg, pairs)
+
+
+def tune(
+    base: TrainConfig,
+    trials: int,
+    storage: str,
+    study_name: str,
+    out: Path,
+    seed: int = 0,
+) -> dict:
+    import optuna
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        load_if_exists=True,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+
+    def objective(trial) -> float:
+        cfg = sample(trial, base)
+        cfg.out = str(out / f"trial_{trial.number:04d}")
+        trial.set_user_attr("config", cfg.to_dict())
+
+        def report(epoch: int, metrics: dict) -> None:
+            trial.report(metrics["score"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        run = train(cfg, progress=False, on_epoch=report)
+        return float(read_meta(run / "checkpoints" / "best")["score"])
+
+    study.optimize(objective, n_trials=trials, catch=())
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = study.best_trial
+    write_text(out / "best_config.yaml", yaml.safe_dump(best.user_attrs["config"], sort_keys=False))
+    return {
+        "study": study_name,
+        "trials": len(study.trials),
+        "complete": len(done),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "best_value": best.value,
+        "best_params": best.params,
+        "best_config": str(out / "best_config.yaml"),
+    }

@@ -1,0 +1,51 @@
+"""Hyperparameter search against a real SQLite file: resumable, writes a usable config."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from typer.testing import CliRunner
+
+from steertime.cli import app
+from steertime.train import load_config
+
+
+def test_tune_resumes_and_best_config_trains(tiny_cache, tmp_path):
+    db = tmp_path / "study.db"
+    args = [
+        "tune",
+        "--data",
+        str(tiny_cache),
+        "--model",
+        "cnn_gru",
+        "--storage",
+        f"sqlite:///{db}",
+        "--study",
+        "t",
+        "--out",
+        str(tmp_path / "tune"),
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.max_steps=6",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.threads=2",
+        "--set",
+        "model.feat_dim=8",
+    ]
+    r = CliRunner().invoke(app, [*args, "--trials", "2"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, [*args, "--trials", "1"])
+    assert r.exit_code == 0, r.output
+    assert "3 trials" in r.output
+    with sqlite3.connect(db) as con:
+        assert con.execute("select count(*) from trials").fetchone()[0] == 3
+    best = tmp_path / "tune" / "best_config.yaml"
+    cfg = load_config(best)
+    assert cfg.model["name"] == "cnn_gru" and cfg.data.cache == str(tiny_cache)
+    assert 1e-4 <= cfg.optim.lr <= 3e-3 and cfg.train.seq_len in (5, 10, 20)
+    r = CliRunner().invoke(app, ["train", "--config", str(best), "--out", str(tmp_path / "again")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "again" / "checkpoints" / "best" / "model.safetensors").is_file()
