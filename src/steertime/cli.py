@@ -540,6 +540,27 @@ def tune(
     )
 
 
+@app.command()
+def features(
+    cache: Path,
+    encoder: str = typer.Option("efficientnet_lite0", help="Registered encoder."),
+    out: Path = typer.Option(None, "--out", "-o", help="Default: CACHE/features/ENCODER."),
+) -> None:
+    """Extract a frozen encoder's features for every cached frame once (resumable)."""
+    from steertime.data.features import extract_features
+
+    c = data.Cache.open(cache)
+    out = out or Path(cache) / "features" / encoder
+    started = time.perf_counter()
+    with _progress("features", c.n_frames) as advance:
+        extract_features(c, out, encoder, progress=advance)
+    rate = c.n_frames / (time.perf_counter() - started)
+    console.print(
+        f"wrote {out} ({c.n_frames} frames, {rate:.0f} frames/s); "
+        f"train with --set data.features={out} --model feat_lstm"
+    )
+
+
 def main() -> None:
     """Entry point: user-facing errors become one clear line and exit status 2."""
     try:

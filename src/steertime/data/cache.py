@@ -46,12 +46,12 @@ class PrepareConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
 
 
-def _npy_header(shape: tuple[int, ...]) -> bytes:
+def _npy_header(shape: tuple[int, ...], descr: str = "|u1") -> bytes:
     import io
 
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        buf, {"descr": "|u1", "fortran_order": False, "shape": shape}
+        buf, {"descr": descr, "fortran_order": False, "shape": shape}
     )
     head = buf.getvalue()
     if len(head) != NPY_HEADER:

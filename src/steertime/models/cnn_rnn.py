@@ -113,6 +113,13 @@ class CnnRnn(SequenceModel):
         feats = self.project(self.encoder(x))  # (B*T, F)
         return feats.view(b, t, -1), state
 
+    def encode_features(self, raw: torch.Tensor) -> torch.Tensor:
+        """Precomputed encoder outputs (B, T, E) -> projected features (B, T, F).
+
+        Training over a features store uses this instead of `encode`: the frozen CNN never
+        runs again."""
+        return self.project(raw.float())
+
     # --- recurrent core --------------------------------------------------------------
     def _rnn(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
@@ -158,5 +165,9 @@ register_model("cnn_rnn", CnnRnnConfig)(_builder)
 register_model("cnn_lstm", CnnRnnConfig, rnn="lstm")(_builder)
 register_model("cnn_gru", CnnRnnConfig, rnn="gru")(_builder)
 register_model("cnn_lstm_ar", CnnRnnConfig, rnn="lstm", autoregressive=True)(_builder)
+# Chauffeur (3rd): a frozen ImageNet CNN's features into an LSTM over long sequences.
+_feat = {"encoder": "efficientnet_lite0", "feat_dim": 256, "hidden": 128}
+register_model("feat_lstm", CnnRnnConfig, rnn="lstm", **_feat)(_builder)
+register_model("feat_gru", CnnRnnConfig, rnn="gru", **_feat)(_builder)
 # Komanda (Udacity Challenge 2, 1st): 3D conv over 5 frames, LSTM, autoregressive outputs.
 register_model("komanda", CnnRnnConfig, rnn="lstm", front3d=5, autoregressive=True)(_builder)

@@ -29,6 +29,7 @@ class PilotNetConv(nn.Module):
 
     def __init__(self, cfg: PilotNetConvConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         c = cfg.channels
         layers: list[nn.Module] = []
         cin = cfg.in_channels

@@ -47,7 +47,7 @@ def register_encoder(name: str, config: type):
 
 
 def _load_all() -> None:
-    from steertime.models import cnn_rnn, encoders, pilotnet  # noqa: F401
+    from steertime.models import cnn_rnn, efficientnet, encoders, pilotnet  # noqa: F401
 
 
 def list_models() -> list[str]:

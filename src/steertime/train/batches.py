@@ -76,17 +76,26 @@ def window_schedule(
 class BatchReader:
     """Reads a step's chunks from the cache into reusable buffers."""
 
-    def __init__(self, cache: Cache, outputs: list[str], length: int, rows: int) -> None:
+    def __init__(
+        self, cache: Cache, outputs: list[str], length: int, rows: int, features=None
+    ) -> None:
         d0 = cache.drives[0]
-        self.cache, self.outputs, self.length = cache, outputs, length
-        self.frames = np.empty((rows, length, d0.height, d0.width, 3), np.uint8)
+        self.cache, self.outputs, self.length, self.features = cache, outputs, length, features
+        if features is None:
+            self.frames = np.empty((rows, length, d0.height, d0.width, 3), np.uint8)
+        else:  # precomputed encoder outputs instead of frames
+            self.frames = np.empty((rows, length, features.dim), np.float32)
         self.targets = np.empty((rows, length, len(outputs)), np.float32)
 
     def read(self, chunks: list[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> frames (B, T, H, W, 3) uint8, targets (B, T, K) native units, reset (B,) bool."""
+        """-> frames (B, T, H, W, 3) uint8 (or features (B, T, E)), targets (B, T, K) in
+        native units, reset (B,) bool."""
         for b, c in enumerate(chunks):
             d = self.cache.drives[c.drive]
-            d.read_frames(c.start, c.start + self.length, out=self.frames[b])
+            if self.features is None:
+                d.read_frames(c.start, c.start + self.length, out=self.frames[b])
+            else:
+                self.frames[b] = self.features.read(c.drive, c.start, c.start + self.length)
             for k, name in enumerate(self.outputs):
                 self.targets[b, :, k] = d.signals[name][c.start : c.start + self.length]
         reset = np.array([c.reset for c in chunks])

@@ -21,6 +21,7 @@ class DataConfig:
     cache: str = ""
     outputs: list[str] = field(default_factory=lambda: ["steering"])
     weights: list[float] = field(default_factory=list)  # loss weight per output; default 1
+    features: str = ""  # a features store (steertime features): train without running the CNN
 
 
 @dataclass
@@ -48,6 +49,7 @@ class LoopConfig:
     ar_lambda: float = 0.5  # autoregressive: weight of teacher-forced + all-output terms
     threads: int = 0  # torch CPU threads (0: torch default)
     device: str = "auto"  # auto | cpu | cuda
+    init_from: str = ""  # start from a run's best weights (e.g. fine-tune after features)
     diagnostics: bool = False  # per-layer grad norms, update ratios, saturation → TensorBoard
 
 

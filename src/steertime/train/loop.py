@@ -43,10 +43,17 @@ class StepLoss(nn.Module):
     """One step's forward and loss; this is what DDP wraps, so gradients sync once."""
 
     def __init__(
-        self, model: SequenceModel, weights: list[float], steer: int, lam: float, skip: int
+        self,
+        model: SequenceModel,
+        weights: list[float],
+        steer: int,
+        lam: float,
+        skip: int,
+        features: bool = False,
     ):
         super().__init__()
         self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
+        self.features = features
         self.register_buffer("w", torch.tensor(weights) / sum(weights))
 
     def _mse(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -54,7 +61,10 @@ class StepLoss(nn.Module):
         return ((y - t)[:, self.skip :].square().mean(dim=(0, 1)) * self.w).sum()
 
     def forward(self, frames: torch.Tensor, target: torch.Tensor, state: State):
-        feats, state = self.model.encode(frames, state)  # (B, T, F), once per frame
+        if self.features:  # precomputed encoder outputs: the CNN does not run
+            feats = self.model.encode_features(frames)  # (B, T, E) -> (B, T, F)
+        else:
+            feats, state = self.model.encode(frames, state)  # (B, T, F), once per frame
         if not self.model.autoregressive:
             y, state = self.model.core(feats, state)
             return self._mse(y, target), state
@@ -167,7 +177,22 @@ def train(
     model = create_model(cfg.model["name"], **spec).to(info.device)
     steer = layout.index("steering") if "steering" in layout.names else 0
     skip = t.burn_in if t.mode == "windows" else 0
-    step_loss = StepLoss(model, layout.weights, steer, t.ar_lambda, skip).to(info.device)
+    store = None
+    if cfg.data.features:
+        import dataclasses
+
+        from steertime.data.features import FeatureStore
+
+        store = FeatureStore(cfg.data.features)
+        if not hasattr(model, "encode_features") or getattr(model, "k", 1) > 1:
+            raise SteertimeError(f"{cfg.model['name']} cannot train over cached features")
+        store.check(model.cfg.encoder, dataclasses.asdict(model.encoder.cfg), cache)
+    if t.init_from:
+        from steertime.train.checkpoint import load_model as _load
+
+        model.load_state_dict(_load(t.init_from)[0].state_dict())
+    step_loss = StepLoss(model, layout.weights, steer, t.ar_lambda, skip, store is not None)
+    step_loss = step_loss.to(info.device)
     ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
     opt = make_optimizer(model, cfg.optim)
     meta_extra = {
@@ -190,7 +215,7 @@ def train(
     steps_per_epoch = len(schedule(0))
     total_steps = t.max_steps or steps_per_epoch * t.epochs
     length = t.seq_len + skip
-    reader = BatchReader(cache, layout.names, length, rows)
+    reader = BatchReader(cache, layout.names, length, rows, store)
     carried = model.init_state(rows, info.device)
     pos = {
         "epoch": 0,
@@ -257,7 +282,7 @@ def train(
         n_done = 0
         for i in range(pos["step"], len(steps)):
             frames, target, reset = reader.read(mine[i])
-            x = torch.from_numpy(frames).to(info.device)  # (B, T, H, W, 3) uint8
+            x = torch.from_numpy(frames).to(info.device)  # (B, T, H, W, 3) uint8 or (B, T, E)
             y = layout.normalize(torch.from_numpy(target).to(info.device))  # (B, T, K)
             if t.mode == "stateful":
                 state = model.reset_rows(carried, torch.from_numpy(reset).to(info.device))
@@ -309,7 +334,7 @@ def train(
         # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ---------
         metrics = {}
         if info.is_main and val_segs:
-            metrics = stream_metrics(model, cache, val_segs, layout, info.device)
+            metrics = stream_metrics(model, cache, val_segs, layout, info.device, store)
         metrics = D.broadcast(metrics, info)
         key = "rmse_steering" if "rmse_steering" in metrics else next(iter(metrics), None)
         score = metrics.get(key, pos["loss_sum"] / max(1, pos["loss_n"]))

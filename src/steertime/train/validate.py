@@ -11,29 +11,47 @@ from steertime.models import OutputLayout, SequenceModel
 
 @torch.no_grad()
 def predict_segment(
-    model: SequenceModel, cache: Cache, seg: Segment, device: torch.device, chunk: int = 256
+    model: SequenceModel,
+    cache: Cache,
+    seg: Segment,
+    device: torch.device,
+    chunk: int = 256,
+    features=None,
 ) -> np.ndarray:
-    """Normalised predictions (T, K) for one segment, starting from a fresh state."""
+    """Normalised predictions (T, K) for one segment, starting from a fresh state.
+
+    With a features store, the encoder's cached outputs replace running the encoder."""
     d = cache.drives[seg.drive]
     state = model.init_state(1, device)
     out = []
     for a in range(seg.start, seg.stop, chunk):
         b = min(a + chunk, seg.stop)
-        x = torch.from_numpy(d.read_frames(a, b)).unsqueeze(0).to(device)
-        y, state = model(x, state)
+        if features is None:
+            x = torch.from_numpy(d.read_frames(a, b)).unsqueeze(0).to(device)
+            y, state = model(x, state)
+        else:
+            f = torch.from_numpy(features.read(seg.drive, a, b)).unsqueeze(0).to(device)
+            y, state = model.core(model.encode_features(f), state)
         out.append(y[0].float().cpu().numpy())
     return np.concatenate(out)
 
 
 def stream_metrics(
-    model: SequenceModel, cache: Cache, segments: list[Segment], layout: OutputLayout, device
+    model: SequenceModel,
+    cache: Cache,
+    segments: list[Segment],
+    layout: OutputLayout,
+    device,
+    features=None,
 ) -> dict[str, float]:
     """RMSE per output in native units (and steering in radians where known)."""
     was_training = model.training
     model.eval()
     preds, truth = [], []
     for seg in segments:
-        preds.append(layout.denormalize(predict_segment(model, cache, seg, device)))
+        preds.append(
+            layout.denormalize(predict_segment(model, cache, seg, device, features=features))
+        )
         d = cache.drives[seg.drive]
         truth.append(np.stack([d.signals[n][seg.start : seg.stop] for n in layout.names], -1))
     model.train(was_training)

@@ -1,0 +1,144 @@
+"""Features store: a frozen encoder's output for every cached frame, computed once.
+
+    FEATS/manifest.json       encoder, its config, weights hash, preprocessing, the
+                              cache's content hash, the key, feature dim, complete flag
+    FEATS/drives/NNN.npy      (N, F) float16, memory-mappable
+    FEATS/progress.json       frames done per drive (for resuming)
+
+The key hashes everything the features depend on, so stale features are never reused:
+training refuses a store whose key does not match its model's encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steertime.atomic import write_json
+from steertime.data.cache import NPY_HEADER, Cache, _npy_header
+from steertime.errors import SteertimeError
+
+CHUNK = 64
+
+
+def features_key(encoder: str, encoder_cfg: dict, cache: Cache) -> str:
+    """Hash of what the features depend on: encoder, its full config, weights,
+    preprocessing, the cache's frames (fine-tuning settings do not change features)."""
+    from steertime.models.efficientnet import PREPROCESSING, weights_sha256
+
+    ident = {
+        "encoder": encoder,
+        "cfg": {k: v for k, v in sorted(encoder_cfg.items()) if k != "finetune_blocks"},
+        "weights": weights_sha256() if encoder == "efficientnet_lite0" else "random-init",
+        "preprocessing": PREPROCESSING if encoder == "efficientnet_lite0" else "steertime",
+        "frame": cache.frame.to_dict(),
+        "cache": cache.content_hash,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def extract_features(
+    cache: Cache,
+    out: str | Path,
+    encoder: str = "efficientnet_lite0",
+    encoder_cfg: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Run `encoder` over every frame of `cache` into `out` (resumes an interrupted run)."""
+    import dataclasses
+
+    from steertime.models import create_encoder
+    from steertime.models.encoders import to_float
+
+    spec = {"height": cache.frame.height, "width": cache.frame.width, **(encoder_cfg or {})}
+    model = create_encoder(encoder, **spec).eval()
+    cfg = dataclasses.asdict(model.cfg)
+    key = features_key(encoder, cfg, cache)
+    out = Path(out)
+    mf = out / "manifest.json"
+    if mf.is_file():
+        old = json.loads(mf.read_text())
+        if old["key"] != key:
+            raise SteertimeError(
+                f"{out} holds features of another encoder, preprocessing or cache "
+                f"(key {old['key']} ≠ {key}); choose another --out"
+            )
+        if old.get("complete"):
+            return out
+    dim = model.out_dim
+    (out / "drives").mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "encoder": encoder,
+        "encoder_cfg": cfg,
+        "key": key,
+        "dim": dim,
+        "dtype": "float16",
+        "cache": str(cache.path),
+        "cache_hash": cache.content_hash,
+        "complete": False,
+    }
+    write_json(mf, manifest)
+    prog_file = out / "progress.json"
+    done = json.loads(prog_file.read_text()) if prog_file.is_file() else {}
+    for k, d in enumerate(cache.drives):
+        f = out / "drives" / f"{k:03d}.npy"
+        start = int(done.get(str(k), 0))
+        if start == 0 or not f.is_file():
+            with open(f, "wb") as fh:
+                fh.write(_npy_header((d.n, dim), "<f2"))
+                fh.truncate(NPY_HEADER + d.n * dim * 2)
+            start = 0
+        if progress and start:
+            progress(start)
+        arr = np.lib.format.open_memmap(f, mode="r+")
+        for a in range(start, d.n, CHUNK):
+            b = min(a + CHUNK, d.n)
+            with torch.no_grad():
+                x = to_float(torch.from_numpy(d.read_frames(a, b)))
+                arr[a:b] = model(x).numpy().astype(np.float16)
+            arr.flush()
+            done[str(k)] = b  # written after the data: a kill repeats at most one chunk
+            write_json(prog_file, done)
+            if progress:
+                progress(b - a)
+        del arr
+    manifest["complete"] = True
+    write_json(mf, manifest)
+    return out
+
+
+class FeatureStore:
+    """Read side: (T, F) float32 windows of a drive's features."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        mf = self.path / "manifest.json"
+        if not mf.is_file():
+            raise SteertimeError(f"{self.path}: not a features store (run `steertime features`)")
+        self.manifest = json.loads(mf.read_text())
+        if not self.manifest.get("complete"):
+            raise SteertimeError(
+                f"{self.path}: extraction did not finish; run `steertime features` again to resume"
+            )
+        self.dim = self.manifest["dim"]
+        n = len(list((self.path / "drives").glob("*.npy")))
+        self.arrays = [
+            np.load(self.path / "drives" / f"{k:03d}.npy", mmap_mode="r") for k in range(n)
+        ]
+
+    def check(self, encoder: str, encoder_cfg: dict, cache: Cache) -> None:
+        key = features_key(encoder, encoder_cfg, cache)
+        if key != self.manifest["key"]:
+            raise SteertimeError(
+                f"{self.path}: stale features — made by {self.manifest['encoder']} for cache "
+                f"{self.manifest['cache_hash']}, but the model uses {encoder} on cache "
+                f"{cache.content_hash}; re-run `steertime features`"
+            )
+
+    def read(self, drive: int, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.arrays[drive][start:stop], dtype=np.float32)

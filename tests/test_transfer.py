@@ -1,0 +1,102 @@
+"""Transfer learning: pretrained EfficientNet-Lite0 offline, a features store that resumes
+and refuses stale features, and LSTMs trained over cached features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from steertime.data import Cache
+from steertime.data.features import FeatureStore, extract_features
+from steertime.errors import SteertimeError
+from steertime.models import create_encoder
+from steertime.models.efficientnet import weights_path
+from steertime.models.encoders import to_float
+
+
+def _probe_r2(feats: np.ndarray, y: np.ndarray, train: np.ndarray, lam: float = 1.0) -> float:
+    """Ridge regression on standardised features (dual form); R² on the other frames."""
+    mu, sd = feats[train].mean(0), feats[train].std(0) + 1e-6
+    x = (feats - mu) / sd
+    ym = y[train].mean()
+    a, b = x[train], y[train] - ym
+    alpha = np.linalg.solve(a @ a.T + lam * a.shape[1] * np.eye(len(a)), b)
+    pred = x[~train] @ (a.T @ alpha) + ym
+    t = y[~train]
+    return 1 - float(np.sum((pred - t) ** 2) / np.sum((t - t.mean()) ** 2))
+
+
+def test_pretrained_weights_are_loaded_offline_and_really_pretrained(tiny_cache):
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    enc = create_encoder("efficientnet_lite0")
+    assert torch.equal(enc.net._conv_stem.weight, state["_conv_stem.weight"])
+    # ImageNet's batch-norm statistics survive construction (no train-mode forward pass)
+    assert torch.equal(enc.net._bn1.running_var, state["_bn1.running_var"])
+    rnd = create_encoder("efficientnet_lite0", pretrained=False)
+    cache = Cache.open(tiny_cache)
+    d = cache.drives[0]
+    x = to_float(torch.from_numpy(d.read_frames(0, d.n)))
+    with torch.no_grad():
+        fp, fr = enc(x).numpy(), rnd(x).numpy()
+    assert not np.allclose(fp, fr)
+    # A linear probe for speed (visible in the scene) works on ImageNet features and beats
+    # the same probe on a random network's features.
+    # Alternate 1-second blocks between fitting and scoring the probe.
+    train = (np.arange(d.n) // 10) % 2 == 0
+    y = d.signals["speed"]
+    r2_pre, r2_rnd = _probe_r2(fp, y, train), _probe_r2(fr, y, train)
+    assert r2_pre > 0.3 and r2_pre > r2_rnd + 0.1, (r2_pre, r2_rnd)
+
+
+def test_features_resume_and_refuse_stale(tiny_cache, tmp_path):
+    cache = Cache.open(tiny_cache)
+    clean = extract_features(cache, tmp_path / "clean")
+    calls = {"n": 0}
+
+    def interrupt(n):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(cache, tmp_path / "resumed", progress=interrupt)
+    with pytest.raises(SteertimeError, match="did not finish"):
+        FeatureStore(tmp_path / "resumed")
+    extract_features(cache, tmp_path / "resumed")
+    a, b = FeatureStore(clean), FeatureStore(tmp_path / "resumed")
+    assert a.manifest["key"] == b.manifest["key"] and a.dim == 2560
+    assert np.array_equal(a.read(0, 0, cache.drives[0].n), b.read(0, 0, cache.drives[0].n))
+    with pytest.raises(SteertimeError, match="another encoder"):
+        extract_features(cache, clean, encoder_cfg={"grid": (1, 3)})
+    import dataclasses
+
+    enc = create_encoder("efficientnet_lite0", grid=(1, 3))
+    with pytest.raises(SteertimeError, match="stale features"):
+        a.check("efficientnet_lite0", dataclasses.asdict(enc.cfg), cache)
+
+
+def test_feat_lstm_trains_over_features_and_streams(tiny_cache, tmp_path):
+    from steertime.stream import Predictor
+    from steertime.train import TrainConfig, apply_overrides, train
+
+    feats = extract_features(Cache.open(tiny_cache), tmp_path / "f")
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            "model.name=feat_lstm",
+            "train.seq_len=50",
+            "train.batch_size=2",
+            "train.epochs=2",
+            f"data.features={feats}",
+            "train.threads=2",
+            "model.hidden=16",
+        ],
+    )
+    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "run")
+    run = train(cfg, progress=False)
+    p = Predictor.from_run(run)  # the encoder runs per frame inside the step
+    frame = Cache.open(tiny_cache).drives[0].read_frames(0, 1)[0]
+    p.source_size = None
+    out = p.step(frame, 0.0)
+    assert np.isfinite(out["steering"])
