@@ -100,3 +100,37 @@ def test_feat_lstm_trains_over_features_and_streams(tiny_cache, tmp_path):
     p.source_size = None
     out = p.step(frame, 0.0)
     assert np.isfinite(out["steering"])
+
+
+def test_finetune_last_blocks_from_frames(tiny_cache, tmp_path):
+    """After training over features, fine-tune the last encoder block end to end."""
+    from safetensors.torch import load_file
+
+    from steertime.train import TrainConfig, apply_overrides, train
+
+    feats = extract_features(Cache.open(tiny_cache), tmp_path / "f")
+    base = ["model.name=feat_gru", "train.batch_size=2", "train.threads=2", "model.hidden=8"]
+    cfg = apply_overrides(
+        TrainConfig(), [*base, "train.seq_len=20", "train.epochs=1", f"data.features={feats}"]
+    )
+    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "feat")
+    first = train(cfg, progress=False)
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            *base,
+            "train.seq_len=5",
+            "train.max_steps=2",
+            f"train.init_from={first}",
+            "optim.lr=1e-3",
+            "model.encoder_cfg={finetune_blocks: 1}",
+        ],
+    )
+    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "ft")
+    tuned = train(cfg, progress=False)
+    a = load_file(first / "checkpoints" / "best" / "model.safetensors")
+    b = load_file(tuned / "checkpoints" / "last" / "model.safetensors")
+    last = max(int(k.split(".")[3]) for k in a if k.startswith("encoder.net._blocks."))
+    moved = [k for k in a if not torch.equal(a[k], b[k])]
+    assert any(k.startswith(f"encoder.net._blocks.{last}.") for k in moved)
+    assert not any(k.startswith("encoder.net._blocks.0.") or "_conv_stem" in k for k in moved)
