@@ -122,3 +122,37 @@ def test_demo_pipeline_small(tmp_path):
     closed = json.loads((tmp_path / "demo" / "closed_loop.json").read_text())
     assert set(closed) == {"pilotnet", "cnn_lstm"}
     assert all(0 <= r["autonomy_pct"] <= 100 for r in closed.values())
+
+
+def test_drive_cli_writes_results_and_video(tmp_path):
+    import json
+
+    import av
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+    from steertime.data import FrameSpec
+    from tests.test_stream import make_run
+
+    run = make_run(tmp_path, "cnn_gru", source_size=(160, 320), spec=FrameSpec(66, 200, 50, 0))
+    r = CliRunner().invoke(
+        app,
+        [
+            "drive",
+            str(run),
+            "--roads",
+            "1",
+            "--minutes",
+            "0.1",
+            "--out",
+            str(tmp_path / "r.json"),
+            "--video",
+            str(tmp_path / "d.mp4"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "autonomy" in r.output
+    s = json.loads((tmp_path / "r.json").read_text())
+    assert s["roads"] == 1 and 0 <= s["autonomy_pct"] <= 100
+    with av.open(str(tmp_path / "d.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 60

@@ -427,16 +427,26 @@ def drive(
         1.0, help="Metres off the lane centre that count as an intervention."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+    video: Path = typer.Option(None, help="Also render camera + bird's-eye view (.mp4)."),
 ) -> None:
     """Drive a trained model closed-loop on unseen simulated roads; report autonomy."""
     from steertime.atomic import write_json
     from steertime.sim import drive as run_drive
     from steertime.sim import heldout_seeds
+    from steertime.sim.video import compose
     from steertime.stream import Predictor
+    from steertime.video import h264_writer
 
-    report = run_drive(
-        Predictor.from_run(run), heldout_seeds(seed, roads), minutes * 60, fps, offset_limit
-    )
+    seeds = heldout_seeds(seed, roads)
+    with contextlib.ExitStack() as stack:
+        hook = None
+        if video is not None:
+            writer = stack.enter_context(h264_writer(video, fps))
+
+            def hook(world, pred, frame, n):
+                writer.write(compose(world, frame, pred, n))
+
+        report = run_drive(Predictor.from_run(run), seeds, minutes * 60, fps, offset_limit, hook)
     s = report.summary()
     t = Table("road", "seconds", "km", "interventions", "mean |offset| m", "max |offset| m")
     for r in s["per_road"]:

@@ -7,10 +7,7 @@ Encoded as H.264 with PyAV; written to a temporary file and renamed when complet
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +18,7 @@ from PIL import Image, ImageDraw
 from steertime.data import Drive
 from steertime.data.frames import FrameError
 from steertime.stream.predictor import StreamingPredictor
+from steertime.video import h264_writer
 
 WIDTH = 640  # output width; height keeps the camera's aspect ratio (+ a chart band)
 CHART_H = 110
@@ -109,44 +107,22 @@ def render(
     output: str = "steering",
     progress: Callable[[int], None] | None = None,
 ) -> Path:
-    import av
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fps = fps or round(float(np.median([d.rate_hz for d in drives])) or 30)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix or ".mp4", dir=out.parent)
-    os.close(fd)
     units = {n: u.to_dict() for n, u in drives[0].units.items()}
     for k, n in enumerate(predictor.layout.names):
         units.setdefault(n, predictor.layout.units[k] if k < len(predictor.layout.units) else {})
-    try:
-        with av.open(tmp, "w") as container:
-            stream = None
-            for d in drives:
-                predictor.reset()
-                history: deque = deque()
-                t0 = float(d.timestamps[0])  # show time since the drive's start
-                for i, frame in d.frames.iter_frames():
-                    if progress:
-                        progress(1)
-                    if isinstance(frame, FrameError):
-                        continue
-                    t = float(d.timestamps[i])
-                    pred = predictor.step(frame, t)
-                    true = {n: float(v[i]) for n, v in d.signals.items()}
-                    img = compose(frame, t - t0, true, pred, units, history, output)
-                    if stream is None:
-                        stream = container.add_stream("libx264", rate=int(fps))
-                        stream.width, stream.height = img.shape[1], img.shape[0]
-                        stream.pix_fmt = "yuv420p"
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                        container.mux(packet)
-            if stream is not None:
-                for packet in stream.encode():
-                    container.mux(packet)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return out
+    with h264_writer(out, fps) as video:
+        for d in drives:
+            predictor.reset()
+            history: deque = deque()
+            t0 = float(d.timestamps[0])  # show time since the drive's start
+            for i, frame in d.frames.iter_frames():
+                if progress:
+                    progress(1)
+                if isinstance(frame, FrameError):
+                    continue
+                t = float(d.timestamps[i])
+                pred = predictor.step(frame, t)
+                true = {n: float(v[i]) for n, v in d.signals.items()}
+                video.write(compose(frame, t - t0, true, pred, units, history, output))
+    return Path(out)

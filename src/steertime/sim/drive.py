@@ -71,7 +71,7 @@ def drive_road(
     fps: float = 10.0,
     cam: CameraSpec | None = None,
     offset_limit: float = OFFSET_LIMIT,
-    on_frame: Callable[[World, dict], None] | None = None,
+    on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
 ) -> RoadResult:
     cam = cam or CameraSpec(*(predictor.source_size or (160, 320)))
     world = World(seed, dt=1.0 / fps, cam=cam, noise_seed=seed)
@@ -80,14 +80,15 @@ def drive_road(
     interventions, offsets, rates = 0, [], []
     start_s = world.s
     for _ in range(int(round(seconds * fps))):
-        out = predictor.step(world.frame(), world.t)
+        frame = world.frame()
+        out = predictor.step(frame, world.t)
         v_target = out.get("speed", target_speed(world.road, world.s, world.state.v, expert))
         throttle, brake = speed_control(world.state.v, v_target, expert.speed_gain)
         world.step(out["steering"], throttle, brake)
         offsets.append(abs(world.offset))
         rates.append(abs(world.state.wheel_rate))
         if on_frame:
-            on_frame(world, out)
+            on_frame(world, out, frame, interventions)
         if abs(world.offset) > offset_limit:
             interventions += 1
             world.place(world.s + 5.0)
@@ -111,7 +112,7 @@ def drive(
     seconds: float,
     fps: float = 10.0,
     offset_limit: float = OFFSET_LIMIT,
-    on_frame: Callable[[World, dict], None] | None = None,
+    on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
 ) -> DriveReport:
     report = DriveReport()
     for seed in seeds:
