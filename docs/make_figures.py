@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from steertime.data import prepare, read_drives
+from steertime.data import FrameSpec, read_drives
 from steertime.sim import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,11 +24,10 @@ def contact_sheet(out: Path) -> None:
             ("deeptesla epoch01", SHARED / "deeptesla" / "epoch01_steering.csv"),
             ("simulated (steertime simulate)", simulate(Path(t) / "sim", 0.1)),
         ]
-        for k, (label, path) in enumerate(sources):
+        for label, path in sources:
             d = [d for d in read_drives(path) if d.frames is not None][0]
             raw = next(d.frames.iter_frames())[1]
-            cache = prepare(path, Path(t) / f"c{k}")
-            prep = cache.drives[0].read_frames(0, 1)[0]
+            prep = FrameSpec().apply(raw)  # what `prepare` stores at its default 66x200
             raw_im = Image.fromarray(raw).resize((320, int(320 * raw.shape[0] / raw.shape[1])))
             row = Image.new("RGB", (760, max(raw_im.height, 66 * 2) + 24), "white")
             row.paste(raw_im, (0, 24))
