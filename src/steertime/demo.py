@@ -11,12 +11,16 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from steertime.atomic import write_json
 from steertime.data import PrepareConfig, SplitConfig, prepare
 from steertime.data.preprocess import FrameSpec
 from steertime.evaluate import evaluate_to_dir
+from steertime.evaluate.render import render
 from steertime.sim import drive, heldout_seeds, simulate
 from steertime.stream import Predictor
+from steertime.stream.run import load_source
 from steertime.train import TrainConfig, apply_overrides, train
 
 MODELS = ("pilotnet", "cnn_lstm")
@@ -75,6 +79,11 @@ def run_demo(
         closed[m] = drive(Predictor.from_run(run), seeds, road_seconds).summary()
     write_json(out / "closed_loop.json", closed)
     _append_closed_loop(out / "eval" / "report.html", closed)
+    log(f"rendering {out / 'overlay.mp4'} (cnn_lstm on the last recorded road's final 30 s)")
+    last = load_source(rec)[-1]
+    n = len(last)
+    clip = last.slice(np.arange(max(0, n - 300), n), last.name)
+    render(Predictor.from_run(runs["cnn_lstm"]), [clip], out / "overlay.mp4")
     return out / "eval" / "report.html"
 
 
