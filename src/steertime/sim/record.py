@@ -78,7 +78,7 @@ def simulate(
     with atomic_dir(out) as tmp:
         (tmp / "images").mkdir()
         t0 = 0.0
-        for k, road_seed in enumerate(training_seeds(seed, n_roads)):
+        for road_seed in training_seeds(seed, n_roads):
             world = World(road_seed, dt=1.0 / fps, cam=cam, noise_seed=road_seed)
             expert = Expert(world.dt, np.random.default_rng(road_seed + 1))
             bump = Perturbation(np.random.default_rng(road_seed + 2), fps)
@@ -107,7 +107,6 @@ def simulate(
                 if world.at_end:
                     break
             t0 = rows[-1]["t"] + GAP_S
-            del k
         pd.DataFrame(rows).to_csv(tmp / "log.csv", index=False)
         mapping = {
             "name": f"sim_seed{seed}",
