@@ -17,15 +17,41 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from steertime.data import FrameSpec
+from steertime.models import OutputLayout
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
 from steertime.stream.run import bare_video_drive, predict_drives
+from steertime.train.checkpoint import load_model, save_untrained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SEQ_LEN = 10
+LAYOUT = OutputLayout(["steering", "speed"], [0.0, 10.0], [0.3, 2.0])
+
+
+def make_run(root: Path, name: str, source_size, spec: FrameSpec) -> Path:
+    return save_untrained_run(root / f"run_{name}", name, LAYOUT, spec.to_dict(), source_size)
+
+
+class _Window(torch.nn.Module):
+    """Donkeycar-style: the whole window from a fresh state, last output kept."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model(frames)[0][:, -1]
+
+
+def export_window(run: Path, out: Path) -> Path:
+    model, _ = load_model(run)
+    x = torch.zeros(1, SEQ_LEN, 66, 200, 3, dtype=torch.uint8)
+    torch.onnx.export(_Window(model.eval()), (x,), out, opset_version=17, dynamo=False)
+    return out
 
 
 def _stats(times: list[float]) -> dict:
@@ -34,6 +60,12 @@ def _stats(times: list[float]) -> dict:
         "median_ms": round(float(np.median(ms)), 3),
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
     }
+
+
+def _ort_options(threads: int):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    return opts
 
 
 def _time(fn, iters: int) -> list[float]:
@@ -51,11 +83,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=300)
     a = ap.parse_args()
-    import sys
-
-    sys.path.insert(0, str(ROOT))
-    from tests.test_stream import make_run
-
     res: dict = {}
     frame = np.random.default_rng(0).integers(0, 255, (66, 200, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as t:
@@ -77,15 +104,25 @@ def main() -> None:
                         model(window)  # fresh state, whole window, keep the last output
 
                     res[f"{name}_torch_window{SEQ_LEN}_t{threads}"] = _stats(_time(rerun, a.iters))
+                    sess = ort.InferenceSession(
+                        str(export_window(run, tmp / "window.onnx")),
+                        _ort_options(threads),
+                        providers=["CPUExecutionProvider"],
+                    )
+                    feed = {sess.get_inputs()[0].name: window.numpy()}
+                    res[f"{name}_onnx_window{SEQ_LEN}_t{threads}"] = _stats(
+                        _time(lambda s=sess, f=feed: s.run(None, f), a.iters)
+                    )
         torch.set_num_threads(2)
         for threads in (1, 2):
-            s = res[f"cnn_lstm_torch_t{threads}"]["median_ms"]
-            res[f"ratio_cnn_lstm_over_pilotnet_torch_t{threads}"] = round(
-                s / res[f"pilotnet_torch_t{threads}"]["median_ms"], 3
-            )
-            res[f"ratio_window_over_step_t{threads}"] = round(
-                res[f"cnn_lstm_torch_window{SEQ_LEN}_t{threads}"]["median_ms"] / s, 2
-            )
+            for be in ("torch", "onnx"):
+                step = res[f"cnn_lstm_{be}_t{threads}"]["median_ms"]
+                res[f"ratio_cnn_lstm_over_pilotnet_{be}_t{threads}"] = round(
+                    step / res[f"pilotnet_{be}_t{threads}"]["median_ms"], 3
+                )
+                res[f"ratio_window_over_step_{be}_t{threads}"] = round(
+                    res[f"cnn_lstm_{be}_window{SEQ_LEN}_t{threads}"]["median_ms"] / step, 2
+                )
         # predict throughput over a real video: decode + preprocess + model
         run = make_run(tmp, "cnn_lstm", source_size=(180, 320), spec=FrameSpec(66, 200, 70, 20))
         for backend in ("torch", "onnx"):

@@ -82,3 +82,18 @@ def test_unknown_config_key_is_rejected():
     with pytest.raises(SteertimeError, match="unknown model"):
         create_model("transformer9000")
     assert model_config("cnn_gru").rnn == "gru"
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru", "rnn"])
+def test_inference_cell_steps_equal_the_fused_rnn(rnn):
+    # Inference steps take a cell-by-cell fast path; it must match nn.LSTM/GRU/RNN.
+    torch.manual_seed(0)
+    m = create_model("cnn_rnn", rnn=rnn, layers=2, hidden=16, n_outputs=2).eval()
+    frames = torch.randint(0, 255, (2, 5, 66, 200, 3), dtype=torch.uint8)
+    whole, _ = m(frames)  # grad enabled: the fused path
+    state, steps = m.init_state(2), []
+    with torch.no_grad():
+        for t in range(5):
+            y, state = m(frames[:, t : t + 1], state)
+            steps.append(y)
+    torch.testing.assert_close(torch.cat(steps, 1), whole.detach(), atol=1e-5, rtol=1e-5)

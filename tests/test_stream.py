@@ -14,30 +14,27 @@ from typer.testing import CliRunner
 
 from steertime.cli import app
 from steertime.data import FrameSpec, read_drives
-from steertime.models import OutputLayout, create_model, list_models
+from steertime.models import OutputLayout, list_models
 from steertime.stream import OnnxPredictor, Predictor, StreamError, export_onnx
-from steertime.train.checkpoint import model_meta, save_checkpoint
+from steertime.train.checkpoint import save_untrained_run
 
 SPEC = FrameSpec(66, 200, crop_top=60, crop_bottom=20)
 
 
+LAYOUT = OutputLayout(
+    ["steering", "speed"],
+    [0.05, 10.0],
+    [0.3, 2.0],
+    units=[
+        {"name": "deg", "to_radians": np.pi / 180, "angle_of": "steering_wheel"},
+        {"name": "m/s", "to_radians": None, "angle_of": None},
+    ],
+)
+
+
 def make_run(root: Path, name: str, source_size=(160, 320), spec=SPEC) -> Path:
     """A run folder holding a randomly initialised model (enough for exactness tests)."""
-    torch.manual_seed(0)
-    model = create_model(name, n_outputs=2, height=spec.height, width=spec.width)
-    layout = OutputLayout(
-        ["steering", "speed"],
-        [0.05, 10.0],
-        [0.3, 2.0],
-        units=[
-            {"name": "deg", "to_radians": np.pi / 180, "angle_of": "steering_wheel"},
-            {"name": "m/s", "to_radians": None, "angle_of": None},
-        ],
-    )
-    meta = model_meta(model, layout, {"frame": spec.to_dict(), "source_size": list(source_size)})
-    run = root / f"run_{name}"
-    save_checkpoint(run / "checkpoints" / "best", model, meta)
-    return run
+    return save_untrained_run(root / f"run_{name}", name, LAYOUT, spec.to_dict(), source_size)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,13 @@ from steertime.models.encoders import to_float
 from steertime.models.registry import create_encoder, register_model
 
 _RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+_CELL = {"gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
+_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _exporting() -> bool:
+    # Exporters trace nn.LSTM into one ONNX LSTM node; keep that path for them.
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 @dataclass
@@ -122,12 +129,34 @@ class CnnRnn(SequenceModel):
 
     # --- recurrent core --------------------------------------------------------------
     def _rnn(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if x.shape[1] == 1 and not torch.is_grad_enabled() and not _exporting():
+            return self._cell_step(x, state)
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
         if self.cfg.rnn == "lstm":
             out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
             return out, {**state, "h": h.transpose(0, 1), "c": c.transpose(0, 1)}
         out, h = self.rnn(x, h)
         return out, {**state, "h": h.transpose(0, 1)}
+
+    def _cell_step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        # One inference step through the cell functions: nn.LSTM's per-call overhead is
+        # ~4x the arithmetic at batch 1, and this is the path a car runs every frame.
+        inp = x[:, 0]  # (B, F)
+        hs, cs = [], []
+        for layer in range(self.cfg.layers):
+            w = [getattr(self.rnn, f"{n}_l{layer}") for n in _WEIGHTS]
+            h = state["h"][:, layer]
+            if self.cfg.rnn == "lstm":
+                h, c = torch.lstm_cell(inp, (h, state["c"][:, layer]), *w)
+                cs.append(c)
+            else:
+                h = _CELL[self.cfg.rnn](inp, h, *w)
+            hs.append(h)
+            inp = h  # inter-layer dropout is off outside training
+        new = {**state, "h": torch.stack(hs, 1)}
+        if cs:
+            new["c"] = torch.stack(cs, 1)
+        return inp[:, None], new
 
     def _head(self, out: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         # (B, T, H) memory [+ (B, T, F) this frame's features] -> (B, T, K)

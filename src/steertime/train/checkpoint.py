@@ -79,6 +79,29 @@ def save_checkpoint(
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
 
 
+def save_untrained_run(
+    run: str | Path,
+    name: str,
+    layout: OutputLayout,
+    frame: dict,
+    source_size: tuple[int, int] | None = None,
+    seed: int = 0,
+    **model_cfg: Any,
+) -> Path:
+    """A run folder holding a freshly initialised model, as `train` would lay it out.
+
+    For latency benchmarks, export checks and tests: everything that needs a loadable run
+    but not trained weights. `frame` is the FrameSpec dict the predictor will apply."""
+    torch.manual_seed(seed)
+    model = create_model(
+        name, n_outputs=len(layout.names), height=frame["height"], width=frame["width"], **model_cfg
+    )
+    extra = {"frame": frame, "source_size": list(source_size) if source_size else None}
+    run = Path(run)
+    save_checkpoint(run / "checkpoints" / "best", model, model_meta(model, layout, extra))
+    return run
+
+
 def read_meta(folder: Path) -> dict:
     f = Path(folder) / "meta.json"
     if not f.is_file():
