@@ -68,15 +68,18 @@ def _ort_options(threads: int):
     return opts
 
 
-def _time(fn, iters: int) -> list[float]:
-    for _ in range(20):
-        fn()
-    out = []
+def _time_interleaved(fns: dict, iters: int) -> dict:
+    """Time every fn `iters` times, round-robin, so that machine drift hits all alike."""
+    for fn in fns.values():
+        for _ in range(20):
+            fn()
+    times: dict = {k: [] for k in fns}
     for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: _stats(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -85,34 +88,39 @@ def main() -> None:
     a = ap.parse_args()
     res: dict = {}
     frame = np.random.default_rng(0).integers(0, 255, (66, 200, 3), dtype=np.uint8)
+    window = torch.from_numpy(np.stack([frame] * SEQ_LEN))[None]  # (1, T, H, W, 3)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        for name in ("pilotnet", "cnn_lstm"):
-            run = make_run(tmp, name, source_size=(66, 200), spec=FrameSpec(66, 200))
-            onnx_dir = export_onnx(run, tmp / f"onnx_{name}")
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
+        runs = {
+            n: make_run(tmp, n, (66, 200), FrameSpec(66, 200)) for n in ("pilotnet", "cnn_lstm")
+        }
+        onnx = {n: export_onnx(r, tmp / f"onnx_{n}") for n, r in runs.items()}
+        window_onnx = export_window(runs["cnn_lstm"], tmp / "window.onnx")
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            fns = {}
+            for name, run in runs.items():
                 p = Predictor.from_run(run)
-                o = OnnxPredictor(onnx_dir, threads=threads)
-                res[f"{name}_torch_t{threads}"] = _stats(_time(lambda p=p: p._run(frame), a.iters))
-                res[f"{name}_onnx_t{threads}"] = _stats(_time(lambda o=o: o._run(frame), a.iters))
-                if name == "cnn_lstm":
-                    window = torch.from_numpy(np.stack([frame] * SEQ_LEN))[None]
+                o = OnnxPredictor(onnx[name], threads=threads)
+                fns[f"{name}_torch_t{threads}"] = lambda p=p: p._run(frame)
+                fns[f"{name}_onnx_t{threads}"] = lambda o=o: o._run(frame)
 
-                    @torch.no_grad()
-                    def rerun(window=window, model=p.model):
-                        model(window)  # fresh state, whole window, keep the last output
+            @torch.no_grad()
+            def rerun(model=p.model):
+                model(window)  # fresh state, whole window, keep the last output
 
-                    res[f"{name}_torch_window{SEQ_LEN}_t{threads}"] = _stats(_time(rerun, a.iters))
-                    sess = ort.InferenceSession(
-                        str(export_window(run, tmp / "window.onnx")),
-                        _ort_options(threads),
-                        providers=["CPUExecutionProvider"],
-                    )
-                    feed = {sess.get_inputs()[0].name: window.numpy()}
-                    res[f"{name}_onnx_window{SEQ_LEN}_t{threads}"] = _stats(
-                        _time(lambda s=sess, f=feed: s.run(None, f), a.iters)
-                    )
+            sess = ort.InferenceSession(
+                str(window_onnx), _ort_options(threads), providers=["CPUExecutionProvider"]
+            )
+            feed = {sess.get_inputs()[0].name: window.numpy()}
+            fns[f"cnn_lstm_torch_window{SEQ_LEN}_t{threads}"] = rerun
+            fns[f"cnn_lstm_onnx_window{SEQ_LEN}_t{threads}"] = lambda s=sess, f=feed: s.run(None, f)
+            # PyTorch calls share one OpenMP pool: interleave them. Each onnxruntime session
+            # owns a pool that spins after a run, so sessions are timed one after another.
+            res.update(_time_interleaved({k: f for k, f in fns.items() if "torch" in k}, a.iters))
+            for k, f in fns.items():
+                if "onnx" in k:
+                    res.update(_time_interleaved({k: f}, a.iters))
         torch.set_num_threads(2)
         for threads in (1, 2):
             for be in ("torch", "onnx"):
