@@ -99,7 +99,9 @@ def test_udacity_sim_missing_center_images(tmp_path, shared_data):
         (tmp_path / "IMG" / name).write_bytes((src / "IMG" / name).read_bytes())
     (tmp_path / "driving_log.csv").write_text("\n".join(lines) + "\n")
     (d,) = read_drives(tmp_path)
-    assert len(d) == 4 and any("missing (rows 5)" in p for p in d.problems)
+    assert len(d) == 4 and any("missing images (rows 5)" in p for p in d.problems)
+    with pytest.raises(DataError, match=r"driving_log\.csv.*missing images \(rows 5\)"):
+        read_drives(tmp_path, options=ReadOptions(strict=True))
 
 
 def test_nan_inf_signals_dropped_and_named():
@@ -221,3 +223,15 @@ def test_failed_prepare_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         prepare_drives(drives, tmp_path / "cache", progress=boom)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]
+
+
+def test_donkey_missing_images_skipped_or_strict(tmp_path):
+    write_tub(tmp_path, 10)
+    (tmp_path / "data" / "images" / "0004.png").unlink()
+    (d,) = read_drives(tmp_path)
+    assert len(d) == 9
+    assert any(
+        "1 records name missing images (records catalog_0.catalog:5)" in p for p in d.problems
+    )
+    with pytest.raises(DataError, match=r"missing images \(records catalog_0\.catalog:5\)"):
+        read_drives(tmp_path, options=ReadOptions(strict=True))

@@ -64,7 +64,7 @@ def run_demo(
                     "train.patience=100",
                     "optim.lr=1e-3",
                     "optim.warmup_steps=20",
-                    "data.outputs=steering,speed",
+                    "data.outputs=steering,speed,target_speed",
                 ],
             )
             cfg.data.cache, cfg.out = str(cache), str(run)

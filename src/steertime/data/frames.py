@@ -17,6 +17,31 @@ from PIL import Image, UnidentifiedImageError
 from steertime.errors import DataError
 
 
+def keep_present(
+    present: Sequence[bool] | np.ndarray,
+    labels: Sequence[str],
+    source: Path,
+    strict: bool,
+    problems: list[str],
+    noun: str = "rows",
+) -> np.ndarray:
+    """The one rule for rows whose image file is absent, shared by every reader.
+
+    Skip them with a note in `problems` (which ends up in the drive and the cache
+    manifest), or raise when `strict` or when no row has its image. `labels` names each
+    row for the message (a row number, or `catalog row`). Returns the mask of rows kept."""
+    present = np.asarray(present, dtype=bool)
+    if present.all():
+        return present
+    bad = [lab for lab, ok in zip(labels, present, strict=True) if not ok]
+    listed = ", ".join(bad[:8]) + (f" … ({len(bad)} in all)" if len(bad) > 8 else "")
+    msg = f"{len(bad)} {noun} name missing images ({noun} {listed})"
+    if strict or not present.any():
+        raise DataError(msg, source)
+    problems.append(msg + "; those are skipped")
+    return present
+
+
 class FrameError(DataError):
     """One frame could not be decoded; the stream around it may still be usable."""
 

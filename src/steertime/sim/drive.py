@@ -64,6 +64,18 @@ class DriveReport:
         }
 
 
+def speed_command(out: dict) -> float | None:
+    """The model's speed command: its `target_speed` output, else its `speed` output.
+
+    `speed` is the measured speed; a temporal model can read it off the motion and echo
+    it, which in the loop holds the car at its current speed (Codevilla et al. 2019's
+    inertia problem) — train on `target_speed` (recorded by `simulate`) to avoid that."""
+    for name in ("target_speed", "speed"):
+        if name in out:
+            return out[name]
+    return None
+
+
 def drive_road(
     predictor: StreamingPredictor,
     seed: int,
@@ -82,7 +94,9 @@ def drive_road(
     for _ in range(int(round(seconds * fps))):
         frame = world.frame()
         out = predictor.step(frame, world.t)
-        v_target = out.get("speed", target_speed(world.road, world.s, world.state.v, expert))
+        v_target = speed_command(out)
+        if v_target is None:
+            v_target = target_speed(world.road, world.s, world.state.v, expert)
         throttle, brake = speed_control(world.state.v, v_target, expert.speed_gain)
         world.step(out["steering"], throttle, brake)
         offsets.append(abs(world.offset))

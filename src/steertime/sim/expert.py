@@ -63,6 +63,7 @@ class Expert:
         self.e, self.p, self.dt, self.rng = e, p, dt, rng
         self.queue: deque = deque([0.0] * max(1, round(e.delay / dt)))
         self.noise = 0.0
+        self.v_target = 0.0  # m/s: the speed it is aiming for (recorded as `target_speed`)
 
     def act(self, road: Road, st: VehicleState, s_car: float) -> tuple[float, float, float]:
         """-> (steering-wheel command deg, throttle, brake)."""
@@ -70,7 +71,6 @@ class Expert:
         self.queue.append(pursuit_wheel_deg(road, st, s_car, look, self.p))
         self.noise = 0.9 * self.noise + self.rng.normal(0, self.e.noise_deg * math.sqrt(1 - 0.81))
         wheel = self.queue.popleft() + self.noise
-        throttle, brake = speed_control(
-            st.v, target_speed(road, s_car, st.v, self.e), self.e.speed_gain
-        )
+        self.v_target = target_speed(road, s_car, st.v, self.e)
+        throttle, brake = speed_control(st.v, self.v_target, self.e.speed_gain)
         return wheel, throttle, brake

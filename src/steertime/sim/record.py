@@ -94,6 +94,7 @@ def simulate(
                         "steering_deg": wheel,
                         "wheel_deg_measured": tel.wheel_deg,
                         "speed_mps": tel.speed,
+                        "target_speed_mps": expert.v_target,
                         "torque_nm": tel.torque,
                         "throttle": throttle,
                         "brake": brake,
@@ -120,6 +121,11 @@ def simulate(
                 "steering": {"column": "steering_deg", "unit": "deg", "angle_of": "steering_wheel"},
                 "wheel_measured": {"column": "wheel_deg_measured", "unit": "deg"},
                 "speed": {"column": "speed_mps", "unit": "m/s"},
+                # The expert's speed command (from the road ahead). A model that sees
+                # motion learns to echo the *measured* speed; in the loop that echo keeps
+                # the car at whatever speed it has (the "inertia problem"), so closed-loop
+                # driving takes its speed command from `target_speed` when predicted.
+                "target_speed": {"column": "target_speed_mps", "unit": "m/s"},
                 "torque": {"column": "torque_nm", "unit": "N*m"},
                 "throttle": {"column": "throttle", "unit": "fraction"},
                 "brake": {"column": "brake", "unit": "fraction"},

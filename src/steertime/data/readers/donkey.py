@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from steertime.data.drive import Drive, assemble_drives
-from steertime.data.frames import ImageFiles
+from steertime.data.frames import ImageFiles, keep_present
 from steertime.data.readers import ReadOptions, register_reader
 from steertime.data.units import FRACTION, Unit
 from steertime.errors import DataError
@@ -97,14 +97,15 @@ def read(path: Path, opts: ReadOptions) -> list[Drive]:
         problems = [f"{n_deleted} records marked deleted in the manifest were skipped"] * bool(
             n_deleted
         )
-        missing = [(c, ln) for c, ln, _, img in recs if not img.is_file()]
-        if missing:
-            first = f"{missing[0][0]} row {missing[0][1]}"
-            msg = f"{len(missing)} records name missing images (first: {first})"
-            if opts.strict or len(missing) == len(recs):
-                raise DataError(msg, tub)
-            problems.append(msg + "; skipped")
-            recs = [r for r in recs if r[3].is_file()]
+        present = keep_present(
+            [img.is_file() for *_, img in recs],
+            [f"{Path(c).name}:{ln}" for c, ln, *_ in recs],
+            tub,
+            opts.strict,
+            problems,
+            noun="records",
+        )
+        recs = [r for r, ok in zip(recs, present, strict=True) if ok]
 
         def col(key: str, recs=recs) -> np.ndarray:
             vals = []

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from steertime.data.drive import Drive, assemble_drives
-from steertime.data.frames import ImageFiles, VideoFrames, count_video_frames
+from steertime.data.frames import ImageFiles, VideoFrames, count_video_frames, keep_present
 from steertime.data.readers import ReadOptions, register_reader
 from steertime.data.units import MPS, Unit, angle_unit, speed_factor
 from steertime.errors import DataError
@@ -144,15 +144,9 @@ def read_with_mapping(m: dict, base: Path, where: str, opts: ReadOptions) -> lis
         for p, r in zip(paths, rows, strict=True):
             if not p.is_relative_to(frames_path):
                 raise DataError("image path escapes the frames folder; refused", csv, row=int(r))
-        present = np.array([p.is_file() for p in paths])
-        if not present.all():
-            bad = rows[~present]
-            listed = ", ".join(map(str, bad[:8]))
-            msg = f"{int((~present).sum())} rows name missing images (rows {listed})"
-            if opts.strict or not present.any():
-                raise DataError(msg, csv)
-            problems.append(msg + "; skipped")
-        keep = present
+        keep = keep_present(
+            [p.is_file() for p in paths], [str(r) for r in rows], csv, opts.strict, problems
+        )
         frame_index = np.arange(len(df))
         source = None
     else:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from steertime.data.drive import Drive, assemble_drives
-from steertime.data.frames import ImageFiles
+from steertime.data.frames import ImageFiles, keep_present
 from steertime.data.readers import ReadOptions, register_reader
 from steertime.data.units import MPS, RAD_STEERING_WHEEL, Unit
 from steertime.errors import DataError
@@ -58,15 +58,10 @@ def read(path: Path, opts: ReadOptions) -> list[Drive]:
     for p, r in zip(paths, df["_row"], strict=True):
         if not p.resolve().is_relative_to(base):
             raise DataError("image path escapes the log folder; refused", f, row=int(r))
-    exists = np.array([p.is_file() for p in paths])
-    if not exists.all():
-        bad = df["_row"].to_numpy()[~exists]
-        msg = f"{(~exists).sum()} rows name missing images (rows {', '.join(map(str, bad[:8]))})"
-        if opts.strict or not exists.any():
-            raise DataError(msg, f)
-        problems.append(msg + "; those rows are skipped")
-        df = df[exists]
-        paths = [p for p, e in zip(paths, exists, strict=True) if e]
+    labels = [str(r) for r in df["_row"]]
+    exists = keep_present([p.is_file() for p in paths], labels, f, opts.strict, problems)
+    df = df[exists]
+    paths = [p for p, e in zip(paths, exists, strict=True) if e]
 
     def num(col: str) -> np.ndarray:
         try:

@@ -11,7 +11,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from steertime.data.drive import Drive, assemble_drives
-from steertime.data.frames import ImageFiles
+from steertime.data.frames import ImageFiles, keep_present
 from steertime.data.readers import ReadOptions, register_reader
 from steertime.data.units import FRACTION, MPS, ROAD_WHEEL, SPEED_TO_MPS, Unit
 from steertime.errors import DataError
@@ -80,13 +80,12 @@ def read(path: Path, opts: ReadOptions) -> list[Drive]:
                     raise DataError(f"not a number: {cell!r}", log, row=r + 1, field=k) from None
             paths.append(center)
             rows.append(r + 1)
-    problems = []
-    if missing_center:
-        rows_txt = ", ".join(map(str, missing_center[:8]))
-        msg = f"{len(missing_center)} rows name a center image that is missing (rows {rows_txt})"
-        if opts.strict or not paths:
-            raise DataError(msg, log)
-        problems.append(msg + "; those rows are skipped")
+    problems: list[str] = []
+    # Rows were read in order: mark each row present or not for the shared rule.
+    labels = sorted([*rows, *missing_center])
+    absent = set(missing_center)
+    present = [r not in absent for r in labels]
+    keep_present(present, [str(r) for r in labels], log, opts.strict, problems)
     if missing_side:
         problems.append(
             f"side-camera images are absent ({missing_side} left/right files); "
