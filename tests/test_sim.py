@@ -7,8 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from steertime.sim import CameraSpec, World, drive, heldout_seeds, make_road, render, training_seeds
+from steertime.sim import (
+    CameraSpec,
+    World,
+    drive,
+    heldout_seeds,
+    make_road,
+    render,
+    simulate,
+    training_seeds,
+)
 from steertime.sim.camera import _coverage
+from steertime.sim.drive import speed_command
 from steertime.sim.expert import Expert
 from steertime.sim.road import DS, LANE_WIDTH, Look, Road
 
@@ -99,6 +109,24 @@ def test_zero_steering_accrues_interventions_on_curves():
     s = report.summary()
     assert s["interventions"] >= 5 and s["autonomy_pct"] < 60
     assert s["km"] > 0.5 and math.isfinite(s["mean_abs_offset_m"])
+
+
+def test_speed_command_prefers_target_speed():
+    # An echo of the measured speed is not a command: the road ahead decides (see docs).
+    assert speed_command({"steering": 0.0, "speed": 14.0, "target_speed": 10.8}) == 10.8
+    assert speed_command({"steering": 0.0, "speed": 14.0}) == 14.0
+    assert speed_command({"steering": 0.0}) is None
+
+
+def test_simulate_records_the_expert_speed_command(tmp_path):
+    from steertime.data import read_drives
+
+    (d,) = read_drives(simulate(tmp_path / "sim", 0.3, seed=3))
+    v, target = d.signals["speed"], d.signals["target_speed"]
+    assert d.units["target_speed"].name == "m/s"
+    # it commands v_max on the straights and less for curves; the car follows it
+    assert 0 < target.min() < target.max() <= 20.0
+    assert np.mean(np.abs(v[50:] - target[50:])) < 2.5
 
 
 def test_lane_geometry():
