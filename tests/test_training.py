@@ -20,7 +20,7 @@ from steertime.data.splits import Segment
 from steertime.errors import SteertimeError
 from steertime.models import create_model
 from steertime.train import TrainConfig, TrainingDiverged, apply_overrides, load_config, train
-from steertime.train.batches import stateful_schedule, window_schedule
+from steertime.train.batches import Augment, stateful_schedule, window_schedule
 from steertime.train.checkpoint import read_meta
 
 
@@ -66,6 +66,39 @@ def test_windows_fit_inside_segments():
     segs = [Segment(0, "train", 0, 100)]
     steps = window_schedule(segs, length=20, stride=10, batch=2, seed=0, epoch=0)
     assert all(c.reset and c.start + 20 <= 100 for row in steps for c in row)
+
+
+def test_augmentation_is_drawn_per_state_run_and_off_by_default():
+    segs = [Segment(0, "train", 0, 203), Segment(1, "train", 0, 150)]
+    plain = stateful_schedule(segs, 10, 4, seed=3, epoch=1)
+    assert all(not c.flip and c.gain == 1.0 for row in plain for c in row)
+    aug = Augment(flip=True, brightness=0.3)
+    steps = stateful_schedule(segs, 10, 4, seed=3, epoch=1, augment=aug)
+    assert steps == stateful_schedule(segs, 10, 4, seed=3, epoch=1, augment=aug)
+    assert [(c.drive, c.start) for r in steps for c in r] == [
+        (c.drive, c.start) for r in plain for c in r
+    ]
+    for b in range(4):
+        lane = [row[b] for row in steps]
+        for prev, cur in zip(lane, lane[1:], strict=False):
+            if not cur.reset:  # the state carries over: so must the mirror and the light
+                assert (cur.flip, cur.gain) == (prev.flip, prev.gain)
+    flat = [c for r in steps for c in r]
+    assert {c.flip for c in flat} == {True, False}
+    assert all(0.7 <= c.gain <= 1.3 for c in flat)
+
+
+def test_flipped_chunk_mirrors_frames_and_negates_steering_only(tiny_cache):
+    from steertime.data import Cache
+    from steertime.train.batches import BatchReader, Chunk
+
+    cache = Cache.open(tiny_cache)
+    reader = BatchReader(cache, ["steering", "speed"], 5, 2)
+    frames, target, _ = reader.read([Chunk(0, 20, True), Chunk(0, 20, True, flip=True, gain=0.5)])
+    plain = frames[0].astype(int)
+    assert (frames[1].astype(int) == (plain[:, :, ::-1] * 0.5).astype(int)).all()
+    assert (target[1, :, 0] == -target[0, :, 0]).all()  # steering mirrored
+    assert (target[1, :, 1] == target[0, :, 1]).all()  # speed is not
 
 
 def test_overrides_reject_unknown_keys_and_round_trip(tmp_path):
@@ -228,3 +261,10 @@ def test_outputs_must_exist(tiny_cache, tmp_path):
     cfg = _cfg(tiny_cache, tmp_path / "r", "data.outputs=steering,torque")
     with pytest.raises(SteertimeError, match=r"outputs \['torque'\] are not signals"):
         train(cfg, progress=False)
+
+
+def test_training_with_augmentation_runs_and_records_it(tiny_cache, tmp_path):
+    run = tmp_path / "aug"
+    train(_cfg(tiny_cache, run, "data.flip=true", "data.brightness=0.2", "train.max_steps=3"))
+    cfg = load_config(run / "config.yaml")
+    assert cfg.data.flip is True and cfg.data.brightness == 0.2

@@ -8,6 +8,11 @@ shuffled segment order and a random phase — so a resumed run sees the same bat
 
 Windows: independent random windows of `burn_in + seq_len` frames; the state starts
 fresh in every window and the first `burn_in` steps only warm it up.
+
+Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
+reset — so a sequence is never mirrored or re-lit halfway through its memory:
+- `flip`: mirror left-right and negate the antisymmetric signals (steering, torque, …);
+- `brightness`: multiply the frames by a gain in [1 - b, 1 + b].
 """
 
 from __future__ import annotations
@@ -19,12 +24,47 @@ import numpy as np
 from steertime.data import Cache, Segment
 from steertime.errors import SteertimeError
 
+# Signals that change sign when the world is mirrored left-right.
+ANTISYMMETRIC = frozenset({"steering", "torque", "wheel_measured", "lateral_offset"})
+
 
 @dataclass(frozen=True)
 class Chunk:
     drive: int
     start: int
     reset: bool  # the state must start fresh here
+    flip: bool = False
+    gain: float = 1.0
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = False
+    brightness: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.brightness > 0
+
+    def draw(self, rng: np.random.Generator) -> dict:
+        return {
+            "flip": bool(self.flip and rng.random() < 0.5),
+            "gain": float(1 + rng.uniform(-self.brightness, self.brightness)),
+        }
+
+
+def _augment(lanes: list[list[Chunk]], aug: Augment | None, rng) -> list[list[Chunk]]:
+    if aug is None or not aug.active:
+        return lanes
+    out = []
+    for lane in lanes:
+        new, params = [], {}
+        for c in lane:
+            if c.reset:
+                params = aug.draw(rng)
+            new.append(Chunk(c.drive, c.start, c.reset, **params))
+        out.append(new)
+    return out
 
 
 def _rng(seed: int, epoch: int) -> np.random.Generator:
@@ -32,7 +72,12 @@ def _rng(seed: int, epoch: int) -> np.random.Generator:
 
 
 def stateful_schedule(
-    segments: list[Segment], seq_len: int, lanes: int, seed: int, epoch: int
+    segments: list[Segment],
+    seq_len: int,
+    lanes: int,
+    seed: int,
+    epoch: int,
+    augment: Augment | None = None,
 ) -> list[list[Chunk]]:
     """steps[i][b]: the chunk lane b trains on at step i of this epoch."""
     rng = _rng(seed, epoch)
@@ -52,11 +97,18 @@ def stateful_schedule(
     for b in range(lanes):  # a lane's first chunk never inherits another lane's state
         c = lane[b][0]
         lane[b][0] = Chunk(c.drive, c.start, True)
+    lane = _augment(lane, augment, rng)
     return [[lane[b][i] for b in range(lanes)] for i in range(per_lane)]
 
 
 def window_schedule(
-    segments: list[Segment], length: int, stride: int, batch: int, seed: int, epoch: int
+    segments: list[Segment],
+    length: int,
+    stride: int,
+    batch: int,
+    seed: int,
+    epoch: int,
+    augment: Augment | None = None,
 ) -> list[list[Chunk]]:
     """Shuffled windows of `length` frames (one per `stride` frames of data)."""
     rng = _rng(seed, epoch)
@@ -70,7 +122,8 @@ def window_schedule(
         raise SteertimeError(f"only {len(wins)} windows of {length} frames for batch {batch}")
     order = rng.permutation(len(wins))
     n = len(wins) // batch
-    return [[wins[order[i * batch + b]] for b in range(batch)] for i in range(n)]
+    steps = [[wins[order[i * batch + b]] for b in range(batch)] for i in range(n)]
+    return _augment(steps, augment, rng)  # every window resets: one draw each
 
 
 class BatchReader:
@@ -97,6 +150,12 @@ class BatchReader:
             else:
                 self.frames[b] = self.features.read(c.drive, c.start, c.start + self.length)
             for k, name in enumerate(self.outputs):
-                self.targets[b, :, k] = d.signals[name][c.start : c.start + self.length]
+                sign = -1.0 if c.flip and name in ANTISYMMETRIC else 1.0
+                self.targets[b, :, k] = sign * d.signals[name][c.start : c.start + self.length]
+            if c.flip:
+                self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
+            if c.gain != 1.0:
+                lit = self.frames[b].astype(np.float32) * c.gain
+                self.frames[b] = np.clip(lit, 0, 255).astype(np.uint8)
         reset = np.array([c.reset for c in chunks])
         return self.frames, self.targets, reset

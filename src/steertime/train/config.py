@@ -22,6 +22,11 @@ class DataConfig:
     outputs: list[str] = field(default_factory=lambda: ["steering"])
     weights: list[float] = field(default_factory=list)  # loss weight per output; default 1
     features: str = ""  # a features store (steertime features): train without running the CNN
+    # Augmentation of training chunks (see train/batches.py). `flip` mirrors left-right and
+    # negates steering: off by default, since a mirrored right-hand-traffic road teaches
+    # driving on the left; fine for tracks without a lane side (Udacity sim, Donkeycar).
+    flip: bool = False
+    brightness: float = 0.0  # ± fraction of frame brightness, drawn per sequence
 
 
 @dataclass

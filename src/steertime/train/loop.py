@@ -29,7 +29,7 @@ from steertime.data import Cache
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout, SequenceModel, State, create_model, detach_state
 from steertime.train import dist as D
-from steertime.train.batches import BatchReader, stateful_schedule, window_schedule
+from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
 from steertime.train.checkpoint import load_train_state, model_meta, save_checkpoint
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.validate import stream_metrics
@@ -202,13 +202,17 @@ def train(
         "data_path": str(cache.path),
     }
 
+    augment = Augment(cfg.data.flip, cfg.data.brightness)
+    if augment.active and store is not None:
+        raise SteertimeError("data.flip / data.brightness need frames, not a features store")
+
     def schedule(epoch: int):
         segs = cache.segments("train")
         if t.mode == "stateful":
-            return stateful_schedule(segs, t.seq_len, t.batch_size, t.seed, epoch)
+            return stateful_schedule(segs, t.seq_len, t.batch_size, t.seed, epoch, augment)
         if t.mode == "windows":
             return window_schedule(
-                segs, t.burn_in + t.seq_len, t.seq_len, t.batch_size, t.seed, epoch
+                segs, t.burn_in + t.seq_len, t.seq_len, t.batch_size, t.seed, epoch, augment
             )
         raise SteertimeError(f"train.mode must be stateful or windows, got {t.mode!r}")
 
