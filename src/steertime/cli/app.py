@@ -1,0 +1,70 @@
+"""The shared Typer app, console, progress bar and data options of every command."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from steertime import data
+from steertime.data.readers.generic import load_mapping, mapping_from_pairs
+from steertime.errors import SteertimeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="steertime: recurrent networks that steer a car through time.",
+)
+console = Console()
+err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (only on a terminal); yields `advance(n)`."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _read_options(
+    max_gap: float, strict: bool, mapping: Path | None, maps: list[str]
+) -> data.ReadOptions:
+    m = load_mapping(mapping) if mapping is not None else None
+    if maps:
+        m = _merge(m or {}, mapping_from_pairs(maps))
+    return data.ReadOptions(max_gap_s=max_gap, strict=strict, mapping=m)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = {**base, **{k: v for k, v in extra.items() if k != "signals"}}
+    out["signals"] = {**(base.get("signals") or {}), **extra.get("signals", {})}
+    return out
+
+
+FORMAT = typer.Option(None, "--format", "-f", help="Reader to use (default: auto-detect).")
+MAX_GAP = typer.Option(1.0, "--max-gap", help="A gap longer than this (s) splits a drive.")
+STRICT = typer.Option(False, "--strict", help="Treat fixable data problems as errors.")
+MAPPING = typer.Option(None, "--mapping", help="Generic format: mapping YAML/TOML file.")
+MAP = typer.Option([], "--map", help="Generic format: KEY=VALUE, e.g. steering=angle:deg.")
+
+
+def main() -> None:
+    """Entry point: user-facing errors become one clear line and exit status 2."""
+    try:
+        app()
+    except (SteertimeError, FileExistsError) as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,188 @@
+"""`steertime` commands: reading, preparing and splitting recordings; frozen-CNN features."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from steertime import data
+from steertime.cli.app import (
+    FORMAT,
+    MAP,
+    MAPPING,
+    MAX_GAP,
+    STRICT,
+    _progress,
+    _read_options,
+    app,
+    console,
+)
+from steertime.data.preprocess import FrameSpec, parse_crop, parse_size
+
+
+@app.command()
+def formats() -> None:
+    """List the data formats steertime reads."""
+    for name, desc in data.available_formats().items():
+        console.print(f"[bold]{name}[/]: {desc}")
+
+
+@app.command()
+def inspect(
+    path: Path,
+    format: str = FORMAT,
+    max_gap: float = MAX_GAP,
+    strict: bool = STRICT,
+    mapping: Path = MAPPING,
+    map: list[str] = MAP,
+    decode: bool = typer.Option(False, "--decode", help="Decode every frame to find bad ones."),
+) -> None:
+    """Validate a recording and print its drives, signals and problems."""
+    _print_summary(
+        data.inspect(path, format, _read_options(max_gap, strict, mapping, map), decode=decode)
+    )
+
+
+def _print_summary(s: data.Summary) -> None:
+    console.print(
+        f"[bold]{s.path}[/] format [bold]{s.format}[/]: {len(s.drives)} drive(s), "
+        f"{s.total_frames} frames, {s.total_duration_s:.1f} s"
+    )
+    t = Table("drive", "frames", "duration s", "rate Hz", "video")
+    for d in s.drives:
+        t.add_row(
+            d.name,
+            str(d.frames),
+            f"{d.duration_s:.1f}",
+            f"{d.rate_hz:.2f}",
+            "yes" if d.has_frames else "MISSING",
+        )
+    console.print(t)
+    st = Table(
+        "signal", "unit", "to rad", "angle of", "min", "mean", "max", title="signals (all drives)"
+    )
+    by_name: dict[str, list] = {}
+    for d in s.drives:
+        for g in d.signals:
+            by_name.setdefault(g.name, []).append(g)
+    for name, gs in by_name.items():
+        g0 = gs[0]
+        st.add_row(
+            name,
+            g0.unit,
+            "-" if g0.to_radians is None else f"{g0.to_radians:.5g}",
+            g0.angle_of or "-",
+            f"{min(g.min for g in gs):.4g}",
+            f"{sum(g.mean for g in gs) / len(gs):.4g}",
+            f"{max(g.max for g in gs):.4g}",
+        )
+    console.print(st)
+    if s.problems:
+        console.print(f"[yellow]problems found ({len(s.problems)}):[/]")
+        for p in s.problems:
+            console.print(f"  - {p}", markup=False, highlight=False)
+    else:
+        console.print("[green]no problems found[/]")
+
+
+@app.command()
+def prepare(
+    path: Path,
+    out: Path = typer.Option(..., "--out", "-o", help="Cache folder to create."),
+    size: str = typer.Option("66x200", help="Model input HEIGHTxWIDTH."),
+    crop: str = typer.Option("0,0", help="Rows to cut from the TOP,BOTTOM before resizing."),
+    fps: float = typer.Option(None, help="Downsample to at most this frame rate."),
+    split: str = typer.Option("tail", help="Split mode: tail, blocks or drive."),
+    val: float = typer.Option(0.15, help="Fraction for validation."),
+    test: float = typer.Option(0.15, help="Fraction for test."),
+    guard: int = typer.Option(50, help="Frames dropped between splits (>= longest sequence)."),
+    blocks: int = typer.Option(10, help="Blocks per drive in 'blocks' mode."),
+    seed: int = typer.Option(0, help="Seed for 'blocks' and 'drive' splits."),
+    workers: int = typer.Option(2, help="Decoding threads."),
+    overwrite: bool = typer.Option(False, help="Replace an existing cache."),
+    format: str = FORMAT,
+    max_gap: float = MAX_GAP,
+    strict: bool = STRICT,
+    mapping: Path = MAPPING,
+    map: list[str] = MAP,
+) -> None:
+    """Decode, crop and resize every frame once into a fast random-access cache."""
+    h, w = parse_size(size)
+    top, bottom = parse_crop(crop)
+    cfg = data.PrepareConfig(
+        frame=FrameSpec(h, w, top, bottom),
+        fps=fps,
+        workers=workers,
+        skip_bad_frames=not strict,
+        split=data.SplitConfig(split, val, test, guard, blocks, seed),
+    )
+    drives = data.read_drives(path, format, _read_options(max_gap, strict, mapping, map))
+    _prepare_and_report(drives, path, out, cfg, overwrite)
+
+
+def _prepare_and_report(
+    drives: list, path: Path, out: Path, cfg: data.PrepareConfig, overwrite: bool
+) -> None:
+    total = sum(len(d) for d in drives if d.frames is not None)
+    started = time.perf_counter()
+    with _progress("prepare", total) as advance:
+        cache = data.prepare_drives(
+            drives,
+            out,
+            cfg,
+            source=str(path),
+            overwrite=overwrite,
+            progress=advance,
+        )
+    rate = total / (time.perf_counter() - started)
+    segs = cache.segments()
+    counts = {s: sum(len(g) for g in segs if g.split == s) for s in ("train", "val", "test")}
+    console.print(
+        f"wrote {out}: {len(cache.drives)} drive(s), {cache.n_frames} frames of "
+        f"{cfg.frame.height}x{cfg.frame.width}; "
+        f"train {counts['train']}, val {counts['val']}, test {counts['test']} frames; "
+        f"{rate:.0f} frames/s; hash {cache.content_hash}"
+    )
+    for p in cache.manifest["skipped"]:
+        console.print(f"[yellow]skipped[/] {p}", markup=True)
+
+
+@app.command("split")
+def split_cmd(
+    cache: Path,
+    mode: str = typer.Option("tail", help="tail, blocks or drive."),
+    val: float = 0.15,
+    test: float = 0.15,
+    guard: int = 50,
+    blocks: int = 10,
+    seed: int = 0,
+) -> None:
+    """Recompute a cache's train/val/test split (frames are untouched)."""
+    c = data.Cache.open(cache)
+    c.resplit(data.SplitConfig(mode, val, test, guard, blocks, seed))
+    for s in ("train", "val", "test"):
+        console.print(f"{s}: {sum(len(g) for g in c.segments(s))} frames")
+
+
+@app.command()
+def features(
+    cache: Path,
+    encoder: str = typer.Option("efficientnet_lite0", help="Registered encoder."),
+    out: Path = typer.Option(None, "--out", "-o", help="Default: CACHE/features/ENCODER."),
+) -> None:
+    """Extract a frozen encoder's features for every cached frame once (resumable)."""
+    from steertime.data.features import extract_features
+
+    c = data.Cache.open(cache)
+    out = out or Path(cache) / "features" / encoder
+    started = time.perf_counter()
+    with _progress("features", c.n_frames) as advance:
+        extract_features(c, out, encoder, progress=advance)
+    rate = c.n_frames / (time.perf_counter() - started)
+    console.print(
+        f"wrote {out} ({c.n_frames} frames, {rate:.0f} frames/s); "
+        f"train with --set data.features={out} --model feat_lstm"
+    )

@@ -1,0 +1,106 @@
+"""`steertime` commands: scoring runs, comparing them, rendering overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from steertime.cli.app import FORMAT, _progress, app, console
+
+
+def _print_leaderboard(result: dict) -> None:
+    from steertime.evaluate import leaderboard
+
+    for name, entry in result["outputs"].items():
+        rad = any("rmse_rad" in m for m in entry["models"].values())
+        unit = entry["unit"].get("name", "")
+        t = Table(
+            "model",
+            f"RMSE [{unit}]",
+            "95% CI",
+            *(["RMSE rad"] if rad else []),
+            "MAE",
+            "R²",
+            "lag s",
+            "rate/driver",
+            title=f"{name} ({result['frames']} frames)",
+        )
+        for r in leaderboard(result, name):
+            lo, hi = r["rmse_ci95"]
+            cells = [r["model"], f"{r['rmse']:.4g}", f"{lo:.4g}–{hi:.4g}"]
+            if rad:
+                cells.append(f"{r['rmse_rad']:.4g}" if "rmse_rad" in r else "-")
+            cells += [
+                f"{r['mae']:.4g}",
+                f"{r['r2']:.3f}",
+                f"{r['lag_s']:+.2f}",
+                f"{r['rate_ratio_to_driver']:.2f}",
+            ]
+            t.add_row(*cells, style="bold" if r["model"] == result["primary"] else None)
+        console.print(t)
+
+
+@app.command()
+def evaluate(
+    run: Path,
+    data_: Path = typer.Option(..., "--data", help="Prepared cache, or a recording in any format."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for metrics.json, plots, report.html."
+    ),
+    split: str = typer.Option("test", help="Cache split to score (train, val, test, all)."),
+    compare: list[str] = typer.Option([], help="Other runs to score on the same frames."),
+    format: str = FORMAT,
+) -> None:
+    """Score a run streaming over held-out data against predict-zero, predict-mean and others."""
+    from steertime.evaluate import evaluate_to_dir
+
+    result = evaluate_to_dir(run, data_, out, None if split == "all" else split, compare, format)
+    _print_leaderboard(result)
+    console.print(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def compare(
+    runs: list[Path],
+    data_: Path = typer.Option(..., "--data", help="Prepared cache, or a recording."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    split: str = typer.Option("test"),
+    output: str = typer.Option("steering", help="Output the leaderboard ranks by."),
+) -> None:
+    """A leaderboard of several runs on the same frames, with confidence intervals."""
+    from steertime.evaluate import evaluate_to_dir, leaderboard
+    from steertime.evaluate.plots import leaderboard as plot_leaderboard
+
+    result = evaluate_to_dir(runs[0], data_, out, None if split == "all" else split, runs[1:])
+    _print_leaderboard(result)
+    plot_leaderboard(leaderboard(result, output), output, out / f"leaderboard_{output}.png")
+    console.print(
+        f"leaderboard: {out / f'leaderboard_{output}.png'}; report: {out / 'report.html'}"
+    )
+
+
+@app.command()
+def render(
+    run: Path,
+    source: Path,
+    out: Path = typer.Option(..., "--out", "-o", help="Overlay video (.mp4)."),
+    output: str = typer.Option("steering", help="Which output the wheels show."),
+    format: str = FORMAT,
+) -> None:
+    """Draw true and predicted steering wheels over the camera video (H.264)."""
+    from steertime.evaluate.render import render as render_video
+    from steertime.stream import Predictor
+    from steertime.stream.run import load_source
+
+    drives = load_source(source, format)
+    with _progress("render", sum(len(d) for d in drives)) as advance:
+        render_video(
+            Predictor.from_run(run),
+            drives,
+            out,
+            output=output,
+            progress=advance,
+        )
+    console.print(f"wrote {out}")

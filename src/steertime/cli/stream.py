@@ -1,0 +1,60 @@
+"""`steertime` commands: per-frame predictions and ONNX export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from steertime.cli.app import FORMAT, MAP, MAPPING, _progress, _read_options, app, console
+from steertime.errors import SteertimeError
+
+
+@app.command()
+def predict(
+    run: Path,
+    source: Path,
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions file (.csv or .parquet)."),
+    onnx: Path = typer.Option(None, help="Use this exported ONNX folder instead of PyTorch."),
+    max_gap: float = typer.Option(1.0, help="A timestamp gap longer than this resets the state."),
+    format: str = FORMAT,
+    mapping: Path = MAPPING,
+    map: list[str] = MAP,
+) -> None:
+    """Run a trained model frame by frame over a recording or a bare video."""
+    from steertime.stream import OnnxPredictor, Predictor
+    from steertime.stream.run import load_source, predict_drives, write_table
+
+    p = (
+        OnnxPredictor(onnx, max_gap_s=max_gap)
+        if onnx
+        else Predictor.from_run(run, max_gap_s=max_gap)
+    )
+    drives = load_source(source, format, _read_options(1.0, False, mapping, map))
+    total = sum(len(d) for d in drives)
+    started = time.perf_counter()
+    with _progress("predict", total) as advance:
+        df = predict_drives(p, drives, progress=advance)
+    write_table(df, out)
+    rate = total / (time.perf_counter() - started)
+    skipped = int((df["status"] == "skipped").sum())
+    resets = int((df["status"] == "reset").sum())
+    console.print(
+        f"wrote {out}: {len(df)} frames ({rate:.0f} frames/s), {resets} resets, {skipped} skipped"
+    )
+
+
+@app.command()
+def export(
+    run: Path,
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for model.onnx + model.json."),
+    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+) -> None:
+    """Export one streaming step of a trained model, state as explicit inputs/outputs."""
+    from steertime.stream import export_onnx
+
+    if format != "onnx":
+        raise SteertimeError(f"export format {format!r} is not supported (onnx)")
+    folder = export_onnx(run, out or Path(run) / "export")
+    console.print(f"wrote {folder / 'model.onnx'} and {folder / 'model.json'}")

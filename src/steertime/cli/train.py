@@ -1,0 +1,88 @@
+"""`steertime` commands: training and hyper-parameter search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from steertime.cli.app import app, console
+from steertime.errors import SteertimeError
+
+
+@app.command()
+def train(
+    data_: Path = typer.Option(None, "--data", help="Prepared cache (steertime prepare)."),
+    model: str = typer.Option(None, help="Registered model, e.g. pilotnet, cnn_lstm, komanda."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder to create (or resume)."),
+    seq_len: int = typer.Option(None, help="TBPTT chunk length (train.seq_len)."),
+    epochs: int = typer.Option(None, help="train.epochs"),
+    batch_size: int = typer.Option(None, help="train.batch_size (lanes over all processes)."),
+    lr: float = typer.Option(None, help="optim.lr"),
+    outputs: str = typer.Option(None, help="Signals to predict, e.g. steering,speed."),
+    config: Path = typer.Option(None, help="YAML config (e.g. written by tune or a run)."),
+    set_: list[str] = typer.Option([], "--set", help="Override: section.key=value."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train a model on a prepared cache (stateful truncated BPTT by default)."""
+    from steertime.train import TrainConfig, apply_overrides, load_config
+    from steertime.train import train as run_training
+
+    if resume:
+        if out is None:
+            raise SteertimeError("--resume needs --out RUN")
+        cfg = TrainConfig(out=str(out))
+    else:
+        cfg = load_config(config) if config else TrainConfig()
+        pairs = [
+            f"{k}={v}"
+            for k, v in [
+                ("model.name", model),
+                ("train.seq_len", seq_len),
+                ("train.epochs", epochs),
+                ("train.batch_size", batch_size),
+                ("optim.lr", lr),
+                ("data.outputs", outputs),
+            ]
+            if v is not None
+        ]
+        cfg = apply_overrides(cfg, pairs + list(set_))
+        if data_ is not None:
+            cfg.data.cache = str(data_)
+        if out is not None:
+            cfg.out = str(out)
+        if not cfg.data.cache or not cfg.out:
+            raise SteertimeError("train needs --data CACHE and --out RUN (or a --config with both)")
+    run = run_training(cfg, resume=resume)
+    console.print(f"run written to {run} (best: {run / 'checkpoints' / 'best'})")
+
+
+@app.command()
+def tune(
+    data_: Path = typer.Option(..., "--data", help="Prepared cache."),
+    model: str = typer.Option("cnn_lstm"),
+    trials: int = typer.Option(20, help="Trials to run now (added to the study)."),
+    storage: str = typer.Option(
+        "sqlite:///study.db", help="Optuna storage URL (shared DB for many machines)."
+    ),
+    study: str = typer.Option("steertime", help="Study name: the same name resumes it."),
+    out: Path = typer.Option(Path("tune"), "--out", "-o", help="Trial runs and best_config.yaml."),
+    config: Path = typer.Option(None, help="Base config the search starts from."),
+    set_: list[str] = typer.Option([], "--set", help="Base overrides: section.key=value."),
+) -> None:
+    """Search learning rate, hidden size, seq_len, dropout, clipping and optimiser with Optuna."""
+    from steertime.train import TrainConfig, apply_overrides, load_config
+    from steertime.train.tune import tune as run_tune
+
+    base = apply_overrides(
+        load_config(config) if config else TrainConfig(), [f"model.name={model}", *set_]
+    )
+    base.data.cache = str(data_)
+    r = run_tune(base, trials, storage, study, out)
+    console.print(
+        f"study {r['study']}: {r['trials']} trials ({r['complete']} complete, "
+        f"{r['pruned']} pruned); best val RMSE {r['best_value']:.4g} with {r['best_params']}"
+    )
+    console.print(
+        f"best config: {r['best_config']}  →  steertime train --config {r['best_config']} --out RUN"
+    )
