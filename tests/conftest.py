@@ -71,3 +71,23 @@ def tiny_cache(shared_data, tmp_path_factory) -> Path:
     cfg = PrepareConfig(split=SplitConfig("tail", 0.15, 0.15, guard=10))
     prepare_drives([clip], out, cfg)
     return out
+
+
+SMALL_TRAIN = [
+    "train.threads=2",
+    "train.batch_size=4",
+    "train.seq_len=5",
+    "train.epochs=1",
+    "optim.warmup_steps=2",
+    "model.hidden=16",
+    "model.feat_dim=16",
+]
+
+
+def small_train_config(cache: Path, out: Path, *overrides: str):
+    """A TrainConfig small enough for a test: tiny model, short chunks; later overrides win."""
+    from steertime.train import TrainConfig, apply_overrides
+
+    cfg = apply_overrides(TrainConfig(), [*SMALL_TRAIN, *overrides])
+    cfg.data.cache, cfg.out = str(cache), str(out)
+    return cfg

@@ -10,6 +10,7 @@ from steertime.cli import app
 from steertime.data import Cache
 from steertime.diagnostics import gradient_through_time, memory_horizon, memory_task
 from steertime.models import create_model
+from tests.conftest import small_train_config
 
 
 def test_memory_horizon_by_hand():
@@ -54,24 +55,19 @@ def test_lstm_remembers_where_rnn_cannot():
 def test_training_warnings_and_detailed_logging(tiny_cache, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from steertime.train import TrainConfig, apply_overrides, train
+    from steertime.train import train
 
-    cfg = apply_overrides(
-        TrainConfig(),
-        [
-            "train.threads=2",
-            "train.batch_size=4",
-            "train.seq_len=5",
-            "train.epochs=4",
-            "model.hidden=8",
-            "model.feat_dim=8",
-            "optim.lr=0",
-            "optim.clip_norm=1e-9",
-            "train.diagnostics=true",
-            "train.patience=100",
-        ],
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "run",
+        "train.epochs=4",
+        "model.hidden=8",
+        "model.feat_dim=8",
+        "optim.lr=0",
+        "optim.clip_norm=1e-9",
+        "train.diagnostics=true",
+        "train.patience=100",
     )
-    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "run")
     run = train(cfg, progress=False)
     text = (run / "warnings.txt").read_text()
     assert "exceeded optim.clip_norm" in text and "optim.lr" in text

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from steertime.cli import app
 from steertime.data import FrameSpec
 from steertime.evaluate import metrics as M
+from tests.conftest import small_train_config
 from tests.test_stream import make_run
 
 
@@ -53,21 +54,11 @@ def test_block_bootstrap_is_wider_than_iid_and_covers():
 @pytest.fixture(scope="module")
 def evaluated(tiny_cache, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
-    from steertime.train import TrainConfig, apply_overrides, train
+    from steertime.train import train
 
-    cfg = apply_overrides(
-        TrainConfig(),
-        [
-            "train.threads=2",
-            "train.batch_size=4",
-            "train.seq_len=5",
-            "train.epochs=2",
-            "model.hidden=16",
-            "model.feat_dim=16",
-            "data.outputs=steering,speed",
-        ],
+    cfg = small_train_config(
+        tiny_cache, tmp / "lstm", "train.epochs=2", "data.outputs=steering,speed"
     )
-    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp / "lstm")
     run = train(cfg, progress=False)
     other = make_run(tmp, "pilotnet")
     # make_run's layout is steering+speed with its own stats: fine for comparing on frames

@@ -22,24 +22,11 @@ from steertime.models import create_model
 from steertime.train import TrainConfig, TrainingDiverged, apply_overrides, load_config, train
 from steertime.train.batches import Augment, stateful_schedule, window_schedule
 from steertime.train.checkpoint import read_meta
+from tests.conftest import small_train_config
 
 
 def _cfg(cache, out, *overrides) -> TrainConfig:
-    cfg = apply_overrides(
-        TrainConfig(),
-        [
-            "train.threads=1",
-            "train.batch_size=4",
-            "train.seq_len=5",
-            "train.epochs=1",
-            "optim.warmup_steps=2",
-            "model.hidden=16",
-            "model.feat_dim=16",
-            *overrides,
-        ],
-    )
-    cfg.data.cache, cfg.out = str(cache), str(out)
-    return cfg
+    return small_train_config(cache, out, "train.threads=1", *overrides)
 
 
 def test_stateful_lanes_walk_consecutive_chunks():
