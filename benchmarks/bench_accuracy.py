@@ -1,6 +1,7 @@
 """Accuracy on real data with a held-out final time block (tail split, guard 50).
 
     python benchmarks/bench_accuracy.py --work /tmp/acc [--epochs 30] [--models ...]
+        [--set data.flip=true data.brightness=0.3 --tag _aug]
 
 For each dataset: prepare a 66x200 cache, train each model (stateful TBPTT, early
 stopping on val steering RMSE, best checkpoint kept), then run the best checkpoint
@@ -69,7 +70,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--models", default="pilotnet,cnn_lstm,cnn_lstm_ar")
     ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--set", nargs="*", default=[], help="extra training overrides")
+    ap.add_argument("--tag", default="", help="suffix of run folders and results file")
     a = ap.parse_args()
     results = {}
     for ds in a.datasets.split(","):
@@ -95,7 +97,7 @@ def main() -> None:
             "predict_mean": rmse_table(cache, outputs, None, mean),
         }
         for m in a.models.split(","):
-            run = a.work / f"run_{ds}_{m}"
+            run = a.work / f"run_{ds}_{m}{a.tag}"
             if not (run / "checkpoints" / "best").exists():
                 cfg = apply_overrides(
                     TrainConfig(),
@@ -120,7 +122,7 @@ def main() -> None:
             print(ds, m, json.dumps(res[m]), flush=True)
         results[ds] = res
     print(json.dumps(results, indent=2))
-    (a.work / "results.json").write_text(json.dumps(results, indent=2))
+    (a.work / f"results{a.tag}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

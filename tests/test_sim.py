@@ -121,12 +121,14 @@ def test_speed_command_prefers_target_speed():
 def test_simulate_records_the_expert_speed_command(tmp_path):
     from steertime.data import read_drives
 
-    (d,) = read_drives(simulate(tmp_path / "sim", 0.3, seed=3))
+    (d,) = read_drives(simulate(tmp_path / "sim", 1.0, seed=3))
     v, target = d.signals["speed"], d.signals["target_speed"]
     assert d.units["target_speed"].name == "m/s"
-    # it commands v_max on the straights and less for curves; the car follows it
+    # it commands v_max on the straights and less for curves; the car follows it, except
+    # during speed bumps, which make it too fast or too slow while the label stays put
     assert 0 < target.min() < target.max() <= 20.0
-    assert np.mean(np.abs(v[50:] - target[50:])) < 2.5
+    gap = np.abs(v[50:] - target[50:])
+    assert np.median(gap) < 1.5 and gap.max() > 1.5
 
 
 def test_lane_geometry():

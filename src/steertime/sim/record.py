@@ -15,16 +15,20 @@ from PIL import Image
 
 from steertime.atomic import atomic_dir
 from steertime.sim.camera import CameraSpec
-from steertime.sim.expert import Expert
+from steertime.sim.expert import Expert, speed_control
 from steertime.sim.world import World
 
 GAP_S = 10.0  # time gap between roads: the reader splits them into separate drives
+SPEED_BUMPS = {"every_s": (8.0, 20.0), "length_s": (3.0, 8.0), "amplitude": (2.0, 5.0)}
 
 
 class Perturbation:
-    """Occasional smooth steering bumps added to what the car *executes* (not to the
-    label), so the recording shows the expert recovering from being off-centre — data a
-    model needs once its own small errors move the car (DART; PilotNet's shifted views)."""
+    """Occasional smooth bumps added to what the car *executes* (not to the label), so the
+    recording shows the expert recovering — data a model needs once its own small errors
+    move the car (DART; PilotNet's shifted views). Steering bumps (degrees) put the car
+    off-centre; speed bumps (m/s added to the speed the car tracks) make it too fast or
+    too slow for the road while the `target_speed` label stays the expert's, so a model
+    cannot learn to echo the speed it sees (the inertia problem, see sim/drive.py)."""
 
     def __init__(
         self,
@@ -32,10 +36,10 @@ class Perturbation:
         fps: float,
         every_s=(6.0, 14.0),
         length_s=(0.8, 2.0),
-        amplitude_deg=(8.0, 25.0),
+        amplitude=(8.0, 25.0),  # deg of steering wheel (m/s for speed bumps)
     ) -> None:
         self.rng, self.fps = rng, fps
-        self.every_s, self.length_s, self.amp = every_s, length_s, amplitude_deg
+        self.every_s, self.length_s, self.amp = every_s, length_s, amplitude
         self.wait = int(rng.uniform(*every_s) * fps)
         self.bump: np.ndarray = np.zeros(0)
 
@@ -82,6 +86,7 @@ def simulate(
             world = World(road_seed, dt=1.0 / fps, cam=cam, noise_seed=road_seed)
             expert = Expert(world.dt, np.random.default_rng(road_seed + 1))
             bump = Perturbation(np.random.default_rng(road_seed + 2), fps)
+            speed_bump = Perturbation(np.random.default_rng(road_seed + 3), fps, **SPEED_BUMPS)
             for _ in range(min(per_road, n_frames - len(rows))):
                 name = f"{len(rows):07d}.jpg"
                 Image.fromarray(world.frame()).save(tmp / "images" / name, quality=92)
@@ -102,6 +107,11 @@ def simulate(
                         "road": road_seed,
                     }
                 )
+                dv = speed_bump()
+                if dv:
+                    throttle, brake = speed_control(
+                        world.state.v, expert.v_target + dv, expert.e.speed_gain
+                    )
                 world.step(wheel + bump(), throttle, brake)
                 if progress:
                     progress(1)
