@@ -235,3 +235,17 @@ def test_donkey_missing_images_skipped_or_strict(tmp_path):
     )
     with pytest.raises(DataError, match=r"missing images \(records catalog_0\.catalog:5\)"):
         read_drives(tmp_path, options=ReadOptions(strict=True))
+
+
+def test_keep_present_lists_at_most_eight_and_refuses_when_none_left(tmp_path):
+    from steertime.data.frames import keep_present
+
+    problems: list[str] = []
+    present = [i % 2 == 0 for i in range(30)]
+    mask = keep_present(present, [str(i) for i in range(30)], tmp_path / "log.csv", False, problems)
+    assert mask.sum() == 15
+    assert (
+        "15 rows name missing images (rows 1, 3, 5, 7, 9, 11, 13, 15 … (15 in all))" in problems[0]
+    )
+    with pytest.raises(DataError, match=r"log\.csv.*2 rows name missing images"):
+        keep_present([False, False], ["2", "3"], tmp_path / "log.csv", False, [])
