@@ -1,0 +1,58 @@
+"""A variant of the temporal model in the closed-loop benchmark, on the same data.
+
+    python benchmarks/bench_closed_loop_variant.py --work /tmp/closed4 --name cnn_lstm_seq5 \
+        --set train.seq_len=5 [--epochs 15 --roads 30]
+
+Reuses the cache that `bench_closed_loop.py --work DIR` prepared, trains `cnn_lstm` with
+the demo's settings plus the given overrides into DIR/runs/NAME, and drives it on the
+same held-out roads (seeds as `drive --seed 0`), writing DIR/closed_loop_NAME.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from steertime.atomic import write_json
+from steertime.sim import drive, heldout_seeds
+from steertime.stream import Predictor
+from steertime.train import TrainConfig, apply_overrides, train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--set", nargs="*", default=[], help="training overrides of the variant")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--roads", type=int, default=30)
+    ap.add_argument("--road-seconds", type=float, default=120.0)
+    a = ap.parse_args()
+    run = a.work / "runs" / a.name
+    if not (run / "checkpoints" / "best").exists():
+        cfg = apply_overrides(
+            TrainConfig(),
+            [
+                "model.name=cnn_lstm",
+                f"train.epochs={a.epochs}",
+                "train.patience=100",
+                "optim.lr=1e-3",
+                "optim.warmup_steps=20",
+                "data.outputs=steering,speed,target_speed",
+                *a.set,
+            ],
+        )
+        cfg.data.cache, cfg.out = str(a.work / "cache"), str(run)
+        t0 = time.time()
+        train(cfg, progress=False)
+        print(f"trained in {time.time() - t0:.0f} s", flush=True)
+    report = drive(Predictor.from_run(run), heldout_seeds(0, a.roads), a.road_seconds)
+    summary = report.summary()
+    write_json(a.work / f"closed_loop_{a.name}.json", summary)
+    print(json.dumps({k: v for k, v in summary.items() if k != "per_road"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
