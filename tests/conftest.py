@@ -91,3 +91,15 @@ def small_train_config(cache: Path, out: Path, *overrides: str):
     cfg = apply_overrides(TrainConfig(), [*SMALL_TRAIN, *overrides])
     cfg.data.cache, cfg.out = str(cache), str(out)
     return cfg
+
+
+def interrupt_on_call(n: int):
+    """A progress callback that raises KeyboardInterrupt (Ctrl-C) on its n-th call."""
+    calls = {"n": 0}
+
+    def progress(_advance: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+
+    return progress

@@ -13,7 +13,7 @@ from steertime.data.cache import prepare_drives
 from steertime.data.drive import assemble_drives
 from steertime.data.units import Unit
 from steertime.errors import DataError
-from tests.conftest import tree_digest, write_video
+from tests.conftest import interrupt_on_call, tree_digest, write_video
 from tests.test_formats_written import write_generic_images, write_tub
 
 
@@ -213,15 +213,8 @@ def test_mapping_unknown_key_and_column(tmp_path):
 def test_failed_prepare_leaves_nothing(tmp_path):
     write_generic_images(tmp_path / "log", 20)
     drives = read_drives(tmp_path / "log")
-    calls = {"n": 0}
-
-    def boom(n):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        prepare_drives(drives, tmp_path / "cache", progress=boom)
+        prepare_drives(drives, tmp_path / "cache", progress=interrupt_on_call(10))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]
 
 

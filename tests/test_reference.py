@@ -57,26 +57,33 @@ def test_matches_finite_differences(cls):
         assert np.allclose(grads[k], num, atol=1e-6, rtol=1e-5), k
 
 
-def test_rnn_matches_pytorch():
-    rng = np.random.default_rng(2)
-    net = RNN(3, 5, 2, seed=3)
-    xs, target = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
-    h0 = np.zeros(5)
-    ys, cache = net.forward(xs, h0)
-    g, _, _ = net.backward(ys - target, cache)
-    rnn = torch.nn.RNN(3, 5, batch_first=True).double()
-    head = torch.nn.Linear(5, 2).double()
+def _torch_twin(cell: type, net, names: tuple[str, str, str, str], xs, target):
+    """The same network in PyTorch (weights copied from the numpy reference), run forward
+    and backward on 0.5·‖y − target‖². names: input, recurrent, bias, output weights."""
+    w_x, w_h, b, w_y = (torch.from_numpy(net.p[n]) for n in names)
+    rnn = cell(w_x.shape[1], w_h.shape[1], batch_first=True).double()
+    head = torch.nn.Linear(w_h.shape[1], w_y.shape[0]).double()
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(net.p["W_xh"]))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(net.p["W_hh"]))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(net.p["b_h"]))
+        rnn.weight_ih_l0.copy_(w_x)
+        rnn.weight_hh_l0.copy_(w_h)
+        rnn.bias_ih_l0.copy_(b)
         rnn.bias_hh_l0.zero_()
-        head.weight.copy_(torch.from_numpy(net.p["W_hy"]))
+        head.weight.copy_(w_y)
         head.bias.copy_(torch.from_numpy(net.p["b_y"]))
     out, _ = rnn(torch.from_numpy(xs)[None])
     y = head(out)[0]
     (0.5 * (y - torch.from_numpy(target)).square().sum()).backward()
-    assert np.allclose(y.detach().numpy(), ys)
+    return y.detach().numpy(), rnn, head
+
+
+def test_rnn_matches_pytorch():
+    rng = np.random.default_rng(2)
+    net = RNN(3, 5, 2, seed=3)
+    xs, target = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
+    ys, cache = net.forward(xs, np.zeros(5))
+    g, _, _ = net.backward(ys - target, cache)
+    y, rnn, head = _torch_twin(torch.nn.RNN, net, ("W_xh", "W_hh", "b_h", "W_hy"), xs, target)
+    assert np.allclose(y, ys)
     assert np.allclose(rnn.weight_hh_l0.grad.numpy(), g["W_hh"])
     assert np.allclose(rnn.weight_ih_l0.grad.numpy(), g["W_xh"])
     assert np.allclose(head.weight.grad.numpy(), g["W_hy"])
@@ -88,19 +95,8 @@ def test_lstm_matches_pytorch():
     xs, target = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
     ys, cache = net.forward(xs, np.zeros(4), np.zeros(4))
     g, _, _, _ = net.backward(ys - target, cache)
-    lstm = torch.nn.LSTM(3, 4, batch_first=True).double()
-    head = torch.nn.Linear(4, 2).double()
-    with torch.no_grad():
-        lstm.weight_ih_l0.copy_(torch.from_numpy(net.p["W_x"]))
-        lstm.weight_hh_l0.copy_(torch.from_numpy(net.p["W_h"]))
-        lstm.bias_ih_l0.copy_(torch.from_numpy(net.p["b"]))
-        lstm.bias_hh_l0.zero_()
-        head.weight.copy_(torch.from_numpy(net.p["W_y"]))
-        head.bias.copy_(torch.from_numpy(net.p["b_y"]))
-    out, _ = lstm(torch.from_numpy(xs)[None])
-    y = head(out)[0]
-    (0.5 * (y - torch.from_numpy(target)).square().sum()).backward()
-    assert np.allclose(y.detach().numpy(), ys)
+    y, lstm, _ = _torch_twin(torch.nn.LSTM, net, ("W_x", "W_h", "b", "W_y"), xs, target)
+    assert np.allclose(y, ys)
     assert np.allclose(lstm.weight_hh_l0.grad.numpy(), g["W_h"])
     assert np.allclose(lstm.weight_ih_l0.grad.numpy(), g["W_x"])
     assert np.allclose(lstm.bias_ih_l0.grad.numpy(), g["b"])

@@ -13,6 +13,7 @@ from steertime.errors import SteertimeError
 from steertime.models import create_encoder
 from steertime.models.efficientnet import weights_path
 from steertime.models.encoders import to_float
+from tests.conftest import interrupt_on_call, small_train_config
 
 
 def _probe_r2(feats: np.ndarray, y: np.ndarray, train: np.ndarray, lam: float = 1.0) -> float:
@@ -52,15 +53,8 @@ def test_pretrained_weights_are_loaded_offline_and_really_pretrained(tiny_cache)
 def test_features_resume_and_refuse_stale(tiny_cache, tmp_path):
     cache = Cache.open(tiny_cache)
     clean = extract_features(cache, tmp_path / "clean")
-    calls = {"n": 0}
-
-    def interrupt(n):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        extract_features(cache, tmp_path / "resumed", progress=interrupt)
+        extract_features(cache, tmp_path / "resumed", progress=interrupt_on_call(3))
     with pytest.raises(SteertimeError, match="did not finish"):
         FeatureStore(tmp_path / "resumed")
     extract_features(cache, tmp_path / "resumed")
@@ -78,22 +72,18 @@ def test_features_resume_and_refuse_stale(tiny_cache, tmp_path):
 
 def test_feat_lstm_trains_over_features_and_streams(tiny_cache, tmp_path):
     from steertime.stream import Predictor
-    from steertime.train import TrainConfig, apply_overrides, train
+    from steertime.train import train
 
     feats = extract_features(Cache.open(tiny_cache), tmp_path / "f")
-    cfg = apply_overrides(
-        TrainConfig(),
-        [
-            "model.name=feat_lstm",
-            "train.seq_len=50",
-            "train.batch_size=2",
-            "train.epochs=2",
-            f"data.features={feats}",
-            "train.threads=2",
-            "model.hidden=16",
-        ],
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "run",
+        "model.name=feat_lstm",
+        "train.seq_len=50",
+        "train.batch_size=2",
+        "train.epochs=2",
+        f"data.features={feats}",
     )
-    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "run")
     run = train(cfg, progress=False)
     p = Predictor.from_run(run)  # the encoder runs per frame inside the step
     frame = Cache.open(tiny_cache).drives[0].read_frames(0, 1)[0]
@@ -106,27 +96,23 @@ def test_finetune_last_blocks_from_frames(tiny_cache, tmp_path):
     """After training over features, fine-tune the last encoder block end to end."""
     from safetensors.torch import load_file
 
-    from steertime.train import TrainConfig, apply_overrides, train
+    from steertime.train import train
 
     feats = extract_features(Cache.open(tiny_cache), tmp_path / "f")
-    base = ["model.name=feat_gru", "train.batch_size=2", "train.threads=2", "model.hidden=8"]
-    cfg = apply_overrides(
-        TrainConfig(), [*base, "train.seq_len=20", "train.epochs=1", f"data.features={feats}"]
+    base = ["model.name=feat_gru", "train.batch_size=2", "model.hidden=8"]
+    cfg = small_train_config(
+        tiny_cache, tmp_path / "feat", *base, "train.seq_len=20", f"data.features={feats}"
     )
-    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "feat")
     first = train(cfg, progress=False)
-    cfg = apply_overrides(
-        TrainConfig(),
-        [
-            *base,
-            "train.seq_len=5",
-            "train.max_steps=2",
-            f"train.init_from={first}",
-            "optim.lr=1e-3",
-            "model.encoder_cfg={finetune_blocks: 1}",
-        ],
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "ft",
+        *base,
+        "train.max_steps=2",
+        f"train.init_from={first}",
+        "optim.lr=1e-3",
+        "model.encoder_cfg={finetune_blocks: 1}",
     )
-    cfg.data.cache, cfg.out = str(tiny_cache), str(tmp_path / "ft")
     tuned = train(cfg, progress=False)
     a = load_file(first / "checkpoints" / "best" / "model.safetensors")
     b = load_file(tuned / "checkpoints" / "last" / "model.safetensors")
