@@ -255,3 +255,10 @@ def test_training_with_augmentation_runs_and_records_it(tiny_cache, tmp_path):
     train(_cfg(tiny_cache, run, "data.flip=true", "data.brightness=0.2", "train.max_steps=3"))
     cfg = load_config(run / "config.yaml")
     assert cfg.data.flip is True and cfg.data.brightness == 0.2
+
+
+def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
+    with pytest.raises(SteertimeError, match=r"data.brightness must be in \[0, 1\), got 1.5"):
+        train(_cfg(tiny_cache, tmp_path / "a", "data.brightness=1.5"))
+    with pytest.raises(SteertimeError, match="need frames, not a features store"):
+        train(_cfg(tiny_cache, tmp_path / "b", "data.flip=true", f"data.features={tmp_path}"))

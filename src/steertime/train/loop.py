@@ -167,6 +167,11 @@ def train(
             f"train.batch_size {t.batch_size} must divide by {info.world} processes"
         )
     rows = t.batch_size // info.world
+    augment = Augment(cfg.data.flip, cfg.data.brightness)
+    if not 0 <= augment.brightness < 1:
+        raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
+    if augment.active and cfg.data.features:
+        raise SteertimeError("data.flip / data.brightness need frames, not a features store")
 
     cache = Cache.open(cfg.data.cache)
     layout = fit_layout(cache, cfg.data.outputs, cfg.data.weights)
@@ -201,10 +206,6 @@ def train(
         "data_hash": cache.content_hash,
         "data_path": str(cache.path),
     }
-
-    augment = Augment(cfg.data.flip, cfg.data.brightness)
-    if augment.active and store is not None:
-        raise SteertimeError("data.flip / data.brightness need frames, not a features store")
 
     def schedule(epoch: int):
         segs = cache.segments("train")
