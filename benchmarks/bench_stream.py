@@ -11,6 +11,7 @@ do); and `steertime predict` over DeepTesla epoch01 (decode + preprocess + model
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -32,8 +33,10 @@ SEQ_LEN = 10
 LAYOUT = OutputLayout(["steering", "speed"], [0.0, 10.0], [0.3, 2.0])
 
 
-def make_run(root: Path, name: str, source_size, spec: FrameSpec) -> Path:
-    return save_untrained_run(root / f"run_{name}", name, LAYOUT, spec.to_dict(), source_size)
+def make_run(root: Path, name: str, source_size, spec: FrameSpec, act: str = "elu") -> Path:
+    return save_untrained_run(
+        root / f"run_{name}_{act}", name, LAYOUT, spec.to_dict(), source_size, act=act
+    )
 
 
 class _Window(torch.nn.Module):
@@ -91,11 +94,17 @@ def main() -> None:
     window = torch.from_numpy(np.stack([frame] * SEQ_LEN))[None]  # (1, T, H, W, 3)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
+        # `_relu`: the same models with act=relu, which onnxruntime fuses into the convs
         runs = {
-            n: make_run(tmp, n, (66, 200), FrameSpec(66, 200)) for n in ("pilotnet", "cnn_lstm")
+            f"{n}{sfx}": make_run(tmp, n, (66, 200), FrameSpec(66, 200), act)
+            for n in ("pilotnet", "cnn_lstm")
+            for sfx, act in (("", "elu"), ("_relu", "relu"))
         }
         onnx = {n: export_onnx(r, tmp / f"onnx_{n}") for n, r in runs.items()}
-        window_onnx = export_window(runs["cnn_lstm"], tmp / "window.onnx")
+        window_onnx = {
+            n: export_window(runs[n], tmp / f"window_{n}.onnx")
+            for n in ("cnn_lstm", "cnn_lstm_relu")
+        }
         for threads in (1, 2):
             torch.set_num_threads(threads)
             fns = {}
@@ -105,16 +114,20 @@ def main() -> None:
                 fns[f"{name}_torch_t{threads}"] = lambda p=p: p._run(frame)
                 fns[f"{name}_onnx_t{threads}"] = lambda o=o: o._run(frame)
 
-            @torch.no_grad()
-            def rerun(model=p.model):
-                model(window)  # fresh state, whole window, keep the last output
+            for name, path in window_onnx.items():
 
-            sess = ort.InferenceSession(
-                str(window_onnx), _ort_options(threads), providers=["CPUExecutionProvider"]
-            )
-            feed = {sess.get_inputs()[0].name: window.numpy()}
-            fns[f"cnn_lstm_torch_window{SEQ_LEN}_t{threads}"] = rerun
-            fns[f"cnn_lstm_onnx_window{SEQ_LEN}_t{threads}"] = lambda s=sess, f=feed: s.run(None, f)
+                @torch.no_grad()
+                def rerun(model=Predictor.from_run(runs[name]).model):
+                    model(window)  # fresh state, whole window, keep the last output
+
+                sess = ort.InferenceSession(
+                    str(path), _ort_options(threads), providers=["CPUExecutionProvider"]
+                )
+                feed = {sess.get_inputs()[0].name: window.numpy()}
+                fns[f"{name}_torch_window{SEQ_LEN}_t{threads}"] = rerun
+                fns[f"{name}_onnx_window{SEQ_LEN}_t{threads}"] = lambda s=sess, f=feed: s.run(
+                    None, f
+                )
             # PyTorch calls share one OpenMP pool: interleave them. Each onnxruntime session
             # owns a pool that spins after a run, so sessions are timed one after another.
             res.update(_time_interleaved({k: f for k, f in fns.items() if "torch" in k}, a.iters))
@@ -122,17 +135,18 @@ def main() -> None:
                 if "onnx" in k:
                     res.update(_time_interleaved({k: f}, a.iters))
         torch.set_num_threads(2)
-        for threads in (1, 2):
-            for be in ("torch", "onnx"):
-                step = res[f"cnn_lstm_{be}_t{threads}"]["median_ms"]
-                res[f"ratio_cnn_lstm_over_pilotnet_{be}_t{threads}"] = round(
-                    step / res[f"pilotnet_{be}_t{threads}"]["median_ms"], 3
-                )
-                res[f"ratio_window_over_step_{be}_t{threads}"] = round(
-                    res[f"cnn_lstm_{be}_window{SEQ_LEN}_t{threads}"]["median_ms"] / step, 2
-                )
+        for threads, be, sfx in itertools.product((1, 2), ("torch", "onnx"), ("", "_relu")):
+            step = res[f"cnn_lstm{sfx}_{be}_t{threads}"]["median_ms"]
+            res[f"ratio_cnn_lstm_over_pilotnet{sfx}_{be}_t{threads}"] = round(
+                step / res[f"pilotnet{sfx}_{be}_t{threads}"]["median_ms"], 3
+            )
+            res[f"ratio_window_over_step{sfx}_{be}_t{threads}"] = round(
+                res[f"cnn_lstm{sfx}_{be}_window{SEQ_LEN}_t{threads}"]["median_ms"] / step, 2
+            )
         # predict throughput over a real video: decode + preprocess + model
-        run = make_run(tmp, "cnn_lstm", source_size=(180, 320), spec=FrameSpec(66, 200, 70, 20))
+        run = make_run(
+            tmp / "predict", "cnn_lstm", source_size=(180, 320), spec=FrameSpec(66, 200, 70, 20)
+        )
         for backend in ("torch", "onnx"):
             p = (
                 Predictor.from_run(run)

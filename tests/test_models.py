@@ -97,3 +97,16 @@ def test_inference_cell_steps_equal_the_fused_rnn(rnn):
             y, state = m(frames[:, t : t + 1], state)
             steps.append(y)
     torch.testing.assert_close(torch.cat(steps, 1), whole.detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["pilotnet", "cnn_lstm", "komanda"])
+def test_relu_variant_has_no_elu_and_learns(name):
+    torch.manual_seed(0)
+    m = create_model(name, n_outputs=2, act="relu")
+    acts = [type(mod) for mod in m.modules() if isinstance(mod, torch.nn.ELU | torch.nn.ReLU)]
+    assert acts and set(acts) == {torch.nn.ReLU}
+    y, _ = m(_frames())
+    y.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    with pytest.raises(SteertimeError, match="act must be one of.*'elu', 'relu'.*'swish'"):
+        create_model(name, act="swish")

@@ -152,3 +152,18 @@ def test_predict_cli_on_deeptesla_and_bare_video(tmp_path, shared_data):
     dv = pd.read_parquet(tmp_path / "v.parquet")
     assert len(dv) == 755 and "true_steering" not in dv.columns
     assert np.allclose(dv["steering"], df["steering"], atol=1e-4)
+
+
+def test_relu_model_exports_and_matches(tmp_path, real_frames):
+    import onnx
+
+    run = save_untrained_run(
+        tmp_path / "run", "cnn_lstm", LAYOUT, SPEC.to_dict(), (160, 320), act="relu"
+    )
+    folder = export_onnx(run, tmp_path / "onnx")
+    ops = {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert "Relu" in ops and "Elu" not in ops
+    torch_p, onnx_p = Predictor.from_run(run), OnnxPredictor(folder)
+    for i, f in enumerate(real_frames[:5]):
+        a, b = torch_p.step(f, 0.1 * i), onnx_p.step(f, 0.1 * i)
+        assert abs(a["steering"] - b["steering"]) < 1e-4

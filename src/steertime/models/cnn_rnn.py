@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from steertime.models.base import SequenceModel, State
-from steertime.models.encoders import to_float
+from steertime.models.encoders import activation, to_float
 from steertime.models.registry import create_encoder, register_model
 
 _RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -47,6 +47,7 @@ class CnnRnnConfig:
     autoregressive: bool = False
     skip: bool = True  # the head also sees the frame's own features, not only the memory
     head_hidden: int = 64
+    act: str = "elu"  # or "relu" (also passed to the encoder unless encoder_cfg sets it)
 
 
 class CnnRnn(SequenceModel):
@@ -63,17 +64,21 @@ class CnnRnn(SequenceModel):
         in_ch = 3
         if self.k > 1:
             self.front = nn.Sequential(
-                nn.Conv3d(3, cfg.front3d_channels, (self.k, 3, 3), padding=(0, 1, 1)), nn.ELU()
+                nn.Conv3d(3, cfg.front3d_channels, (self.k, 3, 3), padding=(0, 1, 1)),
+                activation(cfg.act),
             )
             in_ch = cfg.front3d_channels
         enc_cfg = {
             "height": cfg.height,
             "width": cfg.width,
             "in_channels": in_ch,
+            **({"act": cfg.act} if cfg.encoder == "pilotnet_conv" else {}),
             **cfg.encoder_cfg,
         }
         self.encoder = create_encoder(cfg.encoder, **enc_cfg)
-        self.project = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.feat_dim), nn.ELU())
+        self.project = nn.Sequential(
+            nn.Linear(self.encoder.out_dim, cfg.feat_dim), activation(cfg.act)
+        )
         rnn_in = cfg.feat_dim + (cfg.n_outputs if cfg.autoregressive else 0)
         self.rnn = _RNN[cfg.rnn](
             rnn_in,
@@ -85,7 +90,9 @@ class CnnRnn(SequenceModel):
         self.drop = nn.Dropout(cfg.dropout)
         head_in = cfg.hidden + (cfg.feat_dim if cfg.skip else 0)
         self.head = nn.Sequential(
-            nn.Linear(head_in, cfg.head_hidden), nn.ELU(), nn.Linear(cfg.head_hidden, cfg.n_outputs)
+            nn.Linear(head_in, cfg.head_hidden),
+            activation(cfg.act),
+            nn.Linear(cfg.head_hidden, cfg.n_outputs),
         )
 
     # --- state -----------------------------------------------------------------------
