@@ -18,7 +18,7 @@ from torch import nn
 
 from steertime.models.base import SequenceModel, State
 from steertime.models.encoders import activation, to_float
-from steertime.models.registry import create_encoder, register_model
+from steertime.models.registry import create_encoder, encoder_fields, register_model
 
 _RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 _CELL = {"gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
@@ -72,7 +72,7 @@ class CnnRnn(SequenceModel):
             "height": cfg.height,
             "width": cfg.width,
             "in_channels": in_ch,
-            **({"act": cfg.act} if cfg.encoder == "pilotnet_conv" else {}),
+            **({"act": cfg.act} if "act" in encoder_fields(cfg.encoder) else {}),
             **cfg.encoder_cfg,
         }
         self.encoder = create_encoder(cfg.encoder, **enc_cfg)

@@ -78,11 +78,20 @@ def create_model(name: str, **kw: Any) -> nn.Module:
     return model
 
 
-def create_encoder(name: str, **kw: Any) -> nn.Module:
+def _encoder(name: str) -> tuple[type, Callable[..., nn.Module]]:
     _load_all()
     if name not in _ENCODERS:
         raise SteertimeError(
             f"unknown encoder {name!r}; registered: {', '.join(sorted(_ENCODERS))}"
         )
-    cls, fn = _ENCODERS[name]
+    return _ENCODERS[name]
+
+
+def encoder_fields(name: str) -> set[str]:
+    """The config keys an encoder accepts (so a model can pass on only those it takes)."""
+    return {f.name for f in dataclasses.fields(_encoder(name)[0])}
+
+
+def create_encoder(name: str, **kw: Any) -> nn.Module:
+    cls, fn = _encoder(name)
     return fn(_build_config(cls, name, kw))
