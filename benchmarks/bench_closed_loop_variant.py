@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from steertime.atomic import write_json
+from steertime.demo import demo_train_config
 from steertime.sim import drive, heldout_seeds
 from steertime.stream import Predictor
-from steertime.train import TrainConfig, apply_overrides, train
+from steertime.train import train
 
 
 def main() -> None:
@@ -32,19 +33,7 @@ def main() -> None:
     a = ap.parse_args()
     run = a.work / "runs" / a.name
     if not (run / "checkpoints" / "best").exists():
-        cfg = apply_overrides(
-            TrainConfig(),
-            [
-                "model.name=cnn_lstm",
-                f"train.epochs={a.epochs}",
-                "train.patience=100",
-                "optim.lr=1e-3",
-                "optim.warmup_steps=20",
-                "data.outputs=steering,speed,target_speed",
-                *a.set,
-            ],
-        )
-        cfg.data.cache, cfg.out = str(a.work / "cache"), str(run)
+        cfg = demo_train_config("cnn_lstm", a.epochs, a.work / "cache", run, a.set)
         t0 = time.time()
         train(cfg, progress=False)
         print(f"trained in {time.time() - t0:.0f} s", flush=True)

@@ -27,6 +27,39 @@ MODELS = ("pilotnet", "cnn_lstm")
 CROP = (50, 0)  # the camera's sky rows carry no steering information
 
 
+def prepare_demo_cache(recording: Path, cache: Path) -> None:
+    """66x200 frames without the sky rows; the final 15% of each drive held out."""
+    prepare(
+        recording,
+        cache,
+        PrepareConfig(
+            frame=FrameSpec(66, 200, *CROP), split=SplitConfig("tail", 0.15, 0.15, guard=20)
+        ),
+        overwrite=True,
+    )
+
+
+def demo_train_config(
+    model: str, epochs: int, cache: Path, run: Path, overrides: list[str] = ()
+) -> TrainConfig:
+    """The demo's recipe (also the closed-loop benchmarks'): every epoch runs, no early stop,
+    and the expert's speed command `target_speed` is learnt beside steering and speed."""
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            f"model.name={model}",
+            f"train.epochs={epochs}",
+            "train.patience=100",
+            "optim.lr=1e-3",
+            "optim.warmup_steps=20",
+            "data.outputs=steering,speed,target_speed",
+            *overrides,
+        ],
+    )
+    cfg.data.cache, cfg.out = str(cache), str(run)
+    return cfg
+
+
 def run_demo(
     out: Path,
     minutes: float = 6.0,
@@ -43,32 +76,13 @@ def run_demo(
         simulate(rec, minutes, seed=0)
     cache = out / "cache"
     log(f"preparing {cache}")
-    prepare(
-        rec,
-        cache,
-        PrepareConfig(
-            frame=FrameSpec(66, 200, *CROP), split=SplitConfig("tail", 0.15, 0.15, guard=20)
-        ),
-        overwrite=True,
-    )
+    prepare_demo_cache(rec, cache)
     runs = {}
     for m in MODELS:
         run = out / "runs" / m
         if not (run / "checkpoints" / "best").exists():
             log(f"training {m} for {epochs} epochs → {run}")
-            cfg = apply_overrides(
-                TrainConfig(),
-                [
-                    f"model.name={m}",
-                    f"train.epochs={epochs}",
-                    "train.patience=100",
-                    "optim.lr=1e-3",
-                    "optim.warmup_steps=20",
-                    "data.outputs=steering,speed,target_speed",
-                ],
-            )
-            cfg.data.cache, cfg.out = str(cache), str(run)
-            train(cfg, progress=True)
+            train(demo_train_config(m, epochs, cache, run), progress=True)
         runs[m] = run
     log("evaluating on the held-out test block")
     evaluate_to_dir(runs["cnn_lstm"], cache, out / "eval", "test", [runs["pilotnet"]])

@@ -2,7 +2,7 @@
 an expert driver, recording in the generic format, and closed-loop driving of a model."""
 
 from steertime.sim.camera import CameraSpec, render
-from steertime.sim.drive import DriveReport, drive
+from steertime.sim.drive import DriveReport, RoadResult, drive
 from steertime.sim.record import heldout_seeds, simulate, training_seeds
 from steertime.sim.road import Road, make_road
 from steertime.sim.world import World
@@ -11,6 +11,7 @@ __all__ = [
     "CameraSpec",
     "DriveReport",
     "Road",
+    "RoadResult",
     "World",
     "drive",
     "heldout_seeds",
