@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from steertime.atomic import write_json
 from steertime.data import Cache, PrepareConfig, SplitConfig, prepare
 from steertime.train import TrainConfig, apply_overrides, load_model, train
 from steertime.train.validate import predict_segment
@@ -122,7 +123,7 @@ def main() -> None:
             print(ds, m, json.dumps(res[m]), flush=True)
         results[ds] = res
     print(json.dumps(results, indent=2))
-    (a.work / f"results{a.tag}.json").write_text(json.dumps(results, indent=2))
+    write_json(a.work / f"results{a.tag}.json", results)
 
 
 if __name__ == "__main__":
