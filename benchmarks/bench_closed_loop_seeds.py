@@ -25,6 +25,30 @@ from steertime.stream import Predictor
 from steertime.train import train
 
 
+def train_and_drive(
+    work: Path,
+    name: str,
+    model: str,
+    epochs: int,
+    overrides: list[str],
+    roads: list[int],
+    road_seconds: float,
+) -> dict:
+    """Train `model` on WORK/cache with the demo's recipe + overrides into WORK/runs/NAME
+    (unless its best checkpoint exists), drive it on `roads`, and keep the report in
+    WORK/closed_loop_NAME.json; an existing report is reused."""
+    run, out = work / "runs" / name, work / f"closed_loop_{name}.json"
+    if not out.exists():
+        trained = None
+        if not (run / "checkpoints" / "best").exists():
+            t0 = time.time()
+            train(demo_train_config(model, epochs, work / "cache", run, overrides), progress=False)
+            trained = time.time() - t0
+        report = drive(Predictor.from_run(run), roads, road_seconds).summary()
+        write_json(out, {**report, "train_seconds": trained})
+    return json.loads(out.read_text())
+
+
 def _summary(d: dict) -> dict:
     return {k: v for k, v in d.items() if k != "per_road"}
 
@@ -49,18 +73,15 @@ def main() -> None:
     for model in a.models.split(","):
         per_seed, pooled = {}, DriveReport()
         for seed in (int(s) for s in a.seeds.split(",")):
-            run = a.work / "runs" / f"{model}_s{seed}"
-            out = a.work / f"closed_loop_{model}_s{seed}.json"
-            if not out.exists():
-                t0 = time.time()
-                train(
-                    demo_train_config(model, a.epochs, cache, run, [f"train.seed={seed}"]),
-                    progress=False,
-                )
-                trained = time.time() - t0
-                report = drive(Predictor.from_run(run), roads, a.road_seconds).summary()
-                write_json(out, {**report, "train_seconds": trained})
-            report = json.loads(out.read_text())
+            report = train_and_drive(
+                a.work,
+                f"{model}_s{seed}",
+                model,
+                a.epochs,
+                [f"train.seed={seed}"],
+                roads,
+                a.road_seconds,
+            )
             per_seed[seed] = _summary(report)
             pooled.roads += [RoadResult(**r) for r in report["per_road"]]
             print(model, seed, json.dumps(per_seed[seed]), flush=True)

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from steertime.atomic import write_json
-from steertime.demo import demo_train_config
-from steertime.sim import drive, heldout_seeds
-from steertime.stream import Predictor
-from steertime.train import train
+from bench_closed_loop_seeds import train_and_drive  # benchmarks/ is on sys.path when run
+from steertime.sim import heldout_seeds
 
 
 def main() -> None:
@@ -31,16 +27,10 @@ def main() -> None:
     ap.add_argument("--roads", type=int, default=30)
     ap.add_argument("--road-seconds", type=float, default=120.0)
     a = ap.parse_args()
-    run = a.work / "runs" / a.name
-    if not (run / "checkpoints" / "best").exists():
-        cfg = demo_train_config("cnn_lstm", a.epochs, a.work / "cache", run, a.set)
-        t0 = time.time()
-        train(cfg, progress=False)
-        print(f"trained in {time.time() - t0:.0f} s", flush=True)
-    report = drive(Predictor.from_run(run), heldout_seeds(0, a.roads), a.road_seconds)
-    summary = report.summary()
-    write_json(a.work / f"closed_loop_{a.name}.json", summary)
-    print(json.dumps({k: v for k, v in summary.items() if k != "per_road"}, indent=2))
+    report = train_and_drive(
+        a.work, a.name, "cnn_lstm", a.epochs, a.set, heldout_seeds(0, a.roads), a.road_seconds
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "per_road"}, indent=2))
 
 
 if __name__ == "__main__":

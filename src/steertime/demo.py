@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ def prepare_demo_cache(recording: Path, cache: Path) -> None:
 
 
 def demo_train_config(
-    model: str, epochs: int, cache: Path, run: Path, overrides: list[str] = ()
+    model: str, epochs: int, cache: Path, run: Path, overrides: Sequence[str] = ()
 ) -> TrainConfig:
     """The demo's recipe (also the closed-loop benchmarks'): every epoch runs, no early stop,
     and the expert's speed command `target_speed` is learnt beside steering and speed."""
