@@ -18,7 +18,13 @@ from steertime.sim import (
     training_seeds,
 )
 from steertime.sim.camera import _coverage
-from steertime.sim.drive import speed_command
+from steertime.sim.drive import (
+    RoadResult,
+    autonomy_difference,
+    autonomy_interval,
+    poisson_upper,
+    speed_command,
+)
 from steertime.sim.expert import Expert
 from steertime.sim.road import DS, LANE_WIDTH, Look, Road
 
@@ -111,6 +117,46 @@ def test_zero_steering_accrues_interventions_on_curves():
     assert s["km"] > 0.5 and math.isfinite(s["mean_abs_offset_m"])
 
 
+def _roads(interventions: list[int], seconds: float = 120.0) -> list[RoadResult]:
+    return [RoadResult(i, seconds, 2000.0, k, 0.1, 0.5, 4.0) for i, k in enumerate(interventions)]
+
+
+@pytest.mark.parametrize(("k", "upper"), [(0, 3.689), (1, 5.572), (5, 11.668), (10, 18.390)])
+def test_poisson_upper_bound_matches_garwood_table(k, upper):
+    assert poisson_upper(k) == pytest.approx(upper, abs=2e-3)
+
+
+def test_autonomy_interval_is_not_certain_after_a_clean_run():
+    # 100% over 20 minutes: the bootstrap alone would say [100, 100]
+    lo, hi = autonomy_interval(_roads([0] * 10))
+    assert hi == 1.0
+    assert lo == pytest.approx(1 - 3.689 * 6 / 1200, abs=1e-4)
+
+
+def test_autonomy_interval_brackets_the_estimate_and_widens_when_failures_cluster():
+    spread = _roads([1, 0, 1, 0, 1, 0, 1, 0, 0, 0])
+    clustered = _roads([4, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    for roads in (spread, clustered):
+        lo, hi = autonomy_interval(roads)
+        point = 1 - 4 * 6 / 1200
+        assert lo <= point <= hi
+    # same count, one bad road: less is known about the next road
+    assert autonomy_interval(clustered)[1] - autonomy_interval(clustered)[0] > (
+        autonomy_interval(spread)[1] - autonomy_interval(spread)[0]
+    )
+
+
+def test_autonomy_difference_is_paired_and_needs_the_same_roads():
+    a, b = _roads([0] * 10), _roads([2, 3, 1, 2, 2, 3, 1, 2, 2, 1])
+    d, lo, hi = autonomy_difference(a, b)
+    assert d == pytest.approx(19 * 6 / 1200) and 0 < lo <= d <= hi
+    assert autonomy_difference(a, a) == (0.0, 0.0, 0.0)
+    d, lo, hi = autonomy_difference(a, _roads([0, 0, 0, 0, 0, 0, 0, 0, 0, 1]))
+    assert lo <= 0 <= hi  # one intervention cannot separate two models
+    with pytest.raises(Exception, match="same roads"):
+        autonomy_difference(a, a[:5])
+
+
 def test_speed_command_prefers_target_speed():
     # An echo of the measured speed is not a command: the road ahead decides (see docs).
     assert speed_command({"steering": 0.0, "speed": 14.0, "target_speed": 10.8}) == 10.8
@@ -182,8 +228,10 @@ def test_drive_cli_writes_results_and_video(tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
-    assert "autonomy" in r.output
+    assert "autonomy" in r.output and "95% CI" in r.output
     s = json.loads((tmp_path / "r.json").read_text())
     assert s["roads"] == 1 and 0 <= s["autonomy_pct"] <= 100
+    lo, hi = s["autonomy_ci95_pct"]
+    assert lo <= s["autonomy_pct"] <= hi
     with av.open(str(tmp_path / "d.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 60

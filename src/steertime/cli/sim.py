@@ -75,8 +75,10 @@ def drive(
             f"{r['max_abs_offset']:.2f}",
         )
     console.print(t)
+    lo, hi = s["autonomy_ci95_pct"]
     console.print(
-        f"autonomy {s['autonomy_pct']:.2f}%  interventions {s['interventions']} "
+        f"autonomy {s['autonomy_pct']:.2f}% (95% CI {lo:.1f}–{hi:.1f}%)  "
+        f"interventions {s['interventions']} "
         f"({s['interventions_per_km']:.2f}/km)  mean |offset| {s['mean_abs_offset_m']:.3f} m  "
         f"|wheel rate| {s['mean_abs_wheel_rate_degps']:.1f} deg/s over {s['km']:.1f} km"
     )

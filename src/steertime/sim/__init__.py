@@ -2,7 +2,13 @@
 an expert driver, recording in the generic format, and closed-loop driving of a model."""
 
 from steertime.sim.camera import CameraSpec, render
-from steertime.sim.drive import DriveReport, RoadResult, drive
+from steertime.sim.drive import (
+    DriveReport,
+    RoadResult,
+    autonomy_difference,
+    autonomy_interval,
+    drive,
+)
 from steertime.sim.record import heldout_seeds, simulate, training_seeds
 from steertime.sim.road import Road, make_road
 from steertime.sim.world import World
@@ -13,6 +19,8 @@ __all__ = [
     "Road",
     "RoadResult",
     "World",
+    "autonomy_difference",
+    "autonomy_interval",
     "drive",
     "heldout_seeds",
     "make_road",
