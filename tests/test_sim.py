@@ -198,6 +198,7 @@ def test_demo_pipeline_small(tmp_path):
     closed = json.loads((tmp_path / "demo" / "closed_loop.json").read_text())
     assert set(closed) == {"pilotnet", "cnn_lstm"}
     assert all(0 <= r["autonomy_pct"] <= 100 for r in closed.values())
+    assert "95% CI" in text and "%</td>" in text
     assert (tmp_path / "demo" / "overlay.mp4").stat().st_size > 0
 
 

@@ -103,17 +103,22 @@ def run_demo(
 
 def _append_closed_loop(report: Path, closed: dict) -> None:
     rows = "".join(
-        f"<tr><td>{html.escape(m)}</td><td>{r['autonomy_pct']:.1f}%</td><td>{r['interventions']}</td>"
+        f"<tr><td>{html.escape(m)}</td><td>{r['autonomy_pct']:.1f}%</td>"
+        f"<td>{r['autonomy_ci95_pct'][0]:.1f}–{r['autonomy_ci95_pct'][1]:.1f}%</td>"
+        f"<td>{r['interventions']}</td>"
         f"<td>{r['interventions_per_km']:.2f}</td><td>{r['mean_abs_offset_m']:.3f}</td>"
         f"<td>{r['mean_abs_wheel_rate_degps']:.1f}</td><td>{r['km']:.2f}</td></tr>"
         for m, r in closed.items()
     )
     section = (
         '<h2>Closed loop on unseen roads</h2><table id="closed-loop"><tr><th>model</th>'
-        "<th>autonomy</th><th>interventions</th><th>per km</th><th>mean |offset| m</th>"
+        "<th>autonomy</th><th>95% CI</th><th>interventions</th><th>per km</th>"
+        "<th>mean |offset| m</th>"
         f"<th>|wheel rate| deg/s</th><th>km</th></tr>{rows}</table>"
         "<p>Autonomy = 1 − interventions·6 s / elapsed time (NVIDIA PilotNet paper). An "
-        "intervention: the car left its lane by more than 1 m and was put back.</p>"
+        "intervention: the car left its lane by more than 1 m and was put back. The interval "
+        "resamples roads (and never claims more than the exact Poisson bound on the count "
+        "allows); a few minutes of roads cannot separate two good models.</p>"
         "<details><summary>raw</summary><pre>"
         f"{html.escape(json.dumps(closed, indent=1))}</pre></details>"
     )
