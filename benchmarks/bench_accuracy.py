@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steertime.atomic import write_json
+from steertime.atomic import write_json, write_text
 from steertime.data import Cache, PrepareConfig, SplitConfig, prepare
 from steertime.train import TrainConfig, apply_overrides, load_model, train
 from steertime.train.validate import predict_segment
@@ -113,7 +113,7 @@ def main() -> None:
                 cfg.data.cache, cfg.out = str(cache_dir), str(run)
                 t0 = time.time()
                 train(cfg, progress=False)
-                (run / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+                write_text(run / "train_seconds.txt", f"{time.time() - t0:.0f}\n")
             preds, meta = evaluate_run(run, cache)
             res[m] = {
                 **rmse_table(cache, outputs, preds),
