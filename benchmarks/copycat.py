@@ -30,13 +30,14 @@ import numpy as np
 import torch
 
 from steertime.data import Cache
+from steertime.evaluate.metrics import rmse
 from steertime.models import OutputLayout
 from steertime.train import load_model
 from steertime.train.validate import predict_segment
 
 
-def _rmse(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x**2))) if len(x) else float("nan")
+def _rmse(err: np.ndarray) -> float:
+    return rmse(err, np.zeros_like(err)) if len(err) else float("nan")
 
 
 def best_lead(preds: list[np.ndarray], labels: list[np.ndarray], leads=range(-3, 6)) -> int:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from steertime.errors import SteertimeError
 from steertime.sim import (
     CameraSpec,
     World,
@@ -153,7 +154,7 @@ def test_autonomy_difference_is_paired_and_needs_the_same_roads():
     assert autonomy_difference(a, a) == (0.0, 0.0, 0.0)
     d, lo, hi = autonomy_difference(a, _roads([0, 0, 0, 0, 0, 0, 0, 0, 0, 1]))
     assert lo <= 0 <= hi  # one intervention cannot separate two models
-    with pytest.raises(Exception, match="same roads"):
+    with pytest.raises(SteertimeError, match="same roads"):
         autonomy_difference(a, a[:5])
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steertime.atomic import write_json
+from steertime.atomic import write_json, write_text
 from steertime.data import PrepareConfig, SplitConfig, prepare
 from steertime.data.preprocess import FrameSpec
 from steertime.evaluate import evaluate_to_dir
@@ -125,6 +125,4 @@ def _append_closed_loop(report: Path, closed: dict) -> None:
     text = report.read_text().replace(
         "<h2>Run configuration</h2>", section + "<h2>Run configuration</h2>"
     )
-    from steertime.atomic import write_text
-
     write_text(report, text)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from steertime.errors import SteertimeError
 from steertime.sim.camera import CameraSpec
 from steertime.sim.expert import ExpertParams, speed_control, target_speed
 from steertime.sim.world import World
@@ -45,7 +46,7 @@ class DriveReport:
 
     @property
     def autonomy(self) -> float:
-        return max(0.0, 1.0 - self.interventions * INTERVENTION_S / max(self.seconds, 1e-9))
+        return float(_autonomy(np.float64(self.interventions), np.float64(self.seconds)))
 
     def summary(self) -> dict:
         km = sum(r.metres for r in self.roads) / 1000
@@ -69,6 +70,12 @@ class DriveReport:
 
 def _autonomy(interventions: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, 1.0 - interventions * INTERVENTION_S / np.maximum(seconds, 1e-9))
+
+
+def _per_road(roads: Sequence[RoadResult]) -> tuple[np.ndarray, np.ndarray]:
+    """(interventions, seconds) per road, as float arrays for resampling."""
+    k = np.array([r.interventions for r in roads], float)
+    return k, np.array([r.seconds for r in roads], float)
 
 
 def poisson_upper(k: int, level: float = 0.95) -> float:
@@ -98,8 +105,7 @@ def autonomy_interval(
     100% over 20 minutes only shows ≥ 98.2% at 95%."""
     if not roads:
         return (float("nan"), float("nan"))
-    k = np.array([r.interventions for r in roads], float)
-    t = np.array([r.seconds for r in roads], float)
+    k, t = _per_road(roads)
     picks = np.random.default_rng(seed).integers(0, len(roads), (n_boot, len(roads)))
     boot = _autonomy(k[picks].sum(1), t[picks].sum(1))
     a = (1 - level) / 2
@@ -115,11 +121,8 @@ def autonomy_difference(
     resampling roads jointly: (difference, low, high), as fractions. An interval that
     contains 0 means the roads driven cannot tell the two models apart."""
     if len(a) != len(b) or any(x.seed != y.seed for x, y in zip(a, b, strict=True)):
-        from steertime.errors import SteertimeError
-
         raise SteertimeError("autonomy_difference needs the two models' results on the same roads")
-    ka, kb = (np.array([r.interventions for r in x], float) for x in (a, b))
-    ta, tb = (np.array([r.seconds for r in x], float) for x in (a, b))
+    (ka, ta), (kb, tb) = _per_road(a), _per_road(b)
     picks = np.random.default_rng(seed).integers(0, len(a), (n_boot, len(a)))
     d = _autonomy(ka[picks].sum(1), ta[picks].sum(1)) - _autonomy(
         kb[picks].sum(1), tb[picks].sum(1)
