@@ -262,3 +262,47 @@ def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
         train(_cfg(tiny_cache, tmp_path / "a", "data.brightness=1.5"))
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
         train(_cfg(tiny_cache, tmp_path / "b", "data.flip=true", f"data.features={tmp_path}"))
+
+
+def test_lead_reads_targets_ahead_and_clamps_at_the_drive_end(tiny_cache):
+    from steertime.data import Cache
+    from steertime.train.batches import BatchReader, Chunk
+
+    cache = Cache.open(tiny_cache)
+    d = cache.drives[0]
+    steer = d.signals["steering"]
+    reader = BatchReader(cache, ["steering"], 5, 2, lead=3)
+    _, target, _ = reader.read([Chunk(0, 10, True), Chunk(0, d.n - 5, True)])
+    assert (target[0, :, 0] == steer[13:18]).all()
+    assert (target[1, :, 0] == [*steer[d.n - 2 :], steer[-1], steer[-1], steer[-1]]).all()
+
+
+def test_validation_scores_the_led_targets(tiny_cache):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.models import OutputLayout
+    from steertime.train.validate import predict_segment, stream_metrics
+
+    cache = Cache.open(tiny_cache)
+    seg = cache.segments("val")[0]
+    d = cache.drives[seg.drive]
+    layout = OutputLayout(["steering"], [0.0], [1.0])
+    torch.manual_seed(0)
+    model = create_model("pilotnet", height=d.height, width=d.width).eval()
+    pred = predict_segment(model, cache, seg, torch.device("cpu"))[:, 0]
+    rows = np.minimum(np.arange(seg.start + 4, seg.stop + 4), d.n - 1)
+    want = float(np.sqrt(np.mean((pred - d.signals["steering"][rows]) ** 2)))
+    got = stream_metrics(model, cache, [seg], layout, torch.device("cpu"), lead=4)
+    assert got["rmse_steering"] == pytest.approx(want, rel=1e-6)
+    plain = stream_metrics(model, cache, [seg], layout, torch.device("cpu"))
+    assert plain["rmse_steering"] != pytest.approx(want, rel=1e-6)
+
+
+def test_lead_is_recorded_with_the_run_and_negative_lead_refused(tiny_cache, tmp_path):
+    run = tmp_path / "lead"
+    train(_cfg(tiny_cache, run, "data.lead=2", "train.max_steps=3"), progress=False)
+    assert load_config(run / "config.yaml").data.lead == 2
+    assert read_meta(run / "checkpoints" / "best")["lead_frames"] == 2
+    with pytest.raises(SteertimeError, match="data.lead must be >= 0 frames, got -1"):
+        train(_cfg(tiny_cache, tmp_path / "neg", "data.lead=-1"))

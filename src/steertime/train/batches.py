@@ -9,6 +9,11 @@ shuffled segment order and a random phase — so a resumed run sees the same bat
 Windows: independent random windows of `burn_in + seq_len` frames; the state starts
 fresh in every window and the first `burn_in` steps only warm it up.
 
+Lead (`data.lead`, frames): the target of frame t is the log at t + lead, clamped at the
+drive's end. Demonstrations carry the driver's reaction delay; a model trained on them
+learns to copy it and, in the loop, corrects late. Leading the labels by that delay
+teaches the undelayed response to what the frame shows.
+
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
 - `flip`: mirror left-right and negate the antisymmetric signals (steering, torque, …);
@@ -126,14 +131,29 @@ def window_schedule(
     return _augment(steps, augment, rng)  # every window resets: one draw each
 
 
+def lead_rows(start: int, stop: int, lead: int, n: int) -> slice | np.ndarray:
+    """Rows of the target signal for frames [start, stop): `lead` frames later, clamped
+    at the drive's last row `n - 1`."""
+    if lead == 0:
+        return slice(start, stop)
+    return np.minimum(np.arange(start + lead, stop + lead), n - 1)
+
+
 class BatchReader:
     """Reads a step's chunks from the cache into reusable buffers."""
 
     def __init__(
-        self, cache: Cache, outputs: list[str], length: int, rows: int, features=None
+        self,
+        cache: Cache,
+        outputs: list[str],
+        length: int,
+        rows: int,
+        features=None,
+        lead: int = 0,
     ) -> None:
         d0 = cache.drives[0]
         self.cache, self.outputs, self.length, self.features = cache, outputs, length, features
+        self.lead = lead
         if features is None:
             self.frames = np.empty((rows, length, d0.height, d0.width, 3), np.uint8)
         else:  # precomputed encoder outputs instead of frames
@@ -149,9 +169,10 @@ class BatchReader:
                 d.read_frames(c.start, c.start + self.length, out=self.frames[b])
             else:
                 self.frames[b] = self.features.read(c.drive, c.start, c.start + self.length)
+            rows = lead_rows(c.start, c.start + self.length, self.lead, d.n)
             for k, name in enumerate(self.outputs):
                 sign = -1.0 if c.flip and name in ANTISYMMETRIC else 1.0
-                self.targets[b, :, k] = sign * d.signals[name][c.start : c.start + self.length]
+                self.targets[b, :, k] = sign * d.signals[name][rows]
             if c.flip:
                 self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
             if c.gain != 1.0:

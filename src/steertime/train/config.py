@@ -27,6 +27,9 @@ class DataConfig:
     # driving on the left; fine for tracks without a lane side (Udacity sim, Donkeycar).
     flip: bool = False
     brightness: float = 0.0  # ± fraction of frame brightness, drawn per sequence
+    # Train frame t on the log at t + lead (frames): undoes the demonstrator's reaction
+    # delay, which a model otherwise learns to copy (see docs/training.md).
+    lead: int = 0
 
 
 @dataclass

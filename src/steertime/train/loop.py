@@ -170,6 +170,8 @@ def train(
     augment = Augment(cfg.data.flip, cfg.data.brightness)
     if not 0 <= augment.brightness < 1:
         raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
+    if cfg.data.lead < 0:
+        raise SteertimeError(f"data.lead must be >= 0 frames, got {cfg.data.lead}")
     if augment.active and cfg.data.features:
         raise SteertimeError("data.flip / data.brightness need frames, not a features store")
 
@@ -205,6 +207,7 @@ def train(
         "source_size": cache.manifest["drives"][0].get("source_size"),
         "data_hash": cache.content_hash,
         "data_path": str(cache.path),
+        "lead_frames": cfg.data.lead,
     }
 
     def schedule(epoch: int):
@@ -220,7 +223,7 @@ def train(
     steps_per_epoch = len(schedule(0))
     total_steps = t.max_steps or steps_per_epoch * t.epochs
     length = t.seq_len + skip
-    reader = BatchReader(cache, layout.names, length, rows, store)
+    reader = BatchReader(cache, layout.names, length, rows, store, cfg.data.lead)
     carried = model.init_state(rows, info.device)
     pos = {
         "epoch": 0,
@@ -339,7 +342,9 @@ def train(
         # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ---------
         metrics = {}
         if info.is_main and val_segs:
-            metrics = stream_metrics(model, cache, val_segs, layout, info.device, store)
+            metrics = stream_metrics(
+                model, cache, val_segs, layout, info.device, store, cfg.data.lead
+            )
         metrics = D.broadcast(metrics, info)
         key = "rmse_steering" if "rmse_steering" in metrics else next(iter(metrics), None)
         score = metrics.get(key, pos["loss_sum"] / max(1, pos["loss_n"]))

@@ -7,6 +7,7 @@ import torch
 
 from steertime.data import Cache, Segment
 from steertime.models import OutputLayout, SequenceModel
+from steertime.train.batches import lead_rows
 
 
 @torch.no_grad()
@@ -43,8 +44,10 @@ def stream_metrics(
     layout: OutputLayout,
     device,
     features=None,
+    lead: int = 0,
 ) -> dict[str, float]:
-    """RMSE per output in native units (and steering in radians where known)."""
+    """RMSE per output in native units against the targets the model trains on (the log
+    `lead` frames later; see train/batches.py)."""
     was_training = model.training
     model.eval()
     preds, truth = [], []
@@ -53,7 +56,8 @@ def stream_metrics(
             layout.denormalize(predict_segment(model, cache, seg, device, features=features))
         )
         d = cache.drives[seg.drive]
-        truth.append(np.stack([d.signals[n][seg.start : seg.stop] for n in layout.names], -1))
+        rows = lead_rows(seg.start, seg.stop, lead, d.n)
+        truth.append(np.stack([d.signals[n][rows] for n in layout.names], -1))
     model.train(was_training)
     p, t = np.concatenate(preds), np.concatenate(truth)
     out = {}
