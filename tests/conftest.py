@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from steertime.data import FrameSpec
+from steertime.models import OutputLayout
+from steertime.train.checkpoint import save_untrained_run
+
 # Wide terminal so rich does not wrap the lines tests look for.
 os.environ.setdefault("COLUMNS", "200")
 
@@ -103,3 +107,23 @@ def interrupt_on_call(n: int):
             raise KeyboardInterrupt
 
     return progress
+
+
+# An untrained run: enough for exactness, parity and plumbing tests.
+SPEC = FrameSpec(66, 200, crop_top=60, crop_bottom=20)
+
+
+LAYOUT = OutputLayout(
+    ["steering", "speed"],
+    [0.05, 10.0],
+    [0.3, 2.0],
+    units=[
+        {"name": "deg", "to_radians": np.pi / 180, "angle_of": "steering_wheel"},
+        {"name": "m/s", "to_radians": None, "angle_of": None},
+    ],
+)
+
+
+def make_run(root: Path, name: str, source_size=(160, 320), spec=SPEC) -> Path:
+    """A run folder holding a randomly initialised model (enough for exactness tests)."""
+    return save_untrained_run(root / f"run_{name}", name, LAYOUT, spec.to_dict(), source_size)

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from steertime.cli import app
 from steertime.data import FrameSpec
 from steertime.evaluate import metrics as M
-from tests.conftest import small_train_config
-from tests.test_stream import make_run
+from tests.conftest import make_run, small_train_config
 
 
 def test_metrics_by_hand():

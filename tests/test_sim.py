@@ -211,7 +211,7 @@ def test_drive_cli_writes_results_and_video(tmp_path):
 
     from steertime.cli import app
     from steertime.data import FrameSpec
-    from tests.test_stream import make_run
+    from tests.conftest import make_run
 
     run = make_run(tmp_path, "cnn_gru", source_size=(160, 320), spec=FrameSpec(66, 200, 50, 0))
     r = CliRunner().invoke(

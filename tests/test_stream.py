@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,27 +13,10 @@ from typer.testing import CliRunner
 
 from steertime.cli import app
 from steertime.data import FrameSpec, read_drives
-from steertime.models import OutputLayout, list_models
+from steertime.models import list_models
 from steertime.stream import OnnxPredictor, Predictor, StreamError, export_onnx
 from steertime.train.checkpoint import save_untrained_run
-
-SPEC = FrameSpec(66, 200, crop_top=60, crop_bottom=20)
-
-
-LAYOUT = OutputLayout(
-    ["steering", "speed"],
-    [0.05, 10.0],
-    [0.3, 2.0],
-    units=[
-        {"name": "deg", "to_radians": np.pi / 180, "angle_of": "steering_wheel"},
-        {"name": "m/s", "to_radians": None, "angle_of": None},
-    ],
-)
-
-
-def make_run(root: Path, name: str, source_size=(160, 320), spec=SPEC) -> Path:
-    """A run folder holding a randomly initialised model (enough for exactness tests)."""
-    return save_untrained_run(root / f"run_{name}", name, LAYOUT, spec.to_dict(), source_size)
+from tests.conftest import LAYOUT, SPEC, make_run
 
 
 @pytest.fixture(scope="module")
