@@ -18,6 +18,10 @@ whose command comes 0.2 s after what it reacts to. `best_lead_frames` says the s
 time: the k at which the prediction best matches the label k frames later (k > 0: the
 model is ahead of the expert). Reported with RMSE on calm frames and on perturbed frames
 (|wheel_measured − label| > --threshold degrees), and for the pure echo itself.
+
+The same question for the speed command: `--label target_speed --executed speed
+--threshold 1` (m/s) — does the model ask for the speed the car has (Codevilla et al.'s
+inertia problem), or the speed the road ahead wants?
 """
 
 from __future__ import annotations
@@ -70,26 +74,28 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("runs", type=Path, nargs="+")
     ap.add_argument("--splits", default="val,test")
-    ap.add_argument("--threshold", type=float, default=5.0, help="degrees of steering wheel")
+    ap.add_argument("--label", default="steering", help="the expert's command")
+    ap.add_argument("--executed", default="wheel_measured", help="what the car is doing")
+    ap.add_argument("--threshold", type=float, default=5.0, help="in the label's unit")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     cache = Cache.open(a.cache)
     segs = [s for split in a.splits.split(",") for s in cache.segments(split)]
-    labels = [cache.drives[s.drive].signals["steering"][s.start : s.stop] for s in segs]
+    labels = [cache.drives[s.drive].signals[a.label][s.start : s.stop] for s in segs]
     label = np.concatenate(labels)
     executed = np.concatenate(
-        [cache.drives[s.drive].signals["wheel_measured"][s.start : s.stop] for s in segs]
+        [cache.drives[s.drive].signals[a.executed][s.start : s.stop] for s in segs]
     )
     pert = np.abs(executed - label) > a.threshold
     result: dict = {
         "frames": int(len(label)),
         "perturbed_frames": int(pert.sum()),
-        "echo of wheel_measured": copy_stats(executed, label, executed, a.threshold),
+        f"echo of {a.executed}": copy_stats(executed, label, executed, a.threshold),
     }
     for run in a.runs:
         model, meta = load_model(run)
         layout = OutputLayout.from_dict(meta["layout"])
-        k = layout.index("steering")
+        k = layout.index(a.label)
         with torch.no_grad():
             preds = [
                 layout.denormalize(predict_segment(model, cache, s, torch.device("cpu")))[:, k]
