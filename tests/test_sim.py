@@ -201,6 +201,16 @@ def test_demo_pipeline_small(tmp_path):
     assert all(0 <= r["autonomy_pct"] <= 100 for r in closed.values())
     assert "95% CI" in text and "%</td>" in text
     assert (tmp_path / "demo" / "overlay.mp4").stat().st_size > 0
+    # the LSTM's labels are led by the expert's 0.2 s reaction delay at 10 Hz; PilotNet's not
+    from steertime.train import load_config
+
+    runs = tmp_path / "demo" / "runs"
+    lstm, pilot = (
+        load_config(runs / "cnn_lstm" / "config.yaml"),
+        load_config(runs / "pilotnet" / "config.yaml"),
+    )
+    assert (lstm.data.lead, lstm.train.seq_len) == (2, 5)
+    assert pilot.data.lead == 0
 
 
 def test_drive_cli_writes_results_and_video(tmp_path):

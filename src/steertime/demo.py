@@ -19,12 +19,24 @@ from steertime.data.preprocess import FrameSpec
 from steertime.evaluate import evaluate_to_dir
 from steertime.evaluate.render import render
 from steertime.sim import drive, heldout_seeds, simulate
+from steertime.sim.expert import ExpertParams
 from steertime.stream import Predictor
 from steertime.stream.run import load_source
 from steertime.train import TrainConfig, apply_overrides, train
 
 MODELS = ("pilotnet", "cnn_lstm")
 CROP = (50, 0)  # the camera's sky rows carry no steering information
+FPS = 10.0
+# The expert reacts this many frames late; a model with memory learns to copy that
+# lateness unless the labels are led by it (see data.lead in docs/training.md).
+EXPERT_DELAY_FRAMES = round(ExpertParams().delay * FPS)
+# Each model's own settings on top of demo_train_config, chosen on held-out validation
+# roads over three training seeds (docs/benchmarks.md, fifth session). PilotNet keeps
+# unled labels: it answers the current frame already, and a lead did not help it.
+RECIPES: dict[str, tuple[str, ...]] = {
+    "pilotnet": (),
+    "cnn_lstm": ("train.seq_len=5", f"data.lead={EXPERT_DELAY_FRAMES}"),
+}
 
 
 def prepare_demo_cache(recording: Path, cache: Path) -> None:
@@ -73,7 +85,7 @@ def run_demo(
     rec = out / "drive"
     if not rec.exists():
         log(f"simulating {minutes:g} minutes of expert driving → {rec}")
-        simulate(rec, minutes, seed=0)
+        simulate(rec, minutes, seed=0, fps=FPS)
     cache = out / "cache"
     log(f"preparing {cache}")
     prepare_demo_cache(rec, cache)
@@ -82,7 +94,7 @@ def run_demo(
         run = out / "runs" / m
         if not (run / "checkpoints" / "best").exists():
             log(f"training {m} for {epochs} epochs → {run}")
-            train(demo_train_config(m, epochs, cache, run), progress=True)
+            train(demo_train_config(m, epochs, cache, run, RECIPES[m]), progress=True)
         runs[m] = run
     log("evaluating on the held-out test block")
     evaluate_to_dir(runs["cnn_lstm"], cache, out / "eval", "test", [runs["pilotnet"]])
