@@ -20,13 +20,13 @@ from steertime.evaluate import evaluate_to_dir
 from steertime.evaluate.render import render
 from steertime.sim import drive, heldout_seeds, simulate
 from steertime.sim.expert import ExpertParams
+from steertime.sim.world import FPS
 from steertime.stream import Predictor
 from steertime.stream.run import load_source
 from steertime.train import TrainConfig, apply_overrides, train
 
 MODELS = ("pilotnet", "cnn_lstm")
 CROP = (50, 0)  # the camera's sky rows carry no steering information
-FPS = 10.0
 # The expert reacts this many frames late; a model with memory learns to copy that
 # lateness unless the labels are led by it (see data.lead in docs/training.md).
 EXPERT_DELAY_FRAMES = round(ExpertParams().delay * FPS)
@@ -85,7 +85,7 @@ def run_demo(
     rec = out / "drive"
     if not rec.exists():
         log(f"simulating {minutes:g} minutes of expert driving → {rec}")
-        simulate(rec, minutes, seed=0, fps=FPS)
+        simulate(rec, minutes, seed=0)
     cache = out / "cache"
     log(f"preparing {cache}")
     prepare_demo_cache(rec, cache)

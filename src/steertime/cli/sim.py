@@ -11,6 +11,7 @@ from rich.table import Table
 
 from steertime.cli.app import _progress, app, console
 from steertime.data.preprocess import parse_size
+from steertime.sim.world import FPS
 
 
 @app.command()
@@ -18,7 +19,7 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (generic format)."),
     minutes: float = typer.Option(5.0, help="Minutes of driving to record."),
     seed: int = typer.Option(0, help="Seed of the roads (and their look)."),
-    fps: float = typer.Option(10.0, help="Frames per second."),
+    fps: float = typer.Option(FPS, help="Frames per second."),
     size: str = typer.Option("160x320", help="Camera HEIGHTxWIDTH."),
 ) -> None:
     """Record an expert driving procedurally generated roads (images + CSV + steertime.yaml)."""
@@ -38,7 +39,7 @@ def drive(
     roads: int = typer.Option(10, help="Number of unseen roads."),
     minutes: float = typer.Option(2.0, help="Minutes per road."),
     seed: int = typer.Option(0, help="Seed of the held-out roads."),
-    fps: float = typer.Option(10.0),
+    fps: float = typer.Option(FPS),
     offset_limit: float = typer.Option(
         1.0, help="Metres off the lane centre that count as an intervention."
     ),

@@ -14,7 +14,7 @@ import numpy as np
 from steertime.errors import SteertimeError
 from steertime.sim.camera import CameraSpec
 from steertime.sim.expert import ExpertParams, speed_control, target_speed
-from steertime.sim.world import World
+from steertime.sim.world import FPS, World
 from steertime.stream.predictor import StreamingPredictor
 
 INTERVENTION_S = 6.0  # the PilotNet paper's time charged per intervention
@@ -147,7 +147,7 @@ def drive_road(
     predictor: StreamingPredictor,
     seed: int,
     seconds: float,
-    fps: float = 10.0,
+    fps: float = FPS,
     cam: CameraSpec | None = None,
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
@@ -191,7 +191,7 @@ def drive(
     predictor: StreamingPredictor,
     seeds: list[int],
     seconds: float,
-    fps: float = 10.0,
+    fps: float = FPS,
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
 ) -> DriveReport:

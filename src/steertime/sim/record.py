@@ -16,7 +16,7 @@ from PIL import Image
 from steertime.atomic import atomic_dir
 from steertime.sim.camera import CameraSpec
 from steertime.sim.expert import Expert, speed_control
-from steertime.sim.world import World
+from steertime.sim.world import FPS, World
 
 GAP_S = 10.0  # time gap between roads: the reader splits them into separate drives
 SPEED_BUMPS = {"every_s": (8.0, 20.0), "length_s": (3.0, 8.0), "amplitude": (2.0, 5.0)}
@@ -69,7 +69,7 @@ def simulate(
     out: str | Path,
     minutes: float,
     seed: int = 0,
-    fps: float = 10.0,
+    fps: float = FPS,
     cam: CameraSpec = CameraSpec(),
     seconds_per_road: float = 120.0,
     progress: Callable[[int], None] | None = None,

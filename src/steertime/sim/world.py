@@ -11,6 +11,7 @@ from steertime.sim.camera import CameraSpec, render
 from steertime.sim.road import Road, make_road
 from steertime.sim.vehicle import VehicleParams, VehicleState, step
 
+FPS = 10.0  # frames (and control steps) per second unless a caller asks otherwise
 SUBSTEPS = 5
 
 
