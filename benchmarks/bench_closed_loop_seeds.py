@@ -2,7 +2,7 @@
 
     python benchmarks/bench_closed_loop_seeds.py --work /tmp/cl6 --minutes 6 --epochs 12 \
         [--seeds 0,1,2 --roads 10 --road-seconds 120 --models pilotnet,cnn_lstm] \
-        [--set train.seq_len=5 --tag _seq5] [--road-seed 1]
+        [--set train.seq_len=5 --tag _seq5] [--road-seed 1] [--offset-limit 0.5]
 
 One recording (simulator seed 0, `--minutes` of expert driving) and one cache, as in the
 demo; then each model is trained once per training seed (`train.seed`) with the demo's
@@ -12,7 +12,9 @@ pools the roads of all seeds per model and also lists every seed's result.
 `--set` adds training overrides to every run (named MODEL+TAG_sSEED). `--road-seed 1`
 drives a second, disjoint set of held-out roads: choose variants on those, then report on
 the default set (`--road-seed 0`, the roads of `drive --seed 0`), so that the figures
-quoted were not also used to pick the variant.
+quoted were not also used to pick the variant. `--offset-limit` moves the intervention
+threshold (default 1 m from the lane centre, as in `drive`): a stricter safety driver,
+for when both models are at the ceiling of the default one.
 Resumable: finished runs (best checkpoint + drive JSON) are reused.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from steertime.atomic import write_json
 from steertime.demo import demo_train_config, prepare_demo_cache
 from steertime.sim import (
+    OFFSET_LIMIT,
     DriveReport,
     RoadResult,
     autonomy_difference,
@@ -46,6 +49,7 @@ def train_and_drive(
     roads: list[int],
     road_seconds: float,
     report_name: str | None = None,
+    offset_limit: float = OFFSET_LIMIT,
 ) -> dict:
     """Train `model` on WORK/cache with the demo's recipe + overrides into WORK/runs/NAME
     (unless its best checkpoint exists), drive it on `roads`, and keep the report in
@@ -57,7 +61,9 @@ def train_and_drive(
             t0 = time.time()
             train(demo_train_config(model, epochs, work / "cache", run, overrides), progress=False)
             trained = time.time() - t0
-        report = drive(Predictor.from_run(run), roads, road_seconds).summary()
+        report = drive(
+            Predictor.from_run(run), roads, road_seconds, offset_limit=offset_limit
+        ).summary()
         write_json(out, {**report, "train_seconds": trained})
     return json.loads(out.read_text())
 
@@ -76,6 +82,7 @@ def main() -> None:
     ap.add_argument("--roads", type=int, default=10)
     ap.add_argument("--road-seconds", type=float, default=120.0)
     ap.add_argument("--road-seed", type=int, default=0, help="which held-out road set")
+    ap.add_argument("--offset-limit", type=float, default=OFFSET_LIMIT, help="m: intervention")
     ap.add_argument("--set", nargs="*", default=[], help="training overrides for every run")
     ap.add_argument("--tag", default="", help="appended to the model name in run names")
     a = ap.parse_args()
@@ -86,11 +93,14 @@ def main() -> None:
         prepare_demo_cache(rec, cache)
     roads = heldout_seeds(a.road_seed, a.roads)
     roads_sfx = f"_roads{a.road_seed}" if a.road_seed else ""
+    if a.offset_limit != OFFSET_LIMIT:
+        roads_sfx += f"_lim{a.offset_limit:g}"
     result: dict = {
         "minutes_of_data": a.minutes,
         "epochs": a.epochs,
         "overrides": a.set,
         "road_seed": a.road_seed,
+        "offset_limit_m": a.offset_limit,
         "models": {},
     }
     pooled_roads: dict[str, list[RoadResult]] = {}
@@ -107,6 +117,7 @@ def main() -> None:
                 roads,
                 a.road_seconds,
                 report_name=name + roads_sfx,
+                offset_limit=a.offset_limit,
             )
             per_seed[seed] = _summary(report)
             pooled.roads += [RoadResult(**r) for r in report["per_road"]]

@@ -87,6 +87,46 @@ def drive(
         write_json(out, s)
 
 
+@app.command("drive-compare")
+def drive_compare(
+    a: list[Path] = typer.Option(..., "--a", help="Drive report(s) of model a (`drive --out`)."),
+    b: list[Path] = typer.Option(..., "--b", help="Model b's, on the same roads, same order."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the comparison as JSON."),
+) -> None:
+    """Paired comparison of two models' closed-loop drives: autonomy and lane keeping."""
+    from steertime.atomic import write_json
+    from steertime.sim.compare import compare_drives, load_roads
+
+    if len(a) != len(b):
+        raise typer.BadParameter(f"{len(a)} reports for a, {len(b)} for b: pair them")
+    c = compare_drives([r for p in a for r in load_roads(p)], [r for p in b for r in load_roads(p)])
+    t = Table("measure", "a", "b", "a − b (95% CI)", "drives a better / b better")
+    au = c["autonomy_pct"]
+    t.add_row(
+        "autonomy %",
+        f"{au['a']:.2f}",
+        f"{au['b']:.2f}",
+        f"{au['diff']:+.2f} [{au['ci95'][0]:+.2f}, {au['ci95'][1]:+.2f}]",
+        "",
+    )
+    for name, m in c.items():
+        if isinstance(m, dict) and "a_better_roads" in m:
+            t.add_row(
+                name,
+                f"{m['a']:.3f}",
+                f"{m['b']:.3f}",
+                f"{m['diff']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]",
+                f"{m['a_better_roads']} / {m['b_better_roads']}",
+            )
+    console.print(t)
+    console.print(
+        f"{c['roads']} drives of {c['road_seeds']} roads; lower is better except autonomy; "
+        "an interval that contains 0 cannot tell the two apart"
+    )
+    if out:
+        write_json(out, c)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for everything."),

@@ -2,7 +2,9 @@
 an expert driver, recording in the generic format, and closed-loop driving of a model."""
 
 from steertime.sim.camera import CameraSpec, render
+from steertime.sim.compare import compare_drives
 from steertime.sim.drive import (
+    OFFSET_LIMIT,
     DriveReport,
     RoadResult,
     autonomy_difference,
@@ -14,6 +16,7 @@ from steertime.sim.road import Road, make_road
 from steertime.sim.world import World
 
 __all__ = [
+    "OFFSET_LIMIT",
     "CameraSpec",
     "DriveReport",
     "Road",
@@ -21,6 +24,7 @@ __all__ = [
     "World",
     "autonomy_difference",
     "autonomy_interval",
+    "compare_drives",
     "drive",
     "heldout_seeds",
     "make_road",

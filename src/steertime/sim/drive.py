@@ -46,7 +46,7 @@ class DriveReport:
 
     @property
     def autonomy(self) -> float:
-        return float(_autonomy(np.float64(self.interventions), np.float64(self.seconds)))
+        return float(autonomy_fraction(np.float64(self.interventions), np.float64(self.seconds)))
 
     def summary(self) -> dict:
         km = sum(r.metres for r in self.roads) / 1000
@@ -68,7 +68,8 @@ class DriveReport:
         }
 
 
-def _autonomy(interventions: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+def autonomy_fraction(interventions: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """1 − interventions · 6 s / seconds, floored at 0 (arrays: one per resample)."""
     return np.maximum(0.0, 1.0 - interventions * INTERVENTION_S / np.maximum(seconds, 1e-9))
 
 
@@ -107,10 +108,10 @@ def autonomy_interval(
         return (float("nan"), float("nan"))
     k, t = _per_road(roads)
     picks = np.random.default_rng(seed).integers(0, len(roads), (n_boot, len(roads)))
-    boot = _autonomy(k[picks].sum(1), t[picks].sum(1))
+    boot = autonomy_fraction(k[picks].sum(1), t[picks].sum(1))
     a = (1 - level) / 2
     lo, hi = float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
-    poisson_lo = float(_autonomy(np.float64(poisson_upper(int(k.sum()), level)), t.sum()))
+    poisson_lo = float(autonomy_fraction(np.float64(poisson_upper(int(k.sum()), level)), t.sum()))
     return min(lo, poisson_lo), hi
 
 
@@ -124,10 +125,10 @@ def autonomy_difference(
         raise SteertimeError("autonomy_difference needs the two models' results on the same roads")
     (ka, ta), (kb, tb) = _per_road(a), _per_road(b)
     picks = np.random.default_rng(seed).integers(0, len(a), (n_boot, len(a)))
-    d = _autonomy(ka[picks].sum(1), ta[picks].sum(1)) - _autonomy(
+    d = autonomy_fraction(ka[picks].sum(1), ta[picks].sum(1)) - autonomy_fraction(
         kb[picks].sum(1), tb[picks].sum(1)
     )
-    diff = float(_autonomy(ka.sum(), ta.sum()) - _autonomy(kb.sum(), tb.sum()))
+    diff = float(autonomy_fraction(ka.sum(), ta.sum()) - autonomy_fraction(kb.sum(), tb.sum()))
     return diff, float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
 
 
