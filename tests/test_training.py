@@ -306,3 +306,35 @@ def test_lead_is_recorded_with_the_run_and_negative_lead_refused(tiny_cache, tmp
     assert read_meta(run / "checkpoints" / "best")["lead_frames"] == 2
     with pytest.raises(SteertimeError, match="data.lead must be >= 0 frames, got -1"):
         train(_cfg(tiny_cache, tmp_path / "neg", "data.lead=-1"))
+
+
+@pytest.mark.parametrize(
+    ("best_epoch", "epochs", "best", "last", "warned"),
+    [
+        (0, 8, 1.0, 2.0, True),  # epoch 1 of 8 best, then worse
+        (1, 8, 1.0, 2.0, True),
+        (2, 8, 1.0, 2.0, False),  # a quarter of the way in: not "barely trained"
+        (0, 8, 1.0, 1.03, False),  # early best, but the end is level with it
+        (0, 3, 1.0, 2.0, False),  # too few epochs to say
+        (7, 8, 1.0, 1.0, False),
+    ],
+)
+def test_monitor_flags_an_early_best_checkpoint(best_epoch, epochs, best, last, warned):
+    from steertime.train.monitor import TrainingMonitor
+
+    m = TrainingMonitor(torch.nn.Linear(1, 1), None, clip=1.0, detailed=False)
+    m.after_training(best_epoch, epochs, best, last)
+    assert any("checkpoints/best is from epoch" in t for t in m.messages) == warned
+
+
+def test_training_writes_the_early_best_warning(tiny_cache, tmp_path, monkeypatch):
+    # With a small validation block a barely trained epoch can score best by luck, and
+    # checkpoints/best is what predict, evaluate and drive load: say so.
+    import steertime.train.loop as loop
+
+    calls = iter([1.0, 2.0, 2.0, 2.0])
+    monkeypatch.setattr(loop, "stream_metrics", lambda *a, **k: {"rmse_steering": next(calls)})
+    run = train(_cfg(tiny_cache, tmp_path / "r", "train.epochs=4"), progress=False)
+    text = (run / "warnings.txt").read_text()
+    assert "checkpoints/best is from epoch 1 of 4 (validation score 1, 2 after" in text
+    assert read_meta(run / "checkpoints" / "best")["epoch"] == 0

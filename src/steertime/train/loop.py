@@ -350,7 +350,7 @@ def train(
         score = metrics.get(key, pos["loss_sum"] / max(1, pos["loss_n"]))
         improved = score < pos["best"]
         if improved:
-            pos["best"], pos["bad_epochs"] = score, 0
+            pos["best"], pos["best_epoch"], pos["bad_epochs"] = score, epoch, 0
         else:
             pos["bad_epochs"] += 1
         row = {
@@ -376,6 +376,8 @@ def train(
             on_epoch(epoch, {**metrics, "score": score})
         if pos["bad_epochs"] >= t.patience:
             pos["done"] = True
+        if pos["done"] or epoch + 1 >= t.epochs:
+            monitor.after_training(pos.get("best_epoch"), epoch + 1, pos["best"], score)
         if not pos["done"] or pos["step"] >= len(steps):
             pos.update(epoch=epoch + 1, step=0, loss_sum=0.0, loss_n=0)
         checkpoint()

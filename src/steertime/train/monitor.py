@@ -9,6 +9,7 @@ the per-layer figures hook into the model only when asked for.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 
 import torch
@@ -98,3 +99,18 @@ class TrainingMonitor:
             for name, fr in self.saturation.items():
                 self.writer.add_scalar(f"saturated/{name}", sum(fr) / len(fr), step)
             self._before, self.saturation = {}, {}
+
+    def after_training(self, best_epoch: int | None, epochs: int, best: float, last: float) -> None:
+        """Called once validation has scored the last epoch (epochs are counted from 0)."""
+        if best_epoch is None or epochs < 4 or not math.isfinite(best):
+            return
+        if best_epoch < epochs // 4 and last > 1.05 * best:
+            self._warn(
+                "early_best",
+                f"checkpoints/best is from epoch {best_epoch + 1} of {epochs} (validation "
+                f"score {best:.4g}, {last:.4g} after the last epoch). An early, barely "
+                "trained epoch scoring best usually means the validation split is too "
+                "small to rank epochs (enlarge it: steertime split CACHE --val 0.25), or "
+                "that training got worse (lower optim.lr). Compare checkpoints/best with "
+                "checkpoints/last before using it: steertime evaluate RUN/checkpoints/last.",
+            )
