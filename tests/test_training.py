@@ -306,6 +306,15 @@ def test_lead_is_recorded_with_the_run_and_negative_lead_refused(tiny_cache, tmp
     assert read_meta(run / "checkpoints" / "best")["lead_frames"] == 2
     with pytest.raises(SteertimeError, match="data.lead must be >= 0 frames, got -1"):
         train(_cfg(tiny_cache, tmp_path / "neg", "data.lead=-1"))
+    # past the guard between splits, a led target would be a validation label
+    from steertime.data import Cache
+
+    guard = Cache.open(tiny_cache).manifest["splits"]["config"]["guard"]
+    with pytest.raises(
+        SteertimeError, match=f"beyond the {guard}-frame guard.*--guard {guard + 1}"
+    ):
+        train(_cfg(tiny_cache, tmp_path / "far", f"data.lead={guard + 1}"))
+    assert not (tmp_path / "far").exists()
 
 
 @pytest.mark.parametrize(

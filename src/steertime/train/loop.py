@@ -139,6 +139,19 @@ def _append_metrics(run: Path, row: dict, keep_epochs_below: int | None = None) 
     write_text(f, buf.getvalue())
 
 
+def _check_lead_within_guard(lead: int, cache: Cache) -> None:
+    """A training frame's target is read `lead` frames later; past a split boundary's
+    guard gap that would be a validation or test label."""
+    split = cache.manifest["splits"]["config"]
+    if split.get("mode") != "drive" and lead > split.get("guard", 0):
+        raise SteertimeError(
+            f"data.lead={lead} reads labels {lead} frames ahead, beyond the {split.get('guard')}"
+            f"-frame guard between the splits of {cache.path}: training would see "
+            f"validation/test labels. Re-split with a larger guard: steertime split "
+            f"{cache.path} --mode {split.get('mode')} --guard {lead}"
+        )
+
+
 def train(
     cfg: TrainConfig,
     resume: bool = False,
@@ -176,6 +189,7 @@ def train(
         raise SteertimeError("data.flip / data.brightness need frames, not a features store")
 
     cache = Cache.open(cfg.data.cache)
+    _check_lead_within_guard(cfg.data.lead, cache)
     layout = fit_layout(cache, cfg.data.outputs, cfg.data.weights)
     val_segs = cache.segments("val")
     torch.manual_seed(t.seed)
