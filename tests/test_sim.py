@@ -200,6 +200,9 @@ def test_demo_pipeline_small(tmp_path):
     assert set(closed) == {"pilotnet", "cnn_lstm"}
     assert all(0 <= r["autonomy_pct"] <= 100 for r in closed.values())
     assert "95% CI" in text and "%</td>" in text
+    paired = json.loads((tmp_path / "demo" / "closed_loop_compare.json").read_text())
+    assert (paired["a"], paired["b"], paired["roads"]) == ("cnn_lstm", "pilotnet", 1)
+    assert 'id="closed-loop-paired"' in text and "worst |offset| per road" in text
     assert (tmp_path / "demo" / "overlay.mp4").stat().st_size > 0
     # the LSTM's labels are led by the expert's 0.2 s reaction delay at 10 Hz; PilotNet's not
     from steertime.train import load_config

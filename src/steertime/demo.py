@@ -18,7 +18,7 @@ from steertime.data import PrepareConfig, SplitConfig, prepare
 from steertime.data.preprocess import FrameSpec
 from steertime.evaluate import evaluate_to_dir
 from steertime.evaluate.render import render
-from steertime.sim import drive, heldout_seeds, simulate
+from steertime.sim import compare_drives, drive, heldout_seeds, simulate
 from steertime.sim.expert import ExpertParams
 from steertime.sim.world import FPS
 from steertime.stream import Predictor
@@ -99,12 +99,15 @@ def run_demo(
     log("evaluating on the held-out test block")
     evaluate_to_dir(runs["cnn_lstm"], cache, out / "eval", "test", [runs["pilotnet"]])
     seeds = heldout_seeds(0, roads)
-    closed = {}
+    closed, driven = {}, {}
     for m, run in runs.items():
         log(f"driving {m} closed-loop on {roads} unseen roads")
-        closed[m] = drive(Predictor.from_run(run), seeds, road_seconds).summary()
+        driven[m] = drive(Predictor.from_run(run), seeds, road_seconds)
+        closed[m] = driven[m].summary()
+    paired = compare_drives(driven["cnn_lstm"].roads, driven["pilotnet"].roads)
     write_json(out / "closed_loop.json", closed)
-    _append_closed_loop(out / "eval" / "report.html", closed)
+    write_json(out / "closed_loop_compare.json", {"a": "cnn_lstm", "b": "pilotnet", **paired})
+    _append_closed_loop(out / "eval" / "report.html", closed, paired)
     log(f"rendering {out / 'overlay.mp4'} (cnn_lstm on the last recorded road's final 30 s)")
     last = load_source(rec)[-1]
     n = len(last)
@@ -113,7 +116,31 @@ def run_demo(
     return out / "eval" / "report.html"
 
 
-def _append_closed_loop(report: Path, closed: dict) -> None:
+def _paired_table(c: dict) -> str:
+    """cnn_lstm minus pilotnet on the same roads (see steertime.sim.compare)."""
+    au = c["autonomy_pct"]
+    rows = [("autonomy %", au["diff"], au["ci95"], "")]
+    for name, label in (
+        ("mean_abs_offset", "mean |offset| m"),
+        ("max_abs_offset", "worst |offset| per road m"),
+        ("mean_abs_wheel_rate", "|wheel rate| deg/s"),
+    ):
+        m = c[name]
+        rows.append((label, m["diff"], m["ci95"], f"{m['a_better_roads']} / {m['b_better_roads']}"))
+    body = "".join(
+        f"<tr><td>{label}</td><td>{d:+.3f}</td><td>{lo:+.3f} – {hi:+.3f}</td><td>{n}</td></tr>"
+        for label, d, (lo, hi), n in rows
+    )
+    return (
+        "<h3>cnn_lstm minus pilotnet, paired on the same roads</h3>"
+        '<table id="closed-loop-paired"><tr><th>measure</th><th>difference</th>'
+        f"<th>95% CI</th><th>roads cnn_lstm / pilotnet better</th></tr>{body}</table>"
+        "<p>Lower offsets and wheel rate are better. An interval that contains 0 cannot "
+        "tell the two apart; the offsets often can when autonomy cannot.</p>"
+    )
+
+
+def _append_closed_loop(report: Path, closed: dict, paired: dict) -> None:
     rows = "".join(
         f"<tr><td>{html.escape(m)}</td><td>{r['autonomy_pct']:.1f}%</td>"
         f"<td>{r['autonomy_ci95_pct'][0]:.1f}–{r['autonomy_ci95_pct'][1]:.1f}%</td>"
@@ -131,6 +158,7 @@ def _append_closed_loop(report: Path, closed: dict) -> None:
         "intervention: the car left its lane by more than 1 m and was put back. The interval "
         "resamples roads (and never claims more than the exact Poisson bound on the count "
         "allows); a few minutes of roads cannot separate two good models.</p>"
+        f"{_paired_table(paired)}"
         "<details><summary>raw</summary><pre>"
         f"{html.escape(json.dumps(closed, indent=1))}</pre></details>"
     )
