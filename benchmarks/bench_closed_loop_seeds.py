@@ -31,7 +31,7 @@ from steertime.sim import (
     OFFSET_LIMIT,
     DriveReport,
     RoadResult,
-    autonomy_difference,
+    compare_drives,
     drive,
     heldout_seeds,
     simulate,
@@ -126,8 +126,8 @@ def main() -> None:
         pooled_roads[model] = pooled.roads
     names = list(pooled_roads)
     if len(names) == 2:  # paired: the same seeds' runs on the same roads
-        d, lo, hi = autonomy_difference(*(pooled_roads[n] for n in names))
-        result[f"{names[0]}_minus_{names[1]}_pct"] = {"diff": 100 * d, "ci95": [100 * lo, 100 * hi]}
+        paired = compare_drives(*(pooled_roads[n] for n in names))
+        result["paired"] = {"a": names[0], "b": names[1], **paired}
     write_json(a.work / f"closed_loop_seeds{a.tag}{roads_sfx}.json", result)
     print(json.dumps(result, indent=2))
 
