@@ -50,13 +50,42 @@ def test_block_bootstrap_is_wider_than_iid_and_covers():
     assert d_lo > 0  # a is clearly worse than b
 
 
+def test_led_run_is_also_scored_against_its_trained_target():
+    """A run trained with data.lead=2 that predicts the log 2 frames ahead perfectly scores 0
+    against its target, while the same-frame score (the one runs are compared by) is not 0."""
+    from steertime.evaluate import score
+    from steertime.evaluate.run import Frames
+    from steertime.models import OutputLayout
+
+    t = np.arange(60) / 10.0
+    drive = np.array(["a[0:30]"] * 30 + ["b[0:30]"] * 30)
+    true = np.sin(t * 2.0)
+    frames = Frames(t=t, drive=drive, truth={"steering": true}, units={}, rate_hz=10.0)
+    ahead = frames.led(true, 2)
+    # within each segment, 2 frames later; a segment's last frames repeat its last value
+    assert ahead[0] == true[2] and ahead[27] == true[29] and ahead[28] == ahead[29] == true[29]
+    assert ahead[30] == true[32] and ahead[59] == true[59]
+    frames.preds = {"led": {"steering": ahead}, "plain": {"steering": true.copy()}}
+    frames.leads = {"led": 2, "plain": 0}
+    result = score(frames, OutputLayout(["steering"], [0.0], [1.0]))
+    models = result["outputs"]["steering"]["models"]
+    assert models["led"]["lead_frames"] == 2
+    assert models["led"]["rmse_vs_trained_target"] == pytest.approx(0.0)
+    assert models["led"]["rmse"] > 0.1
+    assert "lead_frames" not in models["plain"] and models["plain"]["rmse"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def evaluated(tiny_cache, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     from steertime.train import train
 
     cfg = small_train_config(
-        tiny_cache, tmp / "lstm", "train.epochs=2", "data.outputs=steering,speed"
+        tiny_cache,
+        tmp / "lstm",
+        "train.epochs=2",
+        "data.outputs=steering,speed",
+        "data.lead=1",
     )
     run = train(cfg, progress=False)
     other = make_run(tmp, "pilotnet")
@@ -88,6 +117,11 @@ def test_evaluate_writes_metrics_and_report(evaluated):
         assert s["rmse_ci95"][0] <= s["rmse"] <= s["rmse_ci95"][1]
         assert "rmse_rad" in s and s["rmse_rad"] == pytest.approx(s["rmse"] * np.radians(25))
     assert "predict_zero" in output and "report:" in output
+    # the led run is also scored against what it was taught; the others are not led
+    assert st["lstm"]["lead_frames"] == 1 and st["lstm"]["rmse_vs_trained_target"] > 0
+    assert "lead_frames" not in st["run_pilotnet"]
+    assert "lstm trained on the log 1 frames later" in output
+    assert "class='led'" in (tmp / "ev" / "report.html").read_text()
     for f in ("report.html", "timeseries_steering.png", "scatter_speed.png", "training_curves.png"):
         assert (tmp / "ev" / f).is_file(), f
 

@@ -40,6 +40,12 @@ def _print_leaderboard(result: dict) -> None:
             ]
             t.add_row(*cells, style="bold" if r["model"] == result["primary"] else None)
         console.print(t)
+        for r in leaderboard(result, name):
+            if r.get("lead_frames"):
+                console.print(
+                    f"{r['model']} trained on the log {r['lead_frames']} frames later "
+                    f"(data.lead): RMSE {r['rmse_vs_trained_target']:.4g} against that target"
+                )
 
 
 @app.command()

@@ -50,6 +50,15 @@ def metrics_table(result: dict, name: str) -> str:
         for b, v in buckets.items()
     )
     unit = entry["unit"].get("name", "")
+    primary = html.escape(result["primary"])
+    led = "".join(
+        f"<p class='led'><b>{html.escape(model)}</b> was trained on the log {m['lead_frames']} "
+        f"frames later (<code>data.lead</code>); scored against that target its RMSE is "
+        f"{_fmt(m['rmse_vs_trained_target'])} (the table scores every model against the same "
+        "frame).</p>"
+        for model, m in entry["models"].items()
+        if m.get("lead_frames")
+    )
     return (
         f"<h2>{html.escape(name)} <small>({html.escape(unit)})</small></h2>"
         f'<table class="metrics" id="metrics-{html.escape(name)}"><thead><tr>'
@@ -57,7 +66,8 @@ def metrics_table(result: dict, name: str) -> str:
         + "</tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
-        f"<p>Error of <b>{html.escape(result['primary'])}</b> by |truth| (straight vs curves):</p>"
+        + led
+        + f"<p>Error of <b>{primary}</b> by |truth| (straight vs curves):</p>"
         "<table><tr><th>bucket</th><th>|truth|</th><th>frames</th><th>RMSE</th></tr>"
         + btable
         + "</table>"

@@ -3,6 +3,12 @@
 The model runs as it would in the car — state carried from the start of each segment —
 and is scored next to predict-zero, predict-the-training-mean and any other runs, all on
 the same frames.
+
+Every model is scored against the log at the same frame, as the challenges score. A run
+trained with `data.lead=L` learned the log L frames later (the driver's command without
+their reaction delay), so it is also scored against that target (`rmse_vs_trained_target`):
+the first number compares runs, the second says how well a led run learned what it was
+taught.
 """
 
 from __future__ import annotations
@@ -33,6 +39,19 @@ class Frames:
     units: dict[str, dict]
     rate_hz: float
     preds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> name -> (N,)
+    leads: dict[str, int] = field(default_factory=dict)  # model -> data.lead it trained with
+
+    def led(self, values: np.ndarray, lead: int) -> np.ndarray:
+        """`values` read `lead` frames later within each evaluated segment, clamped at its
+        last frame (training clamps at the drive's end; the difference is the last `lead`
+        frames of a segment that is not a drive's end)."""
+        if lead == 0:
+            return values
+        out = np.empty_like(values)
+        for dname in dict.fromkeys(self.drive):
+            idx = np.flatnonzero(self.drive == dname)
+            out[idx] = values[idx[np.minimum(np.arange(len(idx)) + lead, len(idx) - 1)]]
+        return out
 
 
 def _run_name(run: Path) -> str:
@@ -66,6 +85,7 @@ def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames
         rate_hz=float(np.median([e["rate_hz"] for e in cache.manifest["drives"]])),
     )
     frames.preds[_run_name(run)] = {n: p[:, k] for k, n in enumerate(layout.names)}
+    frames.leads[_run_name(run)] = int(meta.get("lead_frames", 0))
     return frames, layout
 
 
@@ -89,6 +109,7 @@ def predict_on_path(run: Path, path: Path, format: str | None, options: ReadOpti
         rate_hz=float(np.median([d.rate_hz for d in drives])),
     )
     frames.preds[_run_name(run)] = {n: df[n].to_numpy() for n in p.layout.names}
+    frames.leads[_run_name(run)] = int(p.meta.get("lead_frames", 0))
     return frames, p.layout
 
 
@@ -146,6 +167,9 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
         entry = {"unit": frames.units.get(name, {}), "models": {}}
         for m, pred in {**models, **refs}.items():
             entry["models"][m] = _score(pred, true, frames, name, layout.std[k])
+            if lead := frames.leads.get(m, 0):
+                entry["models"][m]["lead_frames"] = lead
+                entry["models"][m]["rmse_vs_trained_target"] = M.rmse(pred, frames.led(true, lead))
         block = max(2, int(round(BLOCK_S * frames.rate_hz)))
         entry["diff_ci95_vs_primary"] = {
             m: list(M.block_bootstrap_diff(pred - true, models[primary] - true, block))
@@ -173,12 +197,14 @@ def evaluate(
         for other in compare:
             f2, _ = predict_on_cache(Path(other), cache, split)
             frames.preds.update(f2.preds)
+            frames.leads.update(f2.leads)
         source = {"cache": str(data), "split": split, "content_hash": cache.content_hash}
     else:
         frames, layout = predict_on_path(run, data, format, options)
         for other in compare:
             f2, _ = predict_on_path(Path(other), data, format, options)
             frames.preds.update(f2.preds)
+            frames.leads.update(f2.leads)
         source = {"path": str(data), "split": None}
     result = score(frames, layout)
     result = {"run": str(run), "data": source, "duration_s": _duration(frames), **result}
