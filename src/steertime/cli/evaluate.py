@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from steertime.cli.app import FORMAT, _progress, app, console
 
@@ -16,20 +16,17 @@ def _print_leaderboard(result: dict) -> None:
     for name, entry in result["outputs"].items():
         rad = any("rmse_rad" in m for m in entry["models"].values())
         unit = entry["unit"].get("name", "")
+        heads = ["model", f"RMSE [{unit}]", "95% CI", *(["RMSE rad"] if rad else [])]
+        heads += ["MAE", "R²", "lag s", "rate/drv"]
         t = Table(
-            "model",
-            f"RMSE [{unit}]",
-            "95% CI",
-            *(["RMSE rad"] if rad else []),
-            "MAE",
-            "R²",
-            "lag s",
-            "rate/driver",
+            # run names tell seeds and recipes apart: on a narrow terminal fold, never cut
+            Column(heads[0], overflow="fold", min_width=8),
+            *(Column(h, no_wrap=True) for h in heads[1:]),
             title=f"{name} ({result['frames']} frames)",
         )
         for r in leaderboard(result, name):
             lo, hi = r["rmse_ci95"]
-            cells = [r["model"], f"{r['rmse']:.4g}", f"{lo:.4g}–{hi:.4g}"]
+            cells = [r["model"], f"{r['rmse']:.4g}", f"{lo:.3g}–{hi:.3g}"]
             if rad:
                 cells.append(f"{r['rmse_rad']:.4g}" if "rmse_rad" in r else "-")
             cells += [
