@@ -54,19 +54,20 @@ def test_led_run_is_also_scored_against_its_trained_target():
     """A run trained with data.lead=2 that predicts the log 2 frames ahead perfectly scores 0
     against its target, while the same-frame score (the one runs are compared by) is not 0."""
     from steertime.evaluate import score
-    from steertime.evaluate.run import Frames
+    from steertime.evaluate.run import Frames, led_within_drives
     from steertime.models import OutputLayout
 
     t = np.arange(60) / 10.0
-    drive = np.array(["a[0:30]"] * 30 + ["b[0:30]"] * 30)
+    drive = np.array(["a"] * 30 + ["b"] * 30)
     true = np.sin(t * 2.0)
-    frames = Frames(t=t, drive=drive, truth={"steering": true}, units={}, rate_hz=10.0)
-    ahead = frames.led(true, 2)
-    # within each segment, 2 frames later; a segment's last frames repeat its last value
+    ahead = led_within_drives(true, drive, 2)
+    # within each drive, 2 frames later; a drive's last frames repeat its last value
     assert ahead[0] == true[2] and ahead[27] == true[29] and ahead[28] == ahead[29] == true[29]
     assert ahead[30] == true[32] and ahead[59] == true[59]
+    frames = Frames(t=t, drive=drive, truth={"steering": true}, units={}, rate_hz=10.0)
     frames.preds = {"led": {"steering": ahead}, "plain": {"steering": true.copy()}}
     frames.leads = {"led": 2, "plain": 0}
+    frames.truth_led = {2: {"steering": ahead}}
     result = score(frames, OutputLayout(["steering"], [0.0], [1.0]))
     models = result["outputs"]["steering"]["models"]
     assert models["led"]["lead_frames"] == 2
@@ -124,6 +125,29 @@ def test_evaluate_writes_metrics_and_report(evaluated):
     assert "class='led'" in (tmp / "ev" / "report.html").read_text()
     for f in ("report.html", "timeseries_steering.png", "scatter_speed.png", "training_curves.png"):
         assert (tmp / "ev" / f).is_file(), f
+
+
+def test_trained_target_score_matches_training_validation(evaluated, tiny_cache):
+    """On the validation split, evaluate's score against the led target is the number
+    training's validation computes (same targets, read past a segment's end as training
+    does)."""
+    import torch
+
+    from steertime.data import Cache
+    from steertime.evaluate import evaluate
+    from steertime.models import OutputLayout
+    from steertime.train.checkpoint import load_model
+    from steertime.train.validate import stream_metrics
+
+    tmp, _ = evaluated
+    result, _, _ = evaluate(tmp / "lstm", tiny_cache, split="val")
+    model, meta = load_model(tmp / "lstm")
+    cache = Cache.open(tiny_cache)
+    layout = OutputLayout.from_dict(meta["layout"])
+    want = stream_metrics(model, cache, cache.segments("val"), layout, torch.device("cpu"), lead=1)
+    got = result["outputs"]["steering"]["models"]["lstm"]
+    assert got["rmse_vs_trained_target"] == pytest.approx(want["rmse_steering"], rel=1e-5)
+    assert got["rmse"] != pytest.approx(got["rmse_vs_trained_target"], rel=1e-3)
 
 
 def test_report_loads_in_headless_chromium(evaluated):

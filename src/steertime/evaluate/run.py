@@ -22,6 +22,7 @@ import torch
 from steertime.data import Cache, ReadOptions
 from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
+from steertime.train.batches import lead_rows
 from steertime.train.checkpoint import load_model
 from steertime.train.validate import predict_segment
 
@@ -40,18 +41,37 @@ class Frames:
     rate_hz: float
     preds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> name -> (N,)
     leads: dict[str, int] = field(default_factory=dict)  # model -> data.lead it trained with
+    # lead -> name -> (N,): the log `lead` frames later, the target a led run was taught
+    truth_led: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    def led(self, values: np.ndarray, lead: int) -> np.ndarray:
-        """`values` read `lead` frames later within each evaluated segment, clamped at its
-        last frame (training clamps at the drive's end; the difference is the last `lead`
-        frames of a segment that is not a drive's end)."""
-        if lead == 0:
-            return values
-        out = np.empty_like(values)
-        for dname in dict.fromkeys(self.drive):
-            idx = np.flatnonzero(self.drive == dname)
-            out[idx] = values[idx[np.minimum(np.arange(len(idx)) + lead, len(idx) - 1)]]
-        return out
+    def merge(self, other: Frames) -> None:
+        """Add another run's predictions on the same frames."""
+        self.preds.update(other.preds)
+        self.leads.update(other.leads)
+        self.truth_led.update(other.truth_led)
+
+
+def led_within_drives(values: np.ndarray, drive: np.ndarray, lead: int) -> np.ndarray:
+    """`values` read `lead` frames later within each drive label, clamped at its last frame
+    (`lead_rows`, as training reads its targets: a raw recording's drives are evaluated
+    whole, so their ends are the drives' ends)."""
+    out = np.empty_like(values)
+    for name in dict.fromkeys(drive):
+        idx = np.flatnonzero(drive == name)
+        out[idx] = values[idx[lead_rows(0, len(idx), lead, len(idx))]]
+    return out
+
+
+def _cache_truth(cache: Cache, segs: list, lead: int = 0) -> dict[str, np.ndarray]:
+    """Every signal on the segments' frames, read `lead` frames later exactly as training
+    and validation read targets (clamped at the drive's end, not the segment's)."""
+    out: dict[str, list] = {n: [] for n in cache.signal_names()}
+    for s in segs:
+        d = cache.drives[s.drive]
+        rows = lead_rows(s.start, s.stop, lead, d.n)
+        for n in out:
+            out[n].append(d.signals[n][rows])
+    return {n: np.concatenate(v) for n, v in out.items()}
 
 
 def _run_name(run: Path) -> str:
@@ -67,25 +87,24 @@ def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames
 
         raise SteertimeError(f"{cache.path}: split {split!r} is empty")
     ts, drives, preds = [], [], []
-    truth: dict[str, list] = {n: [] for n in cache.signal_names()}
     for s in segs:
         d = cache.drives[s.drive]
         preds.append(layout.denormalize(predict_segment(model, cache, s, torch.device("cpu"))))
         ts.append(d.timestamps[s.start : s.stop])
         drives += [f"{d.name}[{s.start}:{s.stop}]"] * len(s)
-        for n in truth:
-            truth[n].append(d.signals[n][s.start : s.stop])
     p = np.concatenate(preds)
     t = np.concatenate(ts)
     frames = Frames(
         t=t,
         drive=np.asarray(drives),
-        truth={n: np.concatenate(v) for n, v in truth.items()},
+        truth=_cache_truth(cache, segs),
         units={n: u.to_dict() for n, u in cache.drives[0].units.items()},
         rate_hz=float(np.median([e["rate_hz"] for e in cache.manifest["drives"]])),
     )
     frames.preds[_run_name(run)] = {n: p[:, k] for k, n in enumerate(layout.names)}
-    frames.leads[_run_name(run)] = int(meta.get("lead_frames", 0))
+    lead = frames.leads[_run_name(run)] = int(meta.get("lead_frames", 0))
+    if lead:
+        frames.truth_led[lead] = _cache_truth(cache, segs, lead)
     return frames, layout
 
 
@@ -109,7 +128,11 @@ def predict_on_path(run: Path, path: Path, format: str | None, options: ReadOpti
         rate_hz=float(np.median([d.rate_hz for d in drives])),
     )
     frames.preds[_run_name(run)] = {n: df[n].to_numpy() for n in p.layout.names}
-    frames.leads[_run_name(run)] = int(p.meta.get("lead_frames", 0))
+    lead = frames.leads[_run_name(run)] = int(p.meta.get("lead_frames", 0))
+    if lead:
+        frames.truth_led[lead] = {
+            n: led_within_drives(v, frames.drive, lead) for n, v in truth.items()
+        }
     return frames, p.layout
 
 
@@ -169,7 +192,8 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
             entry["models"][m] = _score(pred, true, frames, name, layout.std[k])
             if lead := frames.leads.get(m, 0):
                 entry["models"][m]["lead_frames"] = lead
-                entry["models"][m]["rmse_vs_trained_target"] = M.rmse(pred, frames.led(true, lead))
+                target = frames.truth_led[lead][name]
+                entry["models"][m]["rmse_vs_trained_target"] = M.rmse(pred, target)
         block = max(2, int(round(BLOCK_S * frames.rate_hz)))
         entry["diff_ci95_vs_primary"] = {
             m: list(M.block_bootstrap_diff(pred - true, models[primary] - true, block))
@@ -196,15 +220,13 @@ def evaluate(
         frames, layout = predict_on_cache(run, cache, split)
         for other in compare:
             f2, _ = predict_on_cache(Path(other), cache, split)
-            frames.preds.update(f2.preds)
-            frames.leads.update(f2.leads)
+            frames.merge(f2)
         source = {"cache": str(data), "split": split, "content_hash": cache.content_hash}
     else:
         frames, layout = predict_on_path(run, data, format, options)
         for other in compare:
             f2, _ = predict_on_path(Path(other), data, format, options)
-            frames.preds.update(f2.preds)
-            frames.leads.update(f2.leads)
+            frames.merge(f2)
         source = {"path": str(data), "split": None}
     result = score(frames, layout)
     result = {"run": str(run), "data": source, "duration_s": _duration(frames), **result}
