@@ -123,3 +123,63 @@ def test_splits_never_straddle(lengths, mode, guard, n_blocks, seed):
             assert a.stop <= b.start  # disjoint
             if a.split != b.split:
                 assert b.start - a.stop >= guard  # no window of `guard` frames sees both
+
+
+NAMES = ["tub:s0#0", "tub:s0#1", "tub:s1", "tub:s2"]
+
+
+def test_session_split_holds_out_whole_sessions():
+    segs = make_splits([500, 300, 400, 600], SplitConfig("session", test_sessions=["s2"]), NAMES)
+    by_drive = {s.drive: [] for s in segs}
+    for s in segs:
+        by_drive[s.drive].append((s.split, s.start, s.stop))
+    assert by_drive[3] == [("test", 0, 600)]  # the held-out session, whole
+    # the other sessions train, with the final 15% of each drive as val behind a guard
+    assert by_drive[0] == [("train", 0, 425), ("val", 475, 500)]
+    assert by_drive[2] == [("train", 0, 340), ("val", 390, 400)]
+
+
+def test_session_split_with_a_val_session():
+    cfg = SplitConfig("session", test_sessions=["s2"], val_sessions=["s1"])
+    segs = make_splits([500, 300, 400, 600], cfg, NAMES)
+    assert [(s.drive, s.split, s.start, s.stop) for s in segs] == [
+        (0, "train", 0, 500),
+        (1, "train", 0, 300),
+        (2, "val", 0, 400),
+        (3, "test", 0, 600),
+    ]
+
+
+@pytest.mark.parametrize(
+    "kw,names,match",
+    [
+        ({"test_sessions": ["s9"]}, NAMES, "session 's9' is not in this recording; sessions: s0"),
+        ({}, NAMES, "needs --test-session"),
+        ({"test_sessions": ["s0"], "val_sessions": ["s0"]}, NAMES, "both test and val"),
+        ({"test_sessions": ["s0", "s1", "s2"]}, NAMES, "no session for training"),
+        ({"test_sessions": ["s0"]}, None, "needs the drives' names"),
+    ],
+)
+def test_session_split_errors_name_the_problem(kw, names, match):
+    with pytest.raises(Exception, match=match):
+        make_splits([500, 300, 400, 600], SplitConfig("session", **kw), names)
+
+
+def test_session_names_need_session_mode():
+    with pytest.raises(Exception, match="need split mode 'session'"):
+        SplitConfig("tail", test_sessions=["s0"])
+
+
+def test_session_split_on_the_real_sessions(shared_data, tmp_path):
+    drives = read_drives(shared_data / "donkey_rc_sessions")
+    assert sum(len(d) for d in drives) == 13338
+    few = [d.slice(np.arange(0, len(d), 50), d.name) for d in drives]  # keep the test fast
+    cfg = PrepareConfig(
+        frame=FrameSpec(24, 32), split=SplitConfig("session", test_sessions=["23-01-12_1"])
+    )
+    cache = prepare_drives(few, tmp_path / "c", cfg)
+    test = cache.segments("test")
+    assert [cache.drives[s.drive].name for s in test] == ["donkey_rc_sessions:23-01-12_1"]
+    assert sum(len(s) for s in test) == len(few[2])
+    again = Cache.open(tmp_path / "c")
+    assert again.manifest["splits"]["config"]["test_sessions"] == ["23-01-12_1"]

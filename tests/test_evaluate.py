@@ -50,6 +50,21 @@ def test_block_bootstrap_is_wider_than_iid_and_covers():
     assert d_lo > 0  # a is clearly worse than b
 
 
+def test_block_bootstrap_ratio_covers_and_keeps_blocks_inside_groups():
+    rng = np.random.default_rng(2)
+    b = np.repeat(rng.normal(size=200), 10)
+    a = 0.8 * b + 0.1 * rng.normal(size=b.size)
+    lo, hi = M.block_bootstrap_ratio(a, b, block=10)
+    assert lo < M.rmse(a, 0 * a) / M.rmse(b, 0 * b) < hi < 1.0
+    # a group with an error only in its first frames: blocks never mix groups, so a block
+    # of group 1 cannot carry group 0's large errors
+    groups = np.repeat([0, 1], 1000)
+    big = np.where(np.arange(2000) < 5, 100.0, 1.0)
+    lo_g, hi_g = M.block_bootstrap_ratio(big, np.ones(2000), block=10, groups=groups)
+    assert lo_g >= 1.0 and np.isfinite(hi_g)
+    assert M.block_bootstrap_ratio(a, a, block=10) == (1.0, 1.0)
+
+
 def test_led_run_is_also_scored_against_its_trained_target():
     """A run trained with data.lead=2 that predicts the log 2 frames ahead perfectly scores 0
     against its target, while the same-frame score (the one runs are compared by) is not 0."""

@@ -112,7 +112,7 @@ def test_generic_toml(tmp_path):
     assert len(d) == 20 and set(d.signals) == {"steering"}
 
 
-def write_tub(root, n=30, deleted=(), sessions=None, image_names=None):
+def write_tub(root, n=30, deleted=(), sessions=None, image_names=None, modes=None):
     data = root / "data"
     names = write_images(data / "images", n)
     names = image_names or names
@@ -126,7 +126,7 @@ def write_tub(root, n=30, deleted=(), sessions=None, image_names=None):
                 "cam/image_array": names[i],
                 "user/angle": np.sin(i / 5),
                 "user/throttle": 0.3,
-                "user/mode": "user",
+                "user/mode": (modes or ["user"] * n)[i],
             }
         )
     (data / "catalog_0.catalog").write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -152,3 +152,17 @@ def test_donkey_deleted_indexes_and_sessions(tmp_path):
     assert 3 not in drives[0].rows and 4 not in drives[0].rows
     assert drives[0].name.endswith(":a") and drives[1].name.endswith(":b")
     assert any("deleted" in p for p in drives[0].problems)
+
+
+def test_donkey_skips_pilot_driven_records_unless_kept(tmp_path):
+    modes = ["user"] * 10 + ["local"] * 5 + ["local_angle"] * 3 + ["user"] * 12
+    write_tub(tmp_path, 30, modes=modes)
+    drives = read_drives(tmp_path)
+    assert sum(len(d) for d in drives) == 22
+    assert not set(range(10, 18)) & set(np.concatenate([d.rows for d in drives]).tolist())
+    note = next(p for p in drives[0].problems if "pilot" in p)
+    assert "8 records" in note and "3 local_angle" in note and "5 local" in note
+    assert "--keep-pilot" in note
+    kept = read_drives(tmp_path, options=ReadOptions(keep_pilot=True))
+    assert sum(len(d) for d in kept) == 30
+    assert not any("pilot" in p for d in kept for p in d.problems)

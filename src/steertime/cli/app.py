@@ -40,12 +40,12 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
 
 
 def _read_options(
-    max_gap: float, strict: bool, mapping: Path | None, maps: list[str]
+    max_gap: float, strict: bool, mapping: Path | None, maps: list[str], keep_pilot: bool = False
 ) -> data.ReadOptions:
     m = load_mapping(mapping) if mapping is not None else None
     if maps:
         m = _merge(m or {}, mapping_from_pairs(maps))
-    return data.ReadOptions(max_gap_s=max_gap, strict=strict, mapping=m)
+    return data.ReadOptions(max_gap_s=max_gap, strict=strict, mapping=m, keep_pilot=keep_pilot)
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -58,6 +58,9 @@ FORMAT = typer.Option(None, "--format", "-f", help="Reader to use (default: auto
 MAX_GAP = typer.Option(1.0, "--max-gap", help="A gap longer than this (s) splits a drive.")
 STRICT = typer.Option(False, "--strict", help="Treat fixable data problems as errors.")
 MAPPING = typer.Option(None, "--mapping", help="Generic format: mapping YAML/TOML file.")
+KEEP_PILOT = typer.Option(
+    False, "--keep-pilot", help="Donkeycar: keep records the pilot drove (user/mode local*)."
+)
 MAP = typer.Option([], "--map", help="Generic format: KEY=VALUE, e.g. steering=angle:deg.")
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from steertime import data
 from steertime.cli.app import (
     FORMAT,
+    KEEP_PILOT,
     MAP,
     MAPPING,
     MAX_GAP,
@@ -21,6 +22,14 @@ from steertime.cli.app import (
     console,
 )
 from steertime.data.preprocess import FrameSpec, parse_crop, parse_size
+from steertime.data.splits import session_of
+
+TEST_SESSION = typer.Option(
+    [], "--test-session", help="Split 'session': hold out this session (repeatable)."
+)
+VAL_SESSION = typer.Option(
+    [], "--val-session", help="Split 'session': validate on this session (repeatable)."
+)
 
 
 @app.command()
@@ -38,11 +47,14 @@ def inspect(
     strict: bool = STRICT,
     mapping: Path = MAPPING,
     map: list[str] = MAP,
+    keep_pilot: bool = KEEP_PILOT,
     decode: bool = typer.Option(False, "--decode", help="Decode every frame to find bad ones."),
 ) -> None:
     """Validate a recording and print its drives, signals and problems."""
     _print_summary(
-        data.inspect(path, format, _read_options(max_gap, strict, mapping, map), decode=decode)
+        data.inspect(
+            path, format, _read_options(max_gap, strict, mapping, map, keep_pilot), decode=decode
+        )
     )
 
 
@@ -95,12 +107,14 @@ def prepare(
     size: str = typer.Option("66x200", help="Model input HEIGHTxWIDTH."),
     crop: str = typer.Option("0,0", help="Rows to cut from the TOP,BOTTOM before resizing."),
     fps: float = typer.Option(None, help="Downsample to at most this frame rate."),
-    split: str = typer.Option("tail", help="Split mode: tail, blocks or drive."),
+    split: str = typer.Option("tail", help="Split mode: tail, blocks, drive or session."),
     val: float = typer.Option(0.15, help="Fraction for validation."),
     test: float = typer.Option(0.15, help="Fraction for test."),
     guard: int = typer.Option(50, help="Frames dropped between splits (>= longest sequence)."),
     blocks: int = typer.Option(10, help="Blocks per drive in 'blocks' mode."),
     seed: int = typer.Option(0, help="Seed for 'blocks' and 'drive' splits."),
+    test_session: list[str] = TEST_SESSION,
+    val_session: list[str] = VAL_SESSION,
     workers: int = typer.Option(2, help="Decoding threads."),
     overwrite: bool = typer.Option(False, help="Replace an existing cache."),
     format: str = FORMAT,
@@ -108,6 +122,7 @@ def prepare(
     strict: bool = STRICT,
     mapping: Path = MAPPING,
     map: list[str] = MAP,
+    keep_pilot: bool = KEEP_PILOT,
 ) -> None:
     """Decode, crop and resize every frame once into a fast random-access cache."""
     h, w = parse_size(size)
@@ -117,9 +132,13 @@ def prepare(
         fps=fps,
         workers=workers,
         skip_bad_frames=not strict,
-        split=data.SplitConfig(split, val, test, guard, blocks, seed),
+        split=data.SplitConfig(
+            split, val, test, guard, blocks, seed, tuple(test_session), tuple(val_session)
+        ),
     )
-    drives = data.read_drives(path, format, _read_options(max_gap, strict, mapping, map))
+    drives = data.read_drives(
+        path, format, _read_options(max_gap, strict, mapping, map, keep_pilot)
+    )
     _prepare_and_report(drives, path, out, cfg, overwrite)
 
 
@@ -138,14 +157,11 @@ def _prepare_and_report(
             progress=advance,
         )
     rate = total / (time.perf_counter() - started)
-    segs = cache.segments()
-    counts = {s: sum(len(g) for g in segs if g.split == s) for s in ("train", "val", "test")}
     console.print(
         f"wrote {out}: {len(cache.drives)} drive(s), {cache.n_frames} frames of "
-        f"{cfg.frame.height}x{cfg.frame.width}; "
-        f"train {counts['train']}, val {counts['val']}, test {counts['test']} frames; "
-        f"{rate:.0f} frames/s; hash {cache.content_hash}"
+        f"{cfg.frame.height}x{cfg.frame.width}; {rate:.0f} frames/s; hash {cache.content_hash}"
     )
+    _print_split(cache)
     for p in cache.manifest["skipped"]:
         console.print(f"[yellow]skipped[/] {p}", markup=True)
 
@@ -153,18 +169,31 @@ def _prepare_and_report(
 @app.command("split")
 def split_cmd(
     cache: Path,
-    mode: str = typer.Option("tail", help="tail, blocks or drive."),
+    mode: str = typer.Option("tail", help="tail, blocks, drive or session."),
     val: float = 0.15,
     test: float = 0.15,
     guard: int = 50,
     blocks: int = 10,
     seed: int = 0,
+    test_session: list[str] = TEST_SESSION,
+    val_session: list[str] = VAL_SESSION,
 ) -> None:
     """Recompute a cache's train/val/test split (frames are untouched)."""
     c = data.Cache.open(cache)
-    c.resplit(data.SplitConfig(mode, val, test, guard, blocks, seed))
+    c.resplit(
+        data.SplitConfig(
+            mode, val, test, guard, blocks, seed, tuple(test_session), tuple(val_session)
+        )
+    )
+    _print_split(c)
+
+
+def _print_split(c: data.Cache) -> None:
+    segs = c.segments()
     for s in ("train", "val", "test"):
-        console.print(f"{s}: {sum(len(g) for g in c.segments(s))} frames")
+        n = sum(len(g) for g in segs if g.split == s)
+        sessions = sorted({session_of(c.drives[g.drive].name) for g in segs if g.split == s})
+        console.print(f"{s}: {n} frames (sessions: {', '.join(sessions) or '-'})")
 
 
 @app.command()

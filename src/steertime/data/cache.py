@@ -202,13 +202,15 @@ def prepare_drives(
             "drives": entries,
             "skipped": skipped,
         }
-        manifest["splits"] = _split_entry([e["frames"] for e in entries], cfg.split)
+        manifest["splits"] = _split_entry(
+            [e["frames"] for e in entries], cfg.split, [e["name"] for e in entries]
+        )
         write_json(tmp / "manifest.json", manifest)
     return Cache.open(out)
 
 
-def _split_entry(lengths: list[int], cfg: SplitConfig) -> dict:
-    segs = make_splits(lengths, cfg)
+def _split_entry(lengths: list[int], cfg: SplitConfig, names: list[str]) -> dict:
+    segs = make_splits(lengths, cfg, names)
     return {
         "config": cfg.to_dict(),
         "segments": [[s.drive, s.split, s.start, s.stop] for s in segs],
@@ -341,7 +343,9 @@ class Cache:
 
     def resplit(self, cfg: SplitConfig) -> None:
         """Recompute splits and rewrite the manifest atomically (frames untouched)."""
-        self.manifest["splits"] = _split_entry([d.n for d in self.drives], cfg)
+        self.manifest["splits"] = _split_entry(
+            [d.n for d in self.drives], cfg, [d.name for d in self.drives]
+        )
         write_json(self.path / "manifest.json", self.manifest)
 
     def close(self) -> None:

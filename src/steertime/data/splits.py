@@ -3,7 +3,10 @@
 Modes:
 - `tail`: in each drive, train first, then val, then test (the held-out final block);
 - `blocks`: each drive is cut into `n_blocks` contiguous blocks, assigned by a seeded draw;
-- `drive`: whole drives are assigned by a seeded draw (needs at least 3 drives).
+- `drive`: whole drives are assigned by a seeded draw (needs at least 3 drives);
+- `session`: whole named sessions are held out — every drive of `test_sessions` is test,
+  of `val_sessions` val; the rest is train, with the final `val` fraction of each of its
+  drives as val when no val session is named ("train on two sessions, test on the third").
 In the time-based modes, `guard` frames are dropped at every boundary between two
 splits, so no window of up to `guard` frames can see both sides.
 """
@@ -17,6 +20,13 @@ import numpy as np
 from steertime.errors import SteertimeError
 
 SPLITS = ("train", "val", "test")
+MODES = ("tail", "blocks", "drive", "session")
+
+
+def session_of(drive_name: str) -> str:
+    """The session a drive belongs to: its name less the `#j` of a gap split and the
+    `recording:` prefix (a tub's drives are named `TUB:SESSION` or `TUB:SESSION#j`)."""
+    return drive_name.split("#", 1)[0].rsplit(":", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -27,17 +37,30 @@ class SplitConfig:
     guard: int = 50
     n_blocks: int = 10
     seed: int = 0
+    test_sessions: tuple[str, ...] = ()  # session mode only
+    val_sessions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.mode not in ("tail", "blocks", "drive"):
-            raise SteertimeError(f"split mode {self.mode!r} is not one of tail, blocks, drive")
+        if self.mode not in MODES:
+            raise SteertimeError(f"split mode {self.mode!r} is not one of {', '.join(MODES)}")
+        object.__setattr__(self, "test_sessions", tuple(self.test_sessions))
+        object.__setattr__(self, "val_sessions", tuple(self.val_sessions))
+        named = self.test_sessions or self.val_sessions
+        if self.mode == "session" and not named:
+            raise SteertimeError("split mode 'session' needs --test-session (and/or --val-session)")
+        if self.mode != "session" and named:
+            raise SteertimeError("--test-session/--val-session need split mode 'session'")
+        if set(self.test_sessions) & set(self.val_sessions):
+            raise SteertimeError("a session cannot be both test and val")
         if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
             raise SteertimeError("val and test fractions must be in [0, 1) and sum below 1")
         if self.guard < 0 or self.n_blocks < 1:
             raise SteertimeError("guard must be >= 0 and n_blocks >= 1")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["test_sessions"], d["val_sessions"] = list(self.test_sessions), list(self.val_sessions)
+        return d
 
 
 @dataclass(frozen=True)
@@ -69,10 +92,40 @@ def _blocks_to_segments(
     return out
 
 
-def make_splits(lengths: list[int], cfg: SplitConfig) -> list[Segment]:
-    """Segments for drives of the given lengths (deterministic given cfg)."""
+def _session_splits(lengths: list[int], names: list[str], cfg: SplitConfig) -> list[Segment]:
+    sessions = [session_of(n) for n in names]
+    for wanted in (*cfg.test_sessions, *cfg.val_sessions):
+        if wanted not in sessions:
+            known = ", ".join(dict.fromkeys(sessions))
+            raise SteertimeError(f"session {wanted!r} is not in this recording; sessions: {known}")
+    segs: list[Segment] = []
+    for d, (n, sid) in enumerate(zip(lengths, sessions, strict=True)):
+        if sid in cfg.test_sessions:
+            segs.append(Segment(d, "test", 0, n))
+        elif sid in cfg.val_sessions:
+            segs.append(Segment(d, "val", 0, n))
+        elif cfg.val_sessions or cfg.val == 0:
+            segs.append(Segment(d, "train", 0, n))
+        else:
+            a = round(n * (1 - cfg.val))
+            segs += _blocks_to_segments(d, [(0, a, "train"), (a, n, "val")], cfg.guard)
+    if not any(s.split == "train" for s in segs):
+        raise SteertimeError("split mode 'session' left no session for training")
+    return segs
+
+
+def make_splits(
+    lengths: list[int], cfg: SplitConfig, names: list[str] | None = None
+) -> list[Segment]:
+    """Segments for drives of the given lengths (deterministic given cfg).
+
+    `names` (the drives' names) are needed by the `session` mode only."""
     rng = np.random.default_rng(cfg.seed)
     segs: list[Segment] = []
+    if cfg.mode == "session":
+        if names is None or len(names) != len(lengths):
+            raise SteertimeError("split mode 'session' needs the drives' names")
+        return _session_splits(lengths, names, cfg)
     if cfg.mode == "drive":
         if len(lengths) < 3 and (cfg.val > 0 and cfg.test > 0):
             raise SteertimeError(

@@ -97,3 +97,27 @@ def block_bootstrap_diff(
     n = n_blocks * block
     d = np.sqrt(sa[picks].sum(1) / n) - np.sqrt(sb[picks].sum(1) / n)
     return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+
+
+def block_bootstrap_ratio(
+    err_a: np.ndarray,
+    err_b: np.ndarray,
+    block: int,
+    n_boot: int = 2000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """95% CI of RMSE(a) / RMSE(b) on the same frames, blocks resampled jointly.
+
+    `groups` (e.g. the held-out session of each frame) keeps every block inside one
+    group, so no block joins the end of one recording to the start of another."""
+    groups = np.zeros(len(err_a), int) if groups is None else np.asarray(groups)
+    starts = []
+    for g in dict.fromkeys(groups.tolist()):
+        idx = np.flatnonzero(groups == g)
+        starts += [idx[k : k + block] for k in range(0, len(idx) - block + 1, block)]
+    sa = np.array([np.sum(err_a[i] ** 2) for i in starts])
+    sb = np.array([np.sum(err_b[i] ** 2) for i in starts])
+    picks = np.random.default_rng(seed).integers(0, len(starts), (n_boot, len(starts)))
+    r = np.sqrt(sa[picks].sum(1) / np.maximum(sb[picks].sum(1), 1e-300))
+    return float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))

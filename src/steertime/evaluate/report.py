@@ -20,6 +20,8 @@ def _img(path: Path | None) -> str:
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list):
+        return html.escape(", ".join(map(str, v)))
     return html.escape(str(v))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from steertime.data import Cache, ReadOptions
+from steertime.data.splits import session_of
 from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
 from steertime.train.batches import lead_rows
@@ -221,7 +222,15 @@ def evaluate(
         for other in compare:
             f2, _ = predict_on_cache(Path(other), cache, split)
             frames.merge(f2)
-        source = {"cache": str(data), "split": split, "content_hash": cache.content_hash}
+        segs = cache.segments(split) if split else cache.segments()
+        source = {
+            "cache": str(data),
+            "split": split,
+            "split_mode": cache.manifest["splits"]["config"]["mode"],
+            # the sessions scored: with --split session, the ones the model never saw
+            "sessions": sorted({session_of(cache.drives[s.drive].name) for s in segs}),
+            "content_hash": cache.content_hash,
+        }
     else:
         frames, layout = predict_on_path(run, data, format, options)
         for other in compare:

@@ -4,6 +4,9 @@ Options, all in `CnnRnnConfig`:
 - `rnn`: lstm | gru | rnn (vanilla tanh), `layers`, `hidden`;
 - `front3d` = k > 1: a 3D convolution over the last k frames before the encoder
   (Komanda used 5), so motion — and hence speed — is visible to the encoder;
+- `stack` = k > 1: early fusion, as cheap as one frame — the 2D encoder sees the current
+  frame and the k-1 differences between consecutive frames before it as channels, so the
+  car's own motion (how fast the image turns: the steering it is applying) is visible;
 - `autoregressive`: the previous step's outputs are an input of the next step (Komanda).
   `core(..., teacher=y)` feeds the truth back (teacher forcing); without it the model
   feeds back its own predictions, as it must in the car.
@@ -44,6 +47,7 @@ class CnnRnnConfig:
     dropout: float = 0.0
     front3d: int = 0
     front3d_channels: int = 8
+    stack: int = 0
     autoregressive: bool = False
     skip: bool = True  # the head also sees the frame's own features, not only the memory
     head_hidden: int = 64
@@ -60,14 +64,20 @@ class CnnRnn(SequenceModel):
         self.cfg = cfg
         self.n_outputs = cfg.n_outputs
         self.autoregressive = cfg.autoregressive
-        self.k = max(cfg.front3d, 1)
+        if cfg.front3d > 1 and cfg.stack > 1:
+            from steertime.errors import SteertimeError
+
+            raise SteertimeError("front3d and stack are two ways to see motion: choose one")
+        self.k = max(cfg.front3d, cfg.stack, 1)  # frames the encoder sees at once
         in_ch = 3
-        if self.k > 1:
+        if cfg.front3d > 1:
             self.front = nn.Sequential(
                 nn.Conv3d(3, cfg.front3d_channels, (self.k, 3, 3), padding=(0, 1, 1)),
                 activation(cfg.act),
             )
             in_ch = cfg.front3d_channels
+        elif cfg.stack > 1:
+            in_ch = 3 * cfg.stack
         enc_cfg = {
             "height": cfg.height,
             "width": cfg.width,
@@ -123,9 +133,21 @@ class CnnRnn(SequenceModel):
             vol = torch.cat([past, x], dim=2)  # (B, 3, k-1+T, H, W)
             state["frames"] = vol[:, :, -(self.k - 1) :]
             state["started"] = torch.ones_like(state["started"])
-            x = self.front(vol).transpose(1, 2).flatten(0, 1)  # (B*T, C3, H, W)
+            if self.cfg.front3d > 1:
+                x = self.front(vol).transpose(1, 2).flatten(0, 1)  # (B*T, C3, H, W)
+            else:
+                x = self._stacked(vol, t)
         feats = self.project(self.encoder(x))  # (B*T, F)
         return feats.view(b, t, -1), state
+
+    def _stacked(self, vol: torch.Tensor, t: int) -> torch.Tensor:
+        """(B, 3, k-1+T, H, W) -> (B*T, 3k, H, W): frame t, then x[t]-x[t-1], x[t-1]-x[t-2], …"""
+        k = self.k
+        win = [vol[:, :, j : j + t] for j in range(k - 1, -1, -1)]  # newest first, (B,3,T,H,W)
+        chans = [win[0]] + [win[j] - win[j + 1] for j in range(k - 1)]
+        x = torch.stack(chans, dim=1)  # (B, k, 3, T, H, W)
+        b, _, _, _, h, w = x.shape
+        return x.permute(0, 3, 1, 2, 4, 5).reshape(b * t, 3 * k, h, w)
 
     def encode_features(self, raw: torch.Tensor) -> torch.Tensor:
         """Precomputed encoder outputs (B, T, E) -> projected features (B, T, F).
@@ -207,3 +229,5 @@ register_model("feat_lstm", CnnRnnConfig, rnn="lstm", **_feat)(_builder)
 register_model("feat_gru", CnnRnnConfig, rnn="gru", **_feat)(_builder)
 # Komanda (Udacity Challenge 2, 1st): 3D conv over 5 frames, LSTM, autoregressive outputs.
 register_model("komanda", CnnRnnConfig, rnn="lstm", front3d=5, autoregressive=True)(_builder)
+# The encoder sees the frame and its recent motion (3 frames, early fusion) before the LSTM.
+register_model("motion_lstm", CnnRnnConfig, rnn="lstm", stack=3)(_builder)

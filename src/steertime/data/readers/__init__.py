@@ -19,6 +19,9 @@ class ReadOptions:
     max_gap_s: float = DEFAULT_MAX_GAP_S
     strict: bool = False
     mapping: dict | None = None  # generic format: the column mapping
+    # Keep frames an autopilot drove (Donkeycar `user/mode` local/local_angle): their
+    # `user/*` values are not a human's label, so they are skipped by default.
+    keep_pilot: bool = False
 
 
 @dataclass(frozen=True)

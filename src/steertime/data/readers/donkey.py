@@ -1,16 +1,20 @@
 """Donkeycar tub v2: `manifest.json` + `catalog_N.catalog` (JSON lines) + `images/`.
 
 Honours `deleted_indexes`; each `_session_id` is a separate recording (and gaps inside a
-session split it further).
+session split it further). Records that the pilot drove (`user/mode` `local` or
+`local_angle`) carry no human label for what the pilot controlled and are skipped unless
+`ReadOptions.keep_pilot` is set.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from steertime.atomic import write_text
 from steertime.data.drive import Drive, assemble_drives
 from steertime.data.frames import ImageFiles, keep_present
 from steertime.data.readers import ReadOptions, register_reader
@@ -21,6 +25,7 @@ from steertime.errors import DataError
 # depends on the car's calibration, so it is left unknown.
 ANGLE = Unit("normalized")
 IMAGE_KEY, ANGLE_KEY, THROTTLE_KEY = "cam/image_array", "user/angle", "user/throttle"
+MODE_KEY, PILOT_MODES = "user/mode", ("local", "local_angle")
 
 
 def _tub(path: Path) -> Path:
@@ -52,7 +57,9 @@ def _records(tub: Path, catalog_meta: dict) -> list[tuple[str, int, dict]]:
     out = []
     for name in catalog_meta["paths"]:
         cat = tub / name
-        if not cat.resolve().is_relative_to(tub.resolve()):
+        # A lexical check: the manifest may not name a path outside the tub, while a tub
+        # may hold symlinked catalogs (a `tub_view`).
+        if not Path(os.path.normpath(cat)).is_relative_to(os.path.normpath(tub)):
             raise DataError("catalog path escapes the tub folder; refused", tub / "manifest.json")
         if not cat.is_file():
             raise DataError("catalog listed in manifest.json is missing", cat)
@@ -67,6 +74,26 @@ def _records(tub: Path, catalog_meta: dict) -> list[tuple[str, int, dict]]:
     return out
 
 
+def tub_view(src: str | Path, out: str | Path, hide: set[int]) -> Path:
+    """A tub at `out` that shows `src`'s records except the `_index`es in `hide`.
+
+    Donkeycar's own way: the manifest marks them deleted. Catalogs and images are
+    symlinks, so the source tub is never modified and Donkeycar reads the view as well.
+    """
+    tub, out = _tub(Path(src)), Path(out)
+    lines = (tub / "manifest.json").read_text().splitlines()
+    _, meta = _manifest(tub)
+    meta = {**meta, "deleted_indexes": sorted(set(meta.get("deleted_indexes", [])) | hide)}
+    lines[4] = json.dumps(meta)
+    data = out / "data"
+    data.mkdir(parents=True)
+    for p in tub.iterdir():
+        if p.name != "manifest.json":
+            os.symlink(p.resolve(), data / p.name)
+    write_text(data / "manifest.json", "\n".join(lines) + "\n")
+    return out
+
+
 @register_reader("donkey", "Donkeycar tub v2 (manifest.json + catalogs + images/)", detect)
 def read(path: Path, opts: ReadOptions) -> list[Drive]:
     tub = _tub(path)
@@ -75,12 +102,17 @@ def read(path: Path, opts: ReadOptions) -> list[Drive]:
     images = (tub / "images").resolve()
     sessions: dict[str, list] = {}
     n_deleted = 0
+    n_pilot: dict[str, int] = {}
     for cat, ln, rec in _records(tub, catalog_meta):
         for key in ("_index", "_timestamp_ms", IMAGE_KEY, ANGLE_KEY):
             if key not in rec:
                 raise DataError("record lacks a required key", cat, row=ln, field=key)
         if rec["_index"] in deleted:
             n_deleted += 1
+            continue
+        mode = rec.get(MODE_KEY)
+        if mode in PILOT_MODES and not opts.keep_pilot:
+            n_pilot[mode] = n_pilot.get(mode, 0) + 1
             continue
         img = (images / str(rec[IMAGE_KEY])).resolve()
         if not img.is_relative_to(images):
@@ -97,6 +129,12 @@ def read(path: Path, opts: ReadOptions) -> list[Drive]:
         problems = [f"{n_deleted} records marked deleted in the manifest were skipped"] * bool(
             n_deleted
         )
+        if n_pilot:
+            counts = ", ".join(f"{n} {m}" for m, n in sorted(n_pilot.items()))
+            problems.append(
+                f"{sum(n_pilot.values())} records driven by the pilot ({MODE_KEY}: {counts}) "
+                "were skipped: they carry no human label (keep them with --keep-pilot)"
+            )
         present = keep_present(
             [img.is_file() for *_, img in recs],
             [f"{Path(c).name}:{ln}" for c, ln, *_ in recs],

@@ -1,0 +1,231 @@
+"""Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
+
+    python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
+        [--models pilotnet,motion_lstm] [--epochs 30] [--jobs 2]
+
+Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
+
+- `sessions`: `donkey_rc_sessions`, leave one session out — for each of the three
+  sessions, `prepare --split session --test-session S` (validation: the final 15% of each
+  training session), train every model, `evaluate` on the held-out session;
+- `tub`: `donkey_rc_tub`, Donkeycar's split — records 0–4011 (the first 80%) for training
+  and validation (tail split, 20% val), records 4012–5014 for test. The benchmark writes
+  two *views* of the tub under --work (a manifest whose `deleted_indexes` hides the other
+  part; catalogs and images are symlinks), so the source is never modified.
+
+Each model trains with its recipe (`RECIPES`, the flags a user passes). The per-frame
+predictions of every fold are pooled, and the table gives pooled RMSE, each model's ratio
+to PilotNet with a paired block-bootstrap 95% interval (2 s blocks, never across
+sessions), throttle RMSE, training time and time to the best checkpoint, beside the label
+oracles of `label_noise.py`. When `benchmarks/peer_donkeycar/run.py` has written its
+predictions for the same folds into --work, Donkeycar's models join the table, scored on
+the same frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from label_noise import floors
+
+from steertime.atomic import write_json, write_text
+from steertime.data.readers.donkey import tub_view
+from steertime.evaluate import metrics as M
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SESSIONS = ("23-01-12_0", "23-01-12_1", "23-01-12_2")
+TUB_TRAIN_RECORDS = 4012  # Donkeycar's split: records 0-4011 train, 4012-5014 test
+OUTPUTS = "steering,throttle"
+BLOCK = 40  # 2 s at 20 Hz
+# What a user passes to `steertime prepare` and `steertime train` for each model.
+FRAME = ["--size", "80x160", "--crop", "40,0"]
+RECIPES: dict[str, list[str]] = {
+    "pilotnet": ["--model", "pilotnet", "--set", "data.flip=true"],
+    "cnn_lstm": ["--model", "cnn_lstm", "--set", "data.flip=true"],
+    "motion_lstm": ["--model", "motion_lstm", "--set", "data.flip=true"],
+}
+
+
+def steertime(*args: str, log: Path) -> float:
+    """Run one CLI command (its output to `log`); returns wall seconds."""
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        r = subprocess.run(
+            [sys.executable, "-m", "steertime", *args], stdout=f, stderr=subprocess.STDOUT
+        )
+    if r.returncode:
+        raise SystemExit(f"steertime {' '.join(args)} failed ({r.returncode}); see {log}")
+    return time.perf_counter() - t0
+
+
+def folds(protocol: str, work: Path) -> list[dict]:
+    """Each fold: a name, the cache to prepare (source + split flags) and what to score."""
+    if protocol == "sessions":
+        src = SHARED / "donkey_rc_sessions"
+        return [
+            {
+                "name": s,
+                "train": (src, ["--split", "session", "--test-session", s]),
+                "test": None,  # the cache's own test split
+            }
+            for s in SESSIONS
+        ]
+    src = SHARED / "donkey_rc_tub"
+    n = 5015
+    train, test = work / "tub_train", work / "tub_test"
+    if not train.exists():
+        tub_view(src, train, set(range(TUB_TRAIN_RECORDS, n)))
+        tub_view(src, test, set(range(TUB_TRAIN_RECORDS)))
+    return [
+        {
+            "name": "last20",
+            "train": (train, ["--split", "tail", "--val", "0.2", "--test", "0"]),
+            "test": (test, ["--split", "tail", "--val", "0", "--test", "0"]),
+        }
+    ]
+
+
+def run_fold(fold: dict, folder: Path, models: list[str], epochs: int, jobs: int) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = folder / "cache"
+    src, split = fold["train"]
+    if not cache.exists():
+        steertime("prepare", str(src), "--out", str(cache), *FRAME, *split, log=folder / "p.log")
+    score_on, score_split = cache, "test"
+    if fold["test"] is not None:
+        score_on, score_split = folder / "cache_test", "all"
+        tsrc, tsplit = fold["test"]
+        if not score_on.exists():
+            steertime(
+                "prepare", str(tsrc), "--out", str(score_on), *FRAME, *tsplit, log=folder / "pt.log"
+            )
+
+    def train(m: str) -> float:
+        run = folder / m
+        if not (run / "checkpoints" / "best").exists():
+            secs = steertime(
+                "train",
+                "--data",
+                str(cache),
+                "--outputs",
+                OUTPUTS,
+                "--epochs",
+                str(epochs),
+                "--set",
+                "train.patience=8",
+                "--set",
+                f"train.threads={max(1, 2 // jobs)}",
+                *RECIPES[m],
+                "--out",
+                str(run),
+                log=folder / f"{m}.log",
+            )
+            write_text(run / "train_seconds.txt", f"{secs:.1f}\n")
+        return float((run / "train_seconds.txt").read_text())
+
+    with ThreadPoolExecutor(jobs) as pool:
+        seconds = dict(zip(models, pool.map(train, models), strict=True))
+    ev = folder / "eval"
+    runs = [str(folder / m) for m in models]
+    steertime(
+        "evaluate",
+        runs[-1],
+        "--data",
+        str(score_on),
+        "--split",
+        score_split,
+        *[a for r in runs[:-1] for a in ("--compare", r)],
+        "--out",
+        str(ev),
+        log=folder / "eval.log",
+    )
+    preds = pd.read_parquet(ev / "predictions.parquet")
+    preds["fold"] = fold["name"]
+    to_best = {}
+    for m in models:
+        mc = pd.read_csv(folder / m / "metrics.csv")
+        best = int(mc["val_rmse_steering"].idxmin())
+        to_best[m] = float(mc["seconds"].iloc[: best + 1].sum())
+    return {"preds": preds, "train_seconds": seconds, "seconds_to_best": to_best}
+
+
+def peer_predictions(work: Path, protocol: str, preds: pd.DataFrame) -> list[str]:
+    """Join Donkeycar's per-frame predictions (peer_donkeycar/run.py) on the frame time."""
+    f = work / "peer_donkeycar" / f"{protocol}_predictions.csv"
+    if not f.is_file():
+        return []
+    peer = pd.read_csv(f)
+    key = (preds["t"] * 1000).round().astype("int64")
+    names = []
+    for col in [c for c in peer.columns if c.endswith(":steering") or c.endswith(":throttle")]:
+        lookup = dict(zip(peer["timestamp_ms"].astype("int64"), peer[col], strict=True))
+        preds[col] = key.map(lookup)
+        names.append(col.split(":")[0])
+    missing = preds[[c for c in preds.columns if c.startswith("donkey_")]].isna().any(axis=1)
+    if missing.any():
+        raise SystemExit(f"{f}: no Donkeycar prediction for {int(missing.sum())} test frames")
+    return sorted(set(names))
+
+
+def table(protocol: str, preds: pd.DataFrame, models: list[str], extra: dict) -> dict:
+    groups = preds["fold"].to_numpy()
+    out: dict = {"frames": len(preds), "folds": {}}
+    true = preds["true_steering"].to_numpy()
+    segs = [g["true_steering"].to_numpy() for _, g in preds.groupby("drive", sort=False)]
+    out["oracles"] = floors(segs)
+    ref = preds["pilotnet:steering"].to_numpy() - true
+    for m in [*models, "predict_zero"]:
+        p = np.zeros_like(true) if m == "predict_zero" else preds[f"{m}:steering"].to_numpy()
+        err = p - true
+        row = {"steering": M.rmse(p, true), "steering_ci95": M.block_bootstrap_rmse(err, BLOCK)}
+        row["vs_pilotnet"] = row["steering"] / M.rmse(ref + true, true)
+        row["vs_pilotnet_ci95"] = M.block_bootstrap_ratio(err, ref, BLOCK, groups=groups)
+        if f"{m}:throttle" in preds:
+            row["throttle"] = M.rmse(preds[f"{m}:throttle"].to_numpy(), preds["true_throttle"])
+        row["per_fold"] = {
+            f: M.rmse(p[groups == f], true[groups == f]) for f in dict.fromkeys(groups)
+        }
+        row.update({k: v.get(m) for k, v in extra.items()})
+        out[m] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--protocols", default="sessions,tub")
+    ap.add_argument("--models", default="pilotnet,motion_lstm")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=2, help="models trained at once")
+    a = ap.parse_args()
+    models = a.models.split(",")
+    if models[0] != "pilotnet":
+        raise SystemExit("--models must start with pilotnet (the reference of every ratio)")
+    results = {}
+    for protocol in a.protocols.split(","):
+        fold_res = [
+            run_fold(f, a.work / protocol / f["name"], models, a.epochs, a.jobs)
+            for f in folds(protocol, a.work)
+        ]
+        preds = pd.concat([r["preds"] for r in fold_res], ignore_index=True)
+        peers = peer_predictions(a.work, protocol, preds)
+        extra = {
+            k: {m: sum(r[k][m] for r in fold_res) for m in models}
+            for k in ("train_seconds", "seconds_to_best")
+        }
+        results[protocol] = table(protocol, preds, models + peers, extra)
+        print(protocol, json.dumps(results[protocol], indent=1, default=float), flush=True)
+    write_json(a.work / "results.json", json.loads(json.dumps(results, default=float)))
+
+
+if __name__ == "__main__":
+    main()
