@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from label_noise import floors
 
+from label_noise import floors
 from steertime.atomic import write_json, write_text
 from steertime.data.readers.donkey import tub_view
 from steertime.evaluate import metrics as M
