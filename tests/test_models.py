@@ -110,3 +110,24 @@ def test_relu_variant_has_no_elu_and_learns(name):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
     with pytest.raises(SteertimeError, match="act must be one of.*'elu', 'relu'.*'swish'"):
         create_model(name, act="swish")
+
+
+def test_motion_stack_feeds_the_frame_and_its_differences():
+    """stack=3: the encoder sees frame t, x[t]-x[t-1] and x[t-1]-x[t-2]; a fresh stream
+    repeats its first frame, so its first differences are zero, not a jump from black."""
+    from steertime.models.encoders import to_float
+
+    m = create_model("motion_lstm")
+    seen = []
+    m.encoder.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    frames = _frames(b=1, t=4)
+    with torch.no_grad():
+        m(frames[:, :2])  # the stack state is carried into the next call
+        m(frames[:, 2:], m(frames[:, :2])[1])
+    x = to_float(frames[0])  # (T, 3, H, W)
+    first, later = seen[0], seen[2]  # (2, 9, H, W): frames 0-1, then frames 2-3
+    torch.testing.assert_close(first[0], torch.cat([x[0], 0 * x[0], 0 * x[0]]))
+    torch.testing.assert_close(first[1], torch.cat([x[1], x[1] - x[0], 0 * x[0]]))
+    torch.testing.assert_close(later[1], torch.cat([x[3], x[3] - x[2], x[2] - x[1]]))
+    with pytest.raises(SteertimeError, match="choose one"):
+        create_model("cnn_lstm", front3d=3, stack=3)

@@ -1,0 +1,145 @@
+"""Donkeycar 5.3 on exactly the records steertime trains on, scored on the same frames.
+
+Runs in its own venv (Donkeycar pins TensorFlow 2.15; it is never a dependency of
+steertime):
+
+    python3 -m venv /tmp/dkvenv && /tmp/dkvenv/bin/pip install "donkeycar[pc]==5.3.0"
+    /tmp/dkvenv/bin/python benchmarks/peer_donkeycar/run.py --work /tmp/sess \\
+        [--protocols sessions,tub] [--models linear,rnn,3d] [--folds 23-01-12_2]
+
+For each fold of `bench_sessions.py` (same --work): a tub *view* of the training records
+(a manifest that marks the rest deleted; catalogs and images are symlinks, the source is
+never modified) is trained with `donkeycar.pipeline.training.train` and Donkeycar's
+defaults (`templates/cfg_complete.py`: 120x160, batch 128, 80/20 random train/val split,
+up to 100 epochs, early stopping after 5); then the best model is loaded with
+`get_model_by_type` and run frame by frame through its own `KerasPilot.run` over the
+held-out records in time order, images read by `donkeycar.utils.load_image` as in the car.
+Writes `WORK/peer_donkeycar/{protocol}_predictions.csv` (timestamp_ms, record, truth,
+`donkey_<model>:steering|throttle`) and `{protocol}_timing.json`; `bench_sessions.py`
+then scores them beside steertime's models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+SESSIONS = ("23-01-12_0", "23-01-12_1", "23-01-12_2")
+TUB_TRAIN_RECORDS = 4012
+
+
+def records(tub: Path) -> list[dict]:
+    """Every record of a tub in catalog order (Donkeycar's order; deletions not applied)."""
+    data = tub / "data"
+    meta = json.loads((data / "manifest.json").read_text().splitlines()[4])
+    out = []
+    for name in meta["paths"]:
+        with open(data / name) as f:
+            out += [json.loads(line) for line in f if line.strip()]
+    return out
+
+
+def view(src: Path, out: Path, hide: set[int]) -> Path:
+    """The same tub view as `steertime.data.readers.donkey.tub_view` (no steertime here)."""
+    data = out / "data"
+    if data.is_dir():
+        return out
+    data.mkdir(parents=True)
+    lines = (src / "data" / "manifest.json").read_text().splitlines()
+    meta = json.loads(lines[4])
+    meta["deleted_indexes"] = sorted(set(meta.get("deleted_indexes", [])) | hide)
+    lines[4] = json.dumps(meta)
+    for p in (src / "data").iterdir():
+        if p.name != "manifest.json":
+            os.symlink(p.resolve(), data / p.name)
+    (data / "manifest.json").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def folds(protocol: str, work: Path, only: list[str]) -> list[tuple[str, Path, list[dict]]]:
+    """(fold name, training tub view, held-out records in time order)."""
+    peer = work / "peer_donkeycar"
+    if protocol == "sessions":
+        src = SHARED / "donkey_rc_sessions"
+        recs = records(src)
+        out = []
+        for s in SESSIONS:
+            if only and s not in only:
+                continue
+            test = [r for r in recs if r["_session_id"] == s]
+            hide = {r["_index"] for r in test}
+            out.append((s, view(src, peer / f"view_{s}", hide), test))
+        return out
+    src = SHARED / "donkey_rc_tub"
+    recs = records(src)
+    test = [r for r in recs if r["_index"] >= TUB_TRAIN_RECORDS]
+    train = view(src, peer / "view_tub", {r["_index"] for r in test})
+    return [("last20", train, test)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--protocols", default="sessions,tub")
+    ap.add_argument("--models", default="linear,rnn,3d")
+    ap.add_argument("--folds", default="", help="only these fold names (default: all)")
+    a = ap.parse_args()
+
+    import donkeycar as dk
+    from donkeycar.pipeline.training import train
+    from donkeycar.utils import get_model_by_type, load_image
+
+    cfg = dk.load_config(str(Path(dk.__file__).parent / "templates" / "cfg_complete.py"))
+    peer = a.work / "peer_donkeycar"
+    peer.mkdir(parents=True, exist_ok=True)
+    for protocol in a.protocols.split(","):
+        rows, timing = [], {}
+        for name, tub, test in folds(protocol, a.work, [f for f in a.folds.split(",") if f]):
+            imgs = tub / "data" / "images"
+            fold = {
+                "fold": name,
+                "record": [r["_index"] for r in test],
+                "timestamp_ms": [r["_timestamp_ms"] for r in test],
+                "true_steering": [r["user/angle"] for r in test],
+                "true_throttle": [r["user/throttle"] for r in test],
+            }
+            for m in a.models.split(","):
+                model = peer / f"{protocol}_{name}_{m}.h5"
+                secs = model.with_suffix(".train_seconds")
+                if not secs.exists():
+                    t0 = time.perf_counter()
+                    train(cfg, str(tub / "data"), str(model), m)  # the folder with manifest.json
+                    secs.write_text(f"{time.perf_counter() - t0:.1f}\n")
+                train_s = float(secs.read_text())
+                kl = get_model_by_type(m, cfg)
+                kl.load(str(model))
+                out, step = [], []
+                for r in test:  # in time order, as the car sees them
+                    img = load_image(str(imgs / r["cam/image_array"]), cfg)
+                    t1 = time.perf_counter()
+                    out.append(kl.run(img))
+                    step.append(time.perf_counter() - t1)
+                angle, throttle = np.asarray(out, dtype=float).T[:2]
+                fold[f"donkey_{m}:steering"], fold[f"donkey_{m}:throttle"] = angle, throttle
+                timing[f"{name}:{m}"] = {
+                    "train_seconds": train_s,
+                    "ms_per_frame_median": 1000 * float(np.median(step)),
+                }
+                print(protocol, name, m, timing[f"{name}:{m}"], flush=True)
+            rows.append(pd.DataFrame(fold))
+        f = peer / f"{protocol}_predictions.csv"
+        pd.concat(rows).to_csv(f.with_suffix(".tmp"), index=False)
+        os.replace(f.with_suffix(".tmp"), f)
+        (peer / f"{protocol}_timing.json").write_text(json.dumps(timing, indent=1))
+
+
+if __name__ == "__main__":
+    main()
