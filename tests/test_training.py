@@ -147,12 +147,14 @@ def _write_cfg(cfg: TrainConfig, path: Path) -> Path:
     return path
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tiny_cache, tmp_path):
+@pytest.mark.parametrize("ema", ["0", "0.9"])
+def test_resume_after_sigkill_matches_uninterrupted(tiny_cache, tmp_path, ema):
     common = [
         "train.epochs=2",
         "train.checkpoint_every=3",
         "train.patience=10",
         "model.name=cnn_lstm_ar",
+        f"optim.ema={ema}",
     ]
     ref = train(_cfg(tiny_cache, tmp_path / "ref", *common), progress=False)
 
@@ -177,10 +179,11 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_cache, tmp_path):
         text=True,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    a = load_file(ref / "checkpoints" / "last" / "model.safetensors")
-    b = load_file(tmp_path / "killed" / "checkpoints" / "last" / "model.safetensors")
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for which in ("last", "best"):  # with optim.ema, best holds the averaged weights
+        a = load_file(ref / "checkpoints" / which / "model.safetensors")
+        b = load_file(tmp_path / "killed" / "checkpoints" / which / "model.safetensors")
+        for k in a:
+            assert torch.equal(a[k], b[k]), (which, k)
     epochs = [
         r["epoch"]
         for r in csv.DictReader((tmp_path / "killed" / "metrics.csv").read_text().splitlines())
@@ -347,3 +350,32 @@ def test_training_writes_the_early_best_warning(tiny_cache, tmp_path, monkeypatc
     text = (run / "warnings.txt").read_text()
     assert "checkpoints/best is from epoch 1 of 4 (validation score 1, 2 after" in text
     assert read_meta(run / "checkpoints" / "best")["epoch"] == 0
+
+
+def test_weight_ema_averages_and_applies_without_touching_the_model():
+    from steertime.train.ema import WeightEMA
+
+    m = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        m.weight.fill_(0.0)
+    ema = WeightEMA(m, decay=0.5)
+    ref = torch.zeros_like(m.weight)
+    for n, w in enumerate([1.0, 2.0, 3.0], start=1):
+        with torch.no_grad():
+            m.weight.fill_(w)
+        ema.update(m)
+        d = min(0.5, (1 + n) / (10 + n))
+        ref = d * ref + (1 - d) * w
+    torch.testing.assert_close(ema.shadow["weight"], ref)
+    with ema.applied(m):
+        torch.testing.assert_close(m.weight.detach(), ref)
+    assert torch.all(m.weight == 3.0)  # the raw weights are back
+    with pytest.raises(SteertimeError, match="optim.ema must be in"):
+        WeightEMA(m, decay=1.0)
+
+
+def test_ema_run_keeps_the_averaged_weights_as_best(tiny_cache, tmp_path):
+    run = train(_cfg(tiny_cache, tmp_path / "r", "optim.ema=0.9", "train.epochs=1"), progress=False)
+    best = load_file(run / "checkpoints" / "best" / "model.safetensors")
+    raw = load_file(run / "checkpoints" / "last" / "model.safetensors")
+    assert any(not torch.equal(best[k], raw[k]) for k in raw if raw[k].is_floating_point())

@@ -64,6 +64,7 @@ def save_checkpoint(
     meta: dict,
     optimizer: torch.optim.Optimizer | None = None,
     carried: dict[str, torch.Tensor] | None = None,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> None:
     with atomic_dir(folder, overwrite=True) as tmp:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -74,6 +75,8 @@ def save_checkpoint(
             tensors["rng.torch"] = torch.get_rng_state()
             for k, v in (carried or {}).items():
                 tensors[f"carried.{k}"] = v.detach().cpu().contiguous()
+            for k, v in (ema or {}).items():
+                tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
             save_file(tensors, tmp / "train_state.safetensors")
             meta["optimizer"] = opt_meta
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -132,3 +135,9 @@ def load_train_state(
     torch.set_rng_state(tensors["rng.torch"])
     carried = {k[len("carried.") :]: v for k, v in tensors.items() if k.startswith("carried.")}
     return meta, carried
+
+
+def load_ema(folder: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The averaged weights a resumable checkpoint holds (empty without `optim.ema`)."""
+    tensors = load_file(Path(folder) / "train_state.safetensors", device=str(device))
+    return {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}

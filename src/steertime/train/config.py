@@ -41,6 +41,7 @@ class OptimConfig:
     clip_norm: float = 15.0  # global gradient norm; 0 disables (Komanda used 15)
     warmup_steps: int = 100
     schedule: str = "cosine"  # cosine | constant (after warm-up)
+    ema: float = 0.0  # decay of a moving average of the weights kept as the model (0: off)
 
 
 @dataclass

@@ -12,6 +12,7 @@ val segments; the best val steering RMSE keeps `checkpoints/best`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -30,8 +31,9 @@ from steertime.errors import SteertimeError
 from steertime.models import OutputLayout, SequenceModel, State, create_model, detach_state
 from steertime.train import dist as D
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
-from steertime.train.checkpoint import load_train_state, model_meta, save_checkpoint
+from steertime.train.checkpoint import load_ema, load_train_state, model_meta, save_checkpoint
 from steertime.train.config import TrainConfig, load_config
+from steertime.train.ema import WeightEMA
 from steertime.train.validate import stream_metrics
 
 
@@ -267,6 +269,10 @@ def train(
         write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         write_json(run / "layout.json", layout.to_dict())
 
+    ema = WeightEMA(model, cfg.optim.ema, pos.get("ema_n", 0)) if cfg.optim.ema else None
+    if ema is not None and resume:
+        ema.shadow.update(load_ema(last_dir, info.device))
+
     writer = None
     if info.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -276,8 +282,10 @@ def train(
     def checkpoint() -> None:
         full = {k: D.gather_rows(v, info) for k, v in carried.items()}
         if info.is_main:
+            if ema is not None:
+                pos["ema_n"] = ema.n
             meta = model_meta(model, layout, {**meta_extra, "position": pos})
-            save_checkpoint(last_dir, model, meta, opt, full)
+            save_checkpoint(last_dir, model, meta, opt, full, ema.shadow if ema else None)
 
     from tqdm import tqdm
 
@@ -332,6 +340,8 @@ def train(
                 )
             monitor.after_backward(pos["global_step"], float(gnorm), lr)
             opt.step()
+            if ema is not None:
+                ema.update(model)
             monitor.after_step(pos["global_step"], loss.item())
             carried = detach_state(new_state)
             pos["global_step"] += 1
@@ -354,15 +364,23 @@ def train(
         elapsed = time.perf_counter() - started
 
         # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ---------
-        metrics = {}
-        if info.is_main and val_segs:
-            metrics = stream_metrics(
-                model, cache, val_segs, layout, info.device, store, cfg.data.lead
-            )
-        metrics = D.broadcast(metrics, info)
-        key = "rmse_steering" if "rmse_steering" in metrics else next(iter(metrics), None)
-        score = metrics.get(key, pos["loss_sum"] / max(1, pos["loss_n"]))
-        improved = score < pos["best"]
+        # The model that is validated and kept: the weights' average when optim.ema is on.
+        kept = ema.applied(model) if ema is not None else contextlib.nullcontext(model)
+        with kept:
+            metrics = {}
+            if info.is_main and val_segs:
+                metrics = stream_metrics(
+                    model, cache, val_segs, layout, info.device, store, cfg.data.lead
+                )
+            metrics = D.broadcast(metrics, info)
+            key = "rmse_steering" if "rmse_steering" in metrics else next(iter(metrics), None)
+            score = metrics.get(key, pos["loss_sum"] / max(1, pos["loss_n"]))
+            improved = score < pos["best"]
+            if info.is_main and improved:
+                meta = model_meta(
+                    model, layout, {**meta_extra, "epoch": epoch, "val": metrics, "score": score}
+                )
+                save_checkpoint(best_dir, model, meta)
         if improved:
             pos["best"], pos["best_epoch"], pos["bad_epochs"] = score, epoch, 0
         else:
@@ -381,11 +399,6 @@ def train(
             for k, v in row.items():
                 if k not in ("epoch", "global_step"):
                     writer.add_scalar(f"epoch/{k}", v, epoch)
-            if improved:
-                meta = model_meta(
-                    model, layout, {**meta_extra, "epoch": epoch, "val": metrics, "score": score}
-                )
-                save_checkpoint(best_dir, model, meta)
         if on_epoch is not None:
             on_epoch(epoch, {**metrics, "score": score})
         if pos["bad_epochs"] >= t.patience:
