@@ -1,7 +1,7 @@
 """Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
 
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
-        [--models pilotnet,motion_lstm] [--epochs 30] [--jobs 2]
+        [--models pilotnet,cnn_lstm] [--epochs 20] [--jobs 2]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -159,7 +159,9 @@ def run_fold(fold: dict, folder: Path, models: list[str], epochs: int, jobs: int
 
 
 def peer_predictions(work: Path, protocol: str, preds: pd.DataFrame) -> list[str]:
-    """Join Donkeycar's per-frame predictions (peer_donkeycar/run.py) on the frame time."""
+    """Join Donkeycar's per-frame predictions (peer_donkeycar/run.py) on the frame time.
+
+    Frames of folds Donkeycar was not run on stay NaN; they are left out of its rows."""
     f = work / "peer_donkeycar" / f"{protocol}_predictions.csv"
     if not f.is_file():
         return []
@@ -170,41 +172,100 @@ def peer_predictions(work: Path, protocol: str, preds: pd.DataFrame) -> list[str
         lookup = dict(zip(peer["timestamp_ms"].astype("int64"), peer[col], strict=True))
         preds[col] = key.map(lookup)
         names.append(col.split(":")[0])
-    missing = preds[[c for c in preds.columns if c.startswith("donkey_")]].isna().any(axis=1)
-    if missing.any():
-        raise SystemExit(f"{f}: no Donkeycar prediction for {int(missing.sum())} test frames")
     return sorted(set(names))
 
 
-def table(protocol: str, preds: pd.DataFrame, models: list[str], extra: dict) -> dict:
-    groups = preds["fold"].to_numpy()
-    out: dict = {"frames": len(preds), "folds": {}}
+def _row(preds: pd.DataFrame, m: str, ref: str) -> dict:
+    """RMSE of model `m` on these frames, and its ratio to `ref` with a paired interval."""
     true = preds["true_steering"].to_numpy()
+    groups = preds["fold"].to_numpy()
+
+    def err(name: str) -> np.ndarray:
+        return (0 if name == "predict_zero" else preds[f"{name}:steering"].to_numpy()) - true
+
+    e, r = err(m), err(ref)
+    rmse = float(np.sqrt(np.mean(e**2)))
+    return {
+        "steering": rmse,
+        "steering_ci95": M.block_bootstrap_rmse(e, BLOCK),
+        f"vs_{ref}": rmse / float(np.sqrt(np.mean(r**2))),
+        f"vs_{ref}_ci95": M.block_bootstrap_ratio(e, r, BLOCK, groups=groups),
+        "per_fold": {
+            f: float(np.sqrt(np.mean(e[groups == f] ** 2))) for f in dict.fromkeys(groups)
+        },
+        **(
+            {"throttle": M.rmse(preds[f"{m}:throttle"], preds["true_throttle"])}
+            if f"{m}:throttle" in preds
+            else {}
+        ),
+    }
+
+
+def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict) -> dict:
     segs = [g["true_steering"].to_numpy() for _, g in preds.groupby("drive", sort=False)]
-    out["oracles"] = floors(segs)
-    ref = preds["pilotnet:steering"].to_numpy() - true
+    out: dict = {"frames": len(preds), "oracles": floors(segs)}
     for m in [*models, "predict_zero"]:
-        p = np.zeros_like(true) if m == "predict_zero" else preds[f"{m}:steering"].to_numpy()
-        err = p - true
-        row = {"steering": M.rmse(p, true), "steering_ci95": M.block_bootstrap_rmse(err, BLOCK)}
-        row["vs_pilotnet"] = row["steering"] / M.rmse(ref + true, true)
-        row["vs_pilotnet_ci95"] = M.block_bootstrap_ratio(err, ref, BLOCK, groups=groups)
-        if f"{m}:throttle" in preds:
-            row["throttle"] = M.rmse(preds[f"{m}:throttle"].to_numpy(), preds["true_throttle"])
-        row["per_fold"] = {
-            f: M.rmse(p[groups == f], true[groups == f]) for f in dict.fromkeys(groups)
+        out[m] = {**_row(preds, m, "pilotnet"), **{k: v.get(m) for k, v in extra.items()}}
+    # Donkeycar on the frames it was run on, each model against it on exactly those frames
+    for peer in peers:
+        mine = preds[preds[f"{peer}:steering"].notna()]
+        out[f"vs_{peer}"] = {
+            "frames": len(mine),
+            "folds": sorted(set(mine["fold"])),
+            "oracles": floors([g["true_steering"].to_numpy() for _, g in mine.groupby("drive")]),
+            **{m: _row(mine, m, peer) for m in [peer, *models]},
         }
-        row.update({k: v.get(m) for k, v in extra.items()})
-        out[m] = row
     return out
+
+
+def _ci(c: list[float]) -> str:
+    return f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+
+def markdown(protocol: str, res: dict, models: list[str]) -> str:
+    """The tables docs/benchmarks.md quotes."""
+    folds = list(res["pilotnet"]["per_fold"])
+    head = ["predictor", "steering RMSE (95% CI)", "vs PilotNet (95% CI)", *folds]
+    lines = [f"{protocol}: {res['frames']} held-out frames", "", "| " + " | ".join(head)]
+    lines[-1] += " | throttle RMSE | train s | s to best |"
+    lines.append("|" + " --- |" * (len(head) + 3))
+    for m in [*models, "predict_zero"]:
+        r = res[m]
+        cells = [
+            f"`{m}`",
+            f"{r['steering']:.4f} {_ci(r['steering_ci95'])}",
+            f"{r['vs_pilotnet']:.3f}x {_ci(r['vs_pilotnet_ci95'])}",
+            *(f"{r['per_fold'][f]:.4f}" for f in folds),
+            f"{r['throttle']:.4f}" if "throttle" in r else "–",
+            f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "–",
+            f"{r['seconds_to_best']:.0f}" if r.get("seconds_to_best") else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    o = res["oracles"]
+    lines.append(
+        f"\nOracles on the same frames: previous true value {o['oracle_previous_true']:.4f}, "
+        f"centred mean of 3 / 5 / 9 true values {o['oracle_centred_mean_3']:.4f} / "
+        f"{o['oracle_centred_mean_5']:.4f} / {o['oracle_centred_mean_9']:.4f}."
+    )
+    for key in [k for k in res if k.startswith("vs_donkey")]:
+        v, peer = res[key], key.removeprefix("vs_")
+        lines.append(f"\nAgainst `{peer}` on its {v['frames']} frames ({', '.join(v['folds'])}):")
+        for m in [peer, *models]:
+            r = v[m]
+            lines.append(
+                f"- `{m}`: {r['steering']:.4f} {_ci(r['steering_ci95'])}, "
+                f"{r['vs_' + peer]:.3f}x {_ci(r['vs_' + peer + '_ci95'])}"
+                + (f", throttle {r['throttle']:.4f}" if "throttle" in r else "")
+            )
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--protocols", default="sessions,tub")
-    ap.add_argument("--models", default="pilotnet,motion_lstm")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--models", default="pilotnet,cnn_lstm")
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=2, help="models trained at once")
     a = ap.parse_args()
     models = a.models.split(",")
@@ -222,8 +283,8 @@ def main() -> None:
             k: {m: sum(r[k][m] for r in fold_res) for m in models}
             for k in ("train_seconds", "seconds_to_best")
         }
-        results[protocol] = table(protocol, preds, models + peers, extra)
-        print(protocol, json.dumps(results[protocol], indent=1, default=float), flush=True)
+        results[protocol] = table(preds, models, peers, extra)
+        print(markdown(protocol, results[protocol], models), "\n", flush=True)
     write_json(a.work / "results.json", json.loads(json.dumps(results, default=float)))
 
 

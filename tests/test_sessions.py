@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from steertime.cli import app
 from steertime.data import Cache, read_drives
 from steertime.data.readers.donkey import tub_view
+from tests.conftest import tree_digest
 
 runner = CliRunner()
 HELD_OUT = "23-01-12_2"
@@ -26,6 +27,7 @@ def test_train_on_two_sessions_score_the_third(shared_data, tmp_path):
     src = shared_data / "donkey_rc_sessions"
     # a slice: 120 consecutive records from each session, the rest hidden (source untouched)
     keep = set(range(300, 420)) | set(range(7000, 7120)) | set(range(10000, 10120))
+    before = tree_digest(src)
     view = tub_view(src, tmp_path / "tub", set(range(13338)) - keep)
     out = _ok(
         [
@@ -89,6 +91,8 @@ def test_train_on_two_sessions_score_the_third(shared_data, tmp_path):
     assert preds["true_steering"].tolist() == truth.signals["steering"].tolist()
     assert {"motion_lstm:steering", "pilotnet:steering", "pilotnet:throttle"} <= set(preds)
     assert HELD_OUT in (tmp_path / "ev" / "report.html").read_text()
-    # the source tub was not touched; the view's catalogs are the source's
     assert Cache.open(tmp_path / "c").manifest["splits"]["config"]["test_sessions"] == [HELD_OUT]
-    assert len(json.loads((src / "data" / "manifest.json").read_text().splitlines()[4])["paths"])
+    # the view hid records through its own manifest; the source tub is untouched
+    assert tree_digest(src) == before
+    meta = json.loads((view / "data" / "manifest.json").read_text().splitlines()[4])
+    assert len(meta["deleted_indexes"]) == 13338 - 360
