@@ -1,7 +1,7 @@
 """Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
 
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
-        [--models pilotnet,cnn_lstm] [--epochs 20] [--jobs 2]
+        [--models pilotnet,cnn_lstm] [--epochs N] [--jobs 2]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -13,7 +13,7 @@ Everything a user would type goes through the `steertime` CLI (prepare, train, e
   two *views* of the tub under --work (a manifest whose `deleted_indexes` hides the other
   part; catalogs and images are symlinks), so the source is never modified.
 
-Each model trains with its recipe (`RECIPES`, the flags a user passes). The per-frame
+Each model trains with its protocol's recipe (`RECIPES`, the flags a user passes). The per-frame
 predictions of every fold are pooled, and the table gives pooled RMSE, each model's ratio
 to PilotNet with a paired block-bootstrap 95% interval (2 s blocks, never across
 sessions), throttle RMSE, training time and time to the best checkpoint, beside the label
@@ -46,13 +46,16 @@ SESSIONS = ("23-01-12_0", "23-01-12_1", "23-01-12_2")
 TUB_TRAIN_RECORDS = 4012  # Donkeycar's split: records 0-4011 train, 4012-5014 test
 OUTPUTS = "steering,throttle"
 BLOCK = 40  # 2 s at 20 Hz
-# What a user passes to `steertime prepare` and `steertime train` for each model.
+# What a user passes to `steertime prepare` and `steertime train`, per protocol (chosen on
+# validation: docs/benchmarks.md). Mirroring is what lets sessions driven in opposite
+# directions teach each other; on the single-direction tub it costs 25% (val 0.46 vs 0.37).
 FRAME = ["--size", "80x160", "--crop", "40,0"]
-RECIPES: dict[str, list[str]] = {
-    "pilotnet": ["--model", "pilotnet", "--set", "data.flip=true"],
-    "cnn_lstm": ["--model", "cnn_lstm", "--set", "data.flip=true"],
-    "motion_lstm": ["--model", "motion_lstm", "--set", "data.flip=true"],
+FLIP = ["--set", "data.flip=true"]
+RECIPES: dict[str, dict[str, list[str]]] = {
+    "sessions": {m: ["--model", m, *FLIP] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
+    "tub": {m: ["--model", m] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
 }
+EPOCHS = {"sessions": 20, "tub": 30}  # the tub's validation RMSE still falls at epoch 20
 
 
 def steertime(*args: str, log: Path) -> float:
@@ -94,7 +97,9 @@ def folds(protocol: str, work: Path) -> list[dict]:
     ]
 
 
-def run_fold(fold: dict, folder: Path, models: list[str], epochs: int, jobs: int) -> dict:
+def run_fold(
+    fold: dict, folder: Path, models: list[str], recipes: dict, epochs: int, jobs: int
+) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "cache"
     src, split = fold["train"]
@@ -124,7 +129,7 @@ def run_fold(fold: dict, folder: Path, models: list[str], epochs: int, jobs: int
                 "train.patience=8",
                 "--set",
                 f"train.threads={max(1, 2 // jobs)}",
-                *RECIPES[m],
+                *recipes[m],
                 "--out",
                 str(run),
                 log=folder / f"{m}.log",
@@ -201,9 +206,30 @@ def _row(preds: pd.DataFrame, m: str, ref: str) -> dict:
     }
 
 
+def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...]) -> float:
+    """What the truth's own past could add to PilotNet: RMSE of a least-squares fit, on the
+    test frames themselves (optimistic), of the angle from PilotNet's prediction and the
+    *true* angle `lags` frames earlier, per drive. With `lags=()` it only recalibrates
+    PilotNet (scale and offset), so the difference is what memory of the driver's recent
+    steering could be worth at best."""
+    sq, n = 0.0, 0
+    for _, g in preds.groupby("drive", sort=False):
+        y, x = g["true_steering"].to_numpy(), g["pilotnet:steering"].to_numpy()
+        k = max(lags, default=0)
+        a = np.stack([x[k:], *(y[k - j : len(y) - j] for j in lags), np.ones(len(y) - k)], 1)
+        w, *_ = np.linalg.lstsq(a, y[k:], rcond=None)
+        sq, n = sq + float(np.sum((a @ w - y[k:]) ** 2)), n + len(y) - k
+    return float(np.sqrt(sq / n))
+
+
 def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict) -> dict:
     segs = [g["true_steering"].to_numpy() for _, g in preds.groupby("drive", sort=False)]
     out: dict = {"frames": len(preds), "oracles": floors(segs)}
+    out["oracles"].update(
+        pilotnet_recalibrated=memory_oracle(preds, ()),
+        pilotnet_plus_true_angle_5_to_8_frames_earlier=memory_oracle(preds, (5, 6, 7, 8)),
+        pilotnet_plus_true_angle_1_frame_earlier=memory_oracle(preds, (1,)),
+    )
     for m in [*models, "predict_zero"]:
         out[m] = {**_row(preds, m, "pilotnet"), **{k: v.get(m) for k, v in extra.items()}}
     # Donkeycar on the frames it was run on, each model against it on exactly those frames
@@ -245,7 +271,10 @@ def markdown(protocol: str, res: dict, models: list[str]) -> str:
     lines.append(
         f"\nOracles on the same frames: previous true value {o['oracle_previous_true']:.4f}, "
         f"centred mean of 3 / 5 / 9 true values {o['oracle_centred_mean_3']:.4f} / "
-        f"{o['oracle_centred_mean_5']:.4f} / {o['oracle_centred_mean_9']:.4f}."
+        f"{o['oracle_centred_mean_5']:.4f} / {o['oracle_centred_mean_9']:.4f}; PilotNet "
+        f"recalibrated on the test frames {o['pilotnet_recalibrated']:.4f}, plus the true angle "
+        f"5–8 frames earlier {o['pilotnet_plus_true_angle_5_to_8_frames_earlier']:.4f}, plus "
+        f"the true angle 1 frame earlier {o['pilotnet_plus_true_angle_1_frame_earlier']:.4f}."
     )
     for key in [k for k in res if k.startswith("vs_donkey")]:
         v, peer = res[key], key.removeprefix("vs_")
@@ -265,7 +294,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--protocols", default="sessions,tub")
     ap.add_argument("--models", default="pilotnet,cnn_lstm")
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=0, help="default: EPOCHS per protocol")
     ap.add_argument("--jobs", type=int, default=2, help="models trained at once")
     a = ap.parse_args()
     models = a.models.split(",")
@@ -274,7 +303,14 @@ def main() -> None:
     results = {}
     for protocol in a.protocols.split(","):
         fold_res = [
-            run_fold(f, a.work / protocol / f["name"], models, a.epochs, a.jobs)
+            run_fold(
+                f,
+                a.work / protocol / f["name"],
+                models,
+                RECIPES[protocol],
+                a.epochs or EPOCHS[protocol],
+                a.jobs,
+            )
             for f in folds(protocol, a.work)
         ]
         preds = pd.concat([r["preds"] for r in fold_res], ignore_index=True)
