@@ -79,3 +79,13 @@ def test_inspect_real_deeptesla_reports_label_overrun(shared_data):
     r = runner.invoke(app, ["inspect", str(shared_data / "deeptesla"), "--decode"])
     assert r.exit_code == 0, r.output
     assert "745 label rows" in r.output and "MISSING" in r.output
+
+
+def test_inspect_shows_each_drive_and_its_mean_steering(shared_data):
+    """Sessions driven round the track in opposite directions show opposite mean steering:
+    the hint to train with data.flip (docs/rc_sessions.md)."""
+    r = runner.invoke(app, ["inspect", str(shared_data / "donkey_rc_sessions")])
+    assert r.exit_code == 0, r.output
+    flat = r.output.replace("│", "").replace("\n", "").replace(" ", "")
+    assert "mean steering" in r.output and "+0.376" in r.output and "-0.277" in r.output
+    assert "23-01-12_2" in flat  # the session ID is never cut off

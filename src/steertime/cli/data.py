@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from steertime import data
 from steertime.cli.app import (
@@ -63,14 +63,25 @@ def _print_summary(s: data.Summary) -> None:
         f"[bold]{s.path}[/] format [bold]{s.format}[/]: {len(s.drives)} drive(s), "
         f"{s.total_frames} frames, {s.total_duration_s:.1f} s"
     )
-    t = Table("drive", "frames", "duration s", "rate Hz", "video")
+    # The mean steering per drive tells sessions driven round a track in opposite
+    # directions apart (opposite signs): the case for training with data.flip.
+    t = Table(
+        Column("drive", overflow="fold"),  # the session ID ends the name: never cut it
+        "frames",
+        "duration s",
+        "rate Hz",
+        "video",
+        "mean steering",
+    )
     for d in s.drives:
+        steer = next((g for g in d.signals if g.name == "steering"), None)
         t.add_row(
             d.name,
             str(d.frames),
             f"{d.duration_s:.1f}",
             f"{d.rate_hz:.2f}",
             "yes" if d.has_frames else "MISSING",
+            "-" if steer is None else f"{steer.mean:+.3g}",
         )
     console.print(t)
     st = Table(
