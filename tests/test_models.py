@@ -131,3 +131,10 @@ def test_motion_stack_feeds_the_frame_and_its_differences():
     torch.testing.assert_close(later[1], torch.cat([x[3], x[3] - x[2], x[2] - x[1]]))
     with pytest.raises(SteertimeError, match="choose one"):
         create_model("cnn_lstm", front3d=3, stack=3)
+
+
+@pytest.mark.parametrize("name", ["pilotnet", "cnn_lstm", "motion_lstm"])
+def test_frames_too_small_for_pilotnet_convs_get_a_clear_error(name):
+    create_model(name, height=61, width=61)  # the smallest that fits
+    with pytest.raises(SteertimeError, match=r"24x32 are too small.*at least 61x61"):
+        create_model(name, height=24, width=32)

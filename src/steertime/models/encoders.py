@@ -45,6 +45,17 @@ class PilotNetConv(nn.Module):
         c = cfg.channels
         layers: list[nn.Module] = []
         cin = cfg.in_channels
+        h, w = cfg.height, cfg.width
+        for i, _ in enumerate(c):
+            k, s = (5, 2) if i < 3 else (3, 1)
+            h, w = (h - k) // s + 1, (w - k) // s + 1
+        if h < 1 or w < 1:
+            from steertime.errors import SteertimeError
+
+            raise SteertimeError(
+                f"frames of {cfg.height}x{cfg.width} are too small for PilotNet's five "
+                "convolutions: they need at least 61x61 (prepare --size, e.g. 66x200)"
+            )
         for i, cout in enumerate(c):
             k, s = (5, 2) if i < 3 else (3, 1)
             layers += [nn.Conv2d(cin, cout, k, s), activation(cfg.act)]
