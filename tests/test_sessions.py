@@ -47,6 +47,21 @@ def test_train_on_two_sessions_score_the_third(shared_data, tmp_path):
     )
     assert f"test: 120 frames (sessions: {HELD_OUT})" in out
     assert "train: 204 frames (sessions: 23-01-12_0, 23-01-12_1)" in out
+    # a label lead past the guard is refused with the re-split command, sessions included
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(tmp_path / "c"),
+            "--set",
+            "data.lead=11",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert r.exit_code != 0
+    assert f"--mode session --test-session {HELD_OUT} --guard 11" in str(r.exception)
     for model in ("pilotnet", "motion_lstm"):
         _ok(
             [
