@@ -146,16 +146,14 @@ def _check_lead_within_guard(lead: int, cache: Cache) -> None:
     guard gap that would be a validation or test label."""
     split = cache.manifest["splits"]["config"]
     if split.get("mode") != "drive" and lead > split.get("guard", 0):
-        named = [
-            f"--{flag} {sid}"
-            for flag, key in (("test-session", "test_sessions"), ("val-session", "val_sessions"))
-            for sid in split.get(key, [])
-        ]
+        flags = [f"--mode {split.get('mode')}"]
+        flags += [f"--test-session {sid}" for sid in split.get("test_sessions", [])]
+        flags += [f"--val-session {sid}" for sid in split.get("val_sessions", [])]
         raise SteertimeError(
             f"data.lead={lead} reads labels {lead} frames ahead, beyond the {split.get('guard')}"
             f"-frame guard between the splits of {cache.path}: training would see "
             f"validation/test labels. Re-split with a larger guard: steertime split "
-            f"{cache.path} --mode {' '.join([split.get('mode'), *named])} --guard {lead}"
+            f"{cache.path} {' '.join(flags)} --guard {lead}"
         )
 
 
