@@ -84,6 +84,8 @@ def _print_summary(s: data.Summary) -> None:
             "-" if steer is None else f"{steer.mean:+.3g}",
         )
     console.print(t)
+    if s.groups:
+        _print_groups(s.groups)
     st = Table(
         "signal", "unit", "to rad", "angle of", "min", "mean", "max", title="signals (all drives)"
     )
@@ -109,6 +111,26 @@ def _print_summary(s: data.Summary) -> None:
             console.print(f"  - {p}", markup=False, highlight=False)
     else:
         console.print("[green]no problems found[/]")
+
+
+def _print_groups(groups: list[data.GroupCount]) -> None:
+    # Per session: what the tub holds against what will be used, so a tub whose early
+    # sessions were never copied shows it at once.
+    t = Table(
+        Column("session", overflow="fold"),
+        "records",
+        "with images",
+        "frames used",
+        title="sessions",
+    )
+    for g in groups:
+        t.add_row(g.name, str(g.records), str(g.with_images), str(g.frames))
+    console.print(t)
+    n, m = sum(g.records for g in groups), sum(g.with_images for g in groups)
+    console.print(
+        f"{len(groups)} session(s), {n} records, {m} with images, "
+        f"{sum(g.frames for g in groups)} frames used"
+    )
 
 
 @app.command()
@@ -147,14 +169,19 @@ def prepare(
             split, val, test, guard, blocks, seed, tuple(test_session), tuple(val_session)
         ),
     )
-    drives = data.read_drives(
+    rec = data.read_recording(
         path, format, _read_options(max_gap, strict, mapping, map, keep_pilot)
     )
-    _prepare_and_report(drives, path, out, cfg, overwrite)
+    _prepare_and_report(rec.drives, path, out, cfg, overwrite, rec.skipped)
 
 
 def _prepare_and_report(
-    drives: list, path: Path, out: Path, cfg: data.PrepareConfig, overwrite: bool
+    drives: list,
+    path: Path,
+    out: Path,
+    cfg: data.PrepareConfig,
+    overwrite: bool,
+    skipped: list[str],
 ) -> None:
     total = sum(len(d) for d in drives if d.frames is not None)
     started = time.perf_counter()
@@ -166,6 +193,7 @@ def _prepare_and_report(
             source=str(path),
             overwrite=overwrite,
             progress=advance,
+            skipped=skipped,
         )
     rate = total / (time.perf_counter() - started)
     console.print(

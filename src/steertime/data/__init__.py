@@ -9,7 +9,15 @@ from steertime.data.cache import Cache, CachedDrive, PrepareConfig, prepare_driv
 from steertime.data.drive import Drive
 from steertime.data.inspect import Summary, summarize
 from steertime.data.preprocess import FrameSpec
-from steertime.data.readers import ReadOptions, available_formats, detect_format, read_drives
+from steertime.data.readers import (
+    GroupCount,
+    ReadOptions,
+    Recording,
+    available_formats,
+    detect_format,
+    read_drives,
+    read_recording,
+)
 from steertime.data.splits import Segment, SplitConfig
 
 __all__ = [
@@ -17,8 +25,10 @@ __all__ = [
     "CachedDrive",
     "Drive",
     "FrameSpec",
+    "GroupCount",
     "PrepareConfig",
     "ReadOptions",
+    "Recording",
     "Segment",
     "SplitConfig",
     "Summary",
@@ -28,6 +38,7 @@ __all__ = [
     "prepare",
     "prepare_drives",
     "read_drives",
+    "read_recording",
 ]
 
 
@@ -39,7 +50,8 @@ def inspect(
 ) -> Summary:
     """Read a recording and summarise it (decode=True also decodes every frame)."""
     fmt = format or detect_format(path)
-    return summarize(str(path), fmt, read_drives(path, fmt, options), decode=decode)
+    rec = read_recording(path, fmt, options)
+    return summarize(str(path), fmt, rec.drives, decode=decode, groups=rec.groups)
 
 
 def prepare(
@@ -52,7 +64,13 @@ def prepare(
     progress: Callable[[int], None] | None = None,
 ) -> Cache:
     """Read a recording in any supported format and write a prepared cache."""
-    drives = read_drives(path, format, options)
+    rec = read_recording(path, format, options)
     return prepare_drives(
-        drives, out, cfg, source=str(path), overwrite=overwrite, progress=progress
+        rec.drives,
+        out,
+        cfg,
+        source=str(path),
+        overwrite=overwrite,
+        progress=progress,
+        skipped=rec.skipped,
     )

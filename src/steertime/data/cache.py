@@ -162,13 +162,17 @@ def prepare_drives(
     source: str = "",
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    skipped: Iterable[str] = (),
 ) -> Cache:
-    """Decode, crop and resize every frame once and write a cache atomically."""
+    """Decode, crop and resize every frame once and write a cache atomically.
+
+    `skipped` names what the reader left out whole (a tub's image-less sessions): it is
+    recorded in the manifest beside the drives skipped here."""
     cfg = cfg or PrepareConfig()
     out = Path(out)
     drives = list(drives)
     usable = [d for d in drives if d.frames is not None]
-    skipped = [
+    skipped = [*skipped] + [
         f"{d.name}: no frames (signals only), not cached" for d in drives if d.frames is None
     ]
     if not usable:

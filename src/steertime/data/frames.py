@@ -42,6 +42,52 @@ def keep_present(
     return present
 
 
+def skip_imageless_groups(
+    present: Sequence[bool] | np.ndarray,
+    groups: Sequence[str],
+    labels: Sequence[str],
+    source: Path,
+    strict: bool,
+    problems: list[str],
+    noun: str = "records",
+    group: str = "session",
+) -> np.ndarray:
+    """The rule for a recording made of groups (sessions, drives, bags, epochs) whose
+    images were copied only in part, shared by every reader that groups rows.
+
+    Real tubs often lack the images of whole early sessions; failing the lot for them
+    would throw away every good session. So a group none of whose rows has its image is
+    skipped whole, with a note in `problems` naming it and counting its rows. Raises when
+    `strict`, or when no group keeps a single image. Rows missing their image inside a
+    group that has others are left to `keep_present`, applied per group by the caller.
+    Returns the mask of rows whose group is kept."""
+    present = np.asarray(present, dtype=bool)
+    rows: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        rows.setdefault(g, []).append(i)
+    empty = {g: ix for g, ix in rows.items() if not present[ix].any()}
+    if not empty:
+        return np.ones(len(present), dtype=bool)
+
+    def what(g: str, ix: list[int]) -> str:
+        span = labels[ix[0]] if len(ix) == 1 else f"{labels[ix[0]]} … {labels[ix[-1]]}"
+        return f"{group} {g}: all {len(ix)} {noun} name missing images ({noun} {span})"
+
+    if strict:
+        raise DataError("; ".join(what(g, ix) for g, ix in empty.items()), source)
+    if len(empty) == len(rows):
+        raise DataError(
+            f"no {group} has any of its images, nothing to read: "
+            + "; ".join(what(g, ix) for g, ix in empty.items()),
+            source,
+        )
+    problems += [f"{what(g, ix)}; the {group} is skipped" for g, ix in empty.items()]
+    keep = np.ones(len(present), dtype=bool)
+    for ix in empty.values():
+        keep[ix] = False
+    return keep
+
+
 class FrameError(DataError):
     """One frame could not be decoded; the stream around it may still be usable."""
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from steertime.data.drive import Drive
 from steertime.data.frames import FrameError
+from steertime.data.readers import GroupCount
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Summary:
     path: str
     format: str
     drives: list[DriveSummary]
+    # Per group of rows (a tub's sessions): records, how many have images, frames used.
+    groups: list[GroupCount] = field(default_factory=list)
 
     @property
     def total_frames(self) -> int:
@@ -65,7 +68,13 @@ def check_frames(drive: Drive) -> list[str]:
     ]
 
 
-def summarize(path: str, format: str, drives: list[Drive], decode: bool = False) -> Summary:
+def summarize(
+    path: str,
+    format: str,
+    drives: list[Drive],
+    decode: bool = False,
+    groups: list[GroupCount] | None = None,
+) -> Summary:
     out = []
     for d in drives:
         stats = [
@@ -86,4 +95,4 @@ def summarize(path: str, format: str, drives: list[Drive], decode: bool = False)
                 d.name, len(d), d.frames is not None, d.duration_s, d.rate_hz, stats, problems
             )
         )
-    return Summary(path, format, out)
+    return Summary(path, format, out, list(groups or []))

@@ -7,7 +7,7 @@ the one whose `detect` accepts the path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from steertime.data.drive import DEFAULT_MAX_GAP_S, Drive
@@ -25,18 +25,39 @@ class ReadOptions:
 
 
 @dataclass(frozen=True)
+class GroupCount:
+    """One group of a recording (a Donkeycar session): what it holds and what is used."""
+
+    name: str
+    records: int  # records read (not marked deleted)
+    with_images: int  # of those, records whose image file is present
+    frames: int  # frames that reached a drive (after every skip and validation)
+
+
+@dataclass
+class Recording:
+    """What a reader found: the drives, plus, for readers that group rows, each group's
+    counts and the groups left out whole (what `inspect` and `prepare` report)."""
+
+    drives: list[Drive]
+    groups: list[GroupCount] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Reader:
     name: str
     description: str
     detect: Callable[[Path], bool]
-    read: Callable[[Path, ReadOptions], list[Drive]]
+    # A reader returns its drives, or a Recording when it has more to report.
+    read: Callable[[Path, ReadOptions], list[Drive] | Recording]
 
 
 _READERS: dict[str, Reader] = {}
 
 
 def register_reader(name: str, description: str, detect: Callable[[Path], bool]):
-    def deco(fn: Callable[[Path, ReadOptions], list[Drive]]):
+    def deco(fn: Callable[[Path, ReadOptions], list[Drive] | Recording]):
         _READERS[name] = Reader(name, description, detect, fn)
         return fn
 
@@ -70,6 +91,13 @@ def read_drives(
     path: str | Path, format: str | None = None, options: ReadOptions | None = None
 ) -> list[Drive]:
     """Read every drive in `path` (format auto-detected unless given)."""
+    return read_recording(path, format, options).drives
+
+
+def read_recording(
+    path: str | Path, format: str | None = None, options: ReadOptions | None = None
+) -> Recording:
+    """Read `path` like `read_drives`, keeping the per-group counts and skipped groups."""
     _load_all()
     path = Path(path)
     fmt = format or detect_format(path)
@@ -77,10 +105,12 @@ def read_drives(
         raise DataError(f"unknown format {fmt!r}; known: {', '.join(sorted(_READERS))}", path)
     if not path.exists():
         raise DataError("path does not exist", path)
-    drives = _READERS[fmt].read(path, options or ReadOptions())
-    if not drives:
+    rec = _READERS[fmt].read(path, options or ReadOptions())
+    if not isinstance(rec, Recording):
+        rec = Recording(rec)
+    if not rec.drives:
         raise DataError(f"no drives found by the {fmt} reader", path)
-    return drives
+    return rec
 
 
 def _load_all() -> None:
