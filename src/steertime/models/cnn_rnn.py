@@ -44,7 +44,8 @@ class CnnRnnConfig:
     rnn: str = "lstm"
     hidden: int = 64
     layers: int = 1
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the head's input (memory + frame features)
+    conv_dropout: float = 0.0  # after every convolution of encoders that take it
     front3d: int = 0
     front3d_channels: int = 8
     stack: int = 0
@@ -83,6 +84,7 @@ class CnnRnn(SequenceModel):
             "width": cfg.width,
             "in_channels": in_ch,
             **({"act": cfg.act} if "act" in encoder_fields(cfg.encoder) else {}),
+            **({"conv_dropout": cfg.conv_dropout} if cfg.conv_dropout else {}),
             **cfg.encoder_cfg,
         }
         self.encoder = create_encoder(cfg.encoder, **enc_cfg)

@@ -32,7 +32,10 @@ class PilotNetConvConfig:
     width: int = 200
     in_channels: int = 3
     channels: tuple[int, ...] = (24, 36, 48, 64, 64)
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the flattened features
+    # After every convolution (Donkeycar's `linear` uses 0.2): on a few thousand frames of
+    # one track it is what keeps the CNN from memorising the room (docs/rc_sessions.md).
+    conv_dropout: float = 0.0
     act: str = "elu"
 
 
@@ -59,6 +62,8 @@ class PilotNetConv(nn.Module):
         for i, cout in enumerate(c):
             k, s = (5, 2) if i < 3 else (3, 1)
             layers += [nn.Conv2d(cin, cout, k, s), activation(cfg.act)]
+            if cfg.conv_dropout > 0:
+                layers.append(nn.Dropout(cfg.conv_dropout))
             cin = cout
         layers += [nn.Flatten(), nn.Dropout(cfg.dropout)]
         self.net = nn.Sequential(*layers)

@@ -22,6 +22,7 @@ class PilotNetConfig:
     height: int = 66
     width: int = 200
     dropout: float = 0.0
+    conv_dropout: float = 0.0  # after every convolution, as in Donkeycar's `linear`
     act: str = "elu"  # or "relu": faster on CPU runtimes that fuse it into the conv
 
 
@@ -29,7 +30,9 @@ class PilotNet(SequenceModel):
     def __init__(self, cfg: PilotNetConfig) -> None:
         super().__init__()
         self.n_outputs = cfg.n_outputs
-        self.encoder = PilotNetConv(PilotNetConvConfig(cfg.height, cfg.width, act=cfg.act))
+        self.encoder = PilotNetConv(
+            PilotNetConvConfig(cfg.height, cfg.width, conv_dropout=cfg.conv_dropout, act=cfg.act)
+        )
         self.head = nn.Sequential(
             nn.Linear(self.encoder.out_dim, 100),
             activation(cfg.act),
