@@ -118,12 +118,15 @@ def test_predict_cli_on_deeptesla_and_bare_video(tmp_path, shared_data):
     assert (df["status"] == "ok").all()
     r = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "onnx")])
     assert r.exit_code == 0, r.output
+    # Named epochNN_front.mkv beside its CSV the video is a DeepTesla epoch; under another
+    # name it is a bare video without labels.
+    (tmp_path / "front.mkv").symlink_to(shared_data / "deeptesla" / "epoch01_front.mkv")
     r = CliRunner().invoke(
         app,
         [
             "predict",
             str(run),
-            str(shared_data / "deeptesla" / "epoch01_front.mkv"),
+            str(tmp_path / "front.mkv"),
             "--onnx",
             str(tmp_path / "onnx"),
             "--out",

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Column, Table
 
-from steertime.cli.app import FORMAT, _progress, app, console
+from steertime.cli.app import FORMAT, MAP, MAPPING, _progress, _read_options, app, console
 
 
 def _print_leaderboard(result: dict) -> None:
@@ -55,11 +55,15 @@ def evaluate(
     split: str = typer.Option("test", help="Cache split to score (train, val, test, all)."),
     compare: list[str] = typer.Option([], help="Other runs to score on the same frames."),
     format: str = FORMAT,
+    mapping: Path = MAPPING,
+    map: list[str] = MAP,
 ) -> None:
     """Score a run streaming over held-out data against predict-zero, predict-mean and others."""
     from steertime.evaluate import evaluate_to_dir
 
-    result = evaluate_to_dir(run, data_, out, None if split == "all" else split, compare, format)
+    options = _read_options(1.0, False, mapping, map)
+    split_ = None if split == "all" else split
+    result = evaluate_to_dir(run, data_, out, split_, compare, format, options)
     _print_leaderboard(result)
     console.print(f"report: {out / 'report.html'}")
 
@@ -91,13 +95,15 @@ def render(
     out: Path = typer.Option(..., "--out", "-o", help="Overlay video (.mp4)."),
     output: str = typer.Option("steering", help="Which output the wheels show."),
     format: str = FORMAT,
+    mapping: Path = MAPPING,
+    map: list[str] = MAP,
 ) -> None:
     """Draw true and predicted steering wheels over the camera video (H.264)."""
     from steertime.evaluate.render import render as render_video
     from steertime.stream import Predictor
     from steertime.stream.run import load_source
 
-    drives = load_source(source, format)
+    drives = load_source(source, format, _read_options(1.0, False, mapping, map))
     with _progress("render", sum(len(d) for d in drives)) as advance:
         render_video(
             Predictor.from_run(run),

@@ -18,6 +18,7 @@ from steertime.data.readers import (
     read_drives,
     read_recording,
 )
+from steertime.data.resolve import Source, read_source, resolve
 from steertime.data.splits import Segment, SplitConfig
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ReadOptions",
     "Recording",
     "Segment",
+    "Source",
     "SplitConfig",
     "Summary",
     "available_formats",
@@ -39,6 +41,8 @@ __all__ = [
     "prepare_drives",
     "read_drives",
     "read_recording",
+    "read_source",
+    "resolve",
 ]
 
 
@@ -48,10 +52,11 @@ def inspect(
     options: ReadOptions | None = None,
     decode: bool = False,
 ) -> Summary:
-    """Read a recording and summarise it (decode=True also decodes every frame)."""
-    fmt = format or detect_format(path)
-    rec = read_recording(path, fmt, options)
-    return summarize(str(path), fmt, rec.drives, decode=decode, groups=rec.groups)
+    """Read a recording (or a bare video) and summarise it (decode=True also decodes
+    every frame)."""
+    src = resolve(path, format, options, accept=("recording", "video"))
+    rec = read_source(src, options)
+    return summarize(str(path), str(src.format), rec.drives, decode=decode, groups=rec.groups)
 
 
 def prepare(

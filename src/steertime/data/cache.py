@@ -34,6 +34,7 @@ from steertime.data.units import Unit
 from steertime.errors import DataError, SteertimeError
 
 CACHE_VERSION = 1
+MARKER = "steertime_cache"  # the manifest key that makes a folder a cache
 NPY_HEADER = 128  # bytes; numpy pads a v1.0 header for our shapes to exactly this
 
 
@@ -179,9 +180,7 @@ def prepare_drives(
         raise DataError(
             "no drive has frames; nothing to prepare (" + "; ".join(skipped) + ")", source
         )
-    src = Path(source).resolve() if source else None
-    if src is not None and (out.resolve() == src or out.resolve().is_relative_to(src)):
-        raise SteertimeError(f"refusing to write the cache {out} inside the source folder {src}")
+    _refuse_inside_sources(out, source, usable)
     if cfg.fps is not None:
         usable = [d.slice(_resample_indices(d.timestamps, cfg.fps), d.name) for d in usable]
     hasher = hashlib.blake2b(digest_size=16)
@@ -195,7 +194,7 @@ def prepare_drives(
         for e in entries:
             e["dir"] = f"drives/{e['dir']}"
         manifest = {
-            "steertime_cache": CACHE_VERSION,
+            MARKER: CACHE_VERSION,
             "steertime_version": __version__,
             "created_unix": started,
             "source": source,
@@ -211,6 +210,40 @@ def prepare_drives(
         )
         write_json(tmp / "manifest.json", manifest)
     return Cache.open(out)
+
+
+def _refuse_inside_sources(out: Path, source: str, drives: list[Drive]) -> None:
+    """Source data is never written to: neither the folder the user named nor a drive's
+    own folder (a path naming a file, such as driving_log.csv, stands for its folder)."""
+    named = [Path(source)] if source else []
+    named += [Path(d.source) for d in drives if d.source and Path(d.source).exists()]
+    target = out.resolve()
+    for p in named:
+        folder = p.resolve() if p.is_dir() else p.resolve().parent
+        if target == folder or target.is_relative_to(folder):
+            raise SteertimeError(
+                f"refusing to write the cache {out} inside the source folder {folder}"
+            )
+
+
+def is_cache(path: str | Path) -> bool:
+    """A cache folder (or its manifest.json): known by its marker key, not the file name,
+    which Donkeycar tubs share."""
+    path = Path(path)
+    mf = path / "manifest.json" if path.is_dir() else path
+    if mf.name != "manifest.json" or not mf.is_file():
+        return False
+    try:
+        text = mf.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError:
+        # A damaged cache manifest still begins with its marker (written first): treat it
+        # as a cache, so `Cache.open` says what is wrong with it.
+        return text.lstrip().startswith("{") and f'"{MARKER}"' in text[:200]
+    return isinstance(manifest, dict) and MARKER in manifest
 
 
 def _split_entry(lengths: list[int], cfg: SplitConfig, names: list[str]) -> dict:
@@ -290,19 +323,19 @@ class Cache:
     @classmethod
     def open(cls, path: str | Path) -> Cache:
         path = Path(path)
+        if not is_cache(path):
+            from steertime.data.resolve import not_a_cache  # resolve builds on this module
+
+            raise not_a_cache(path)
+        if not path.is_dir():  # the cache's own manifest.json
+            path = path.parent
         mf = path / "manifest.json"
-        if not mf.is_file():
-            raise DataError(
-                "not a steertime cache (manifest.json missing); run `steertime prepare`", path
-            )
         try:
             manifest = json.loads(mf.read_text())
         except json.JSONDecodeError as e:
             raise DataError(f"manifest is not valid JSON ({e})", mf) from None
-        if manifest.get("steertime_cache") != CACHE_VERSION:
-            raise DataError(
-                f"cache version {manifest.get('steertime_cache')} is not {CACHE_VERSION}", mf
-            )
+        if manifest.get(MARKER) != CACHE_VERSION:
+            raise DataError(f"cache version {manifest.get(MARKER)} is not {CACHE_VERSION}", mf)
         h, w = manifest["frame"]["height"], manifest["frame"]["width"]
         drives = []
         for e in manifest["drives"]:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from steertime.data import Cache, ReadOptions
+from steertime.data.resolve import CACHE, RECORDING, resolve
 from steertime.data.splits import session_of
 from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
@@ -215,8 +216,10 @@ def evaluate(
     options: ReadOptions | None = None,
 ) -> tuple[dict, Frames, OutputLayout]:
     """Predict with `run` (and every `compare` run) on the same frames and score them all."""
-    run, data = Path(run), Path(data)
-    if (data / "manifest.json").is_file():
+    run = Path(run)
+    src = resolve(data, format, options, accept=(CACHE, RECORDING))
+    data = src.path
+    if src.kind == CACHE:
         cache = Cache.open(data)
         frames, layout = predict_on_cache(run, cache, split)
         for other in compare:
@@ -232,11 +235,11 @@ def evaluate(
             "content_hash": cache.content_hash,
         }
     else:
-        frames, layout = predict_on_path(run, data, format, options)
+        frames, layout = predict_on_path(run, data, src.format, options)
         for other in compare:
-            f2, _ = predict_on_path(Path(other), data, format, options)
+            f2, _ = predict_on_path(Path(other), data, src.format, options)
             frames.merge(f2)
-        source = {"path": str(data), "split": None}
+        source = {"path": str(data), "format": src.format, "split": None}
     result = score(frames, layout)
     result = {"run": str(run), "data": source, "duration_s": _duration(frames), **result}
     return result, frames, layout

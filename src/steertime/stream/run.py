@@ -5,47 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from steertime.atomic import atomic_file
-from steertime.data import Drive, ReadOptions, read_drives
-from steertime.data.frames import FrameError, VideoFrames, count_video_frames
+from steertime.data import Drive, ReadOptions
+from steertime.data.frames import FrameError
+from steertime.data.resolve import RECORDING, VIDEO, read_source, resolve
+from steertime.data.resolve import bare_video_drive as bare_video_drive  # its older home
 from steertime.errors import DataError
 from steertime.stream.predictor import StreamingPredictor
-
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".hevc", ".h264", ".webm"}
-
-
-def bare_video_drive(path: Path) -> Drive:
-    """A video with no labels: timestamps from its frame rate."""
-    import av
-
-    with av.open(str(path)) as c:
-        rate = c.streams.video[0].average_rate
-    fps = float(rate) if rate else 30.0
-    n = count_video_frames(path)
-    if n == 0:
-        raise DataError("video has no frames", path)
-    return Drive(
-        name=path.stem,
-        source=str(path),
-        format="video",
-        timestamps=np.arange(n) / fps,
-        signals={},
-        units={},
-        frames=VideoFrames(path, np.arange(n)),
-        rows=np.arange(n),
-    )
 
 
 def load_source(
     path: str | Path, format: str | None = None, options: ReadOptions | None = None
 ) -> list[Drive]:
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and format in (None, "video"):
-        return [bare_video_drive(path)]
-    drives = [d for d in read_drives(path, format, options) if d.frames is not None]
+    """The drives with frames of a recording or a bare video (`format='video'` forces
+    the latter), as `steertime.data.resolve` finds it."""
+    src = resolve(path, format, options, accept=(RECORDING, VIDEO))
+    drives = [d for d in read_source(src, options).drives if d.frames is not None]
     if not drives:
         raise DataError("no drive with frames to predict on", path)
     return drives

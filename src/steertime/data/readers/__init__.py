@@ -1,7 +1,8 @@
-"""Readers for real driving-log formats, found by `detect` or chosen by name.
+"""Readers for real driving-log formats, found by detection or chosen by name.
 
-Each reader module registers itself with `@register_reader`; `read_drives(path)` picks
-the one whose `detect` accepts the path.
+Each reader module registers itself with `@register_reader`, giving a `mismatch(path)`
+that returns None for a path of its format and otherwise says why not. Which reader
+reads a path is decided in one place only, `steertime.data.resolve`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from steertime.data.drive import DEFAULT_MAX_GAP_S, Drive
-from steertime.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ class Recording:
 class Reader:
     name: str
     description: str
-    detect: Callable[[Path], bool]
+    # None when the path is a recording of this format (in any of its path forms), else
+    # a short reason: the resolver lists them when nothing matches.
+    mismatch: Callable[[Path], str | None]
     # A reader returns its drives, or a Recording when it has more to report.
     read: Callable[[Path, ReadOptions], list[Drive] | Recording]
 
@@ -56,35 +58,31 @@ class Reader:
 _READERS: dict[str, Reader] = {}
 
 
-def register_reader(name: str, description: str, detect: Callable[[Path], bool]):
+def register_reader(name: str, description: str, mismatch: Callable[[Path], str | None]):
     def deco(fn: Callable[[Path, ReadOptions], list[Drive] | Recording]):
-        _READERS[name] = Reader(name, description, detect, fn)
+        _READERS[name] = Reader(name, description, mismatch, fn)
         return fn
 
     return deco
 
 
-def available_formats() -> dict[str, str]:
+def readers() -> list[Reader]:
+    """Every reader, in detection priority order (`_PRIORITY`, not the order modules
+    happened to be imported in, so the CLI and the API detect alike)."""
     _load_all()
-    return {r.name: r.description for r in _READERS.values()}
+    rank = {name: k for k, name in enumerate(_PRIORITY)}
+    return sorted(_READERS.values(), key=lambda r: rank.get(r.name, len(rank)))
+
+
+def available_formats() -> dict[str, str]:
+    return {r.name: r.description for r in readers()}
 
 
 def detect_format(path: str | Path) -> str:
-    _load_all()
-    path = Path(path)
-    if not path.exists():
-        raise DataError("path does not exist", path)
-    if path.is_dir() and not any(path.iterdir()):
-        raise DataError("folder is empty", path)
-    hits = [r.name for r in _READERS.values() if r.detect(path)]
-    if not hits:
-        raise DataError(
-            "unknown format: none of the readers recognise it "
-            f"(known formats: {', '.join(sorted(_READERS))}; choose one with --format, "
-            "or describe your own log with a steertime.yaml for the generic reader)",
-            path,
-        )
-    return hits[0]
+    """The format of the recording at `path` (see `steertime.data.resolve`)."""
+    from steertime.data.resolve import RECORDING, resolve  # resolve builds on this registry
+
+    return str(resolve(path, accept=(RECORDING,)).format)
 
 
 def read_drives(
@@ -98,23 +96,16 @@ def read_recording(
     path: str | Path, format: str | None = None, options: ReadOptions | None = None
 ) -> Recording:
     """Read `path` like `read_drives`, keeping the per-group counts and skipped groups."""
-    _load_all()
-    path = Path(path)
-    fmt = format or detect_format(path)
-    if fmt not in _READERS:
-        raise DataError(f"unknown format {fmt!r}; known: {', '.join(sorted(_READERS))}", path)
-    if not path.exists():
-        raise DataError("path does not exist", path)
-    rec = _READERS[fmt].read(path, options or ReadOptions())
-    if not isinstance(rec, Recording):
-        rec = Recording(rec)
-    if not rec.drives:
-        raise DataError(f"no drives found by the {fmt} reader", path)
-    return rec
+    from steertime.data.resolve import RECORDING, read_source, resolve
+
+    return read_source(resolve(path, format, options, accept=(RECORDING,)), options)
+
+
+_PRIORITY = ("comma2k19", "deeptesla", "donkey", "generic", "udacity_real", "udacity_sim")
 
 
 def _load_all() -> None:
-    # Import for the side effect of registration; order is detection priority.
+    # Import for the side effect of registration.
     from steertime.data.readers import (  # noqa: F401
         comma2k19,
         deeptesla,

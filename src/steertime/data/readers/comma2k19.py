@@ -6,6 +6,7 @@ from `steering_can_decoded.csv` (Toyota STEER_TORQUE_SENSOR) when present.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +26,29 @@ def _is_segment(p: Path) -> bool:
     return (p / "global_pose" / "frame_times").is_file() and (p / "processed_log").is_dir()
 
 
+def _subfolders(path: Path) -> list[Path]:
+    # scandir's entries know their type: no stat per file in a folder of images
+    with os.scandir(path) as it:
+        return [Path(e.path) for e in it if e.is_dir()]
+
+
 def _segments(path: Path) -> list[Path]:
     if _is_segment(path):
         return [path]
     if not path.is_dir():
         return []
     # A route folder holds numbered segments; a dataset chunk holds routes.
-    found = [p for p in sorted(path.iterdir()) if p.is_dir() and _is_segment(p)]
-    for route in sorted(path.iterdir()):
-        if route.is_dir() and not found:
-            found += [p for p in sorted(route.iterdir()) if p.is_dir() and _is_segment(p)]
+    found = [p for p in _subfolders(path) if _is_segment(p)]
+    if not found:
+        found = [p for route in _subfolders(path) for p in _subfolders(route) if _is_segment(p)]
     return sorted(found, key=lambda p: (p.parent.name, int(p.name) if p.name.isdigit() else 0))
 
 
-def detect(path: Path) -> bool:
-    return bool(_segments(path))
+def mismatch(path: Path) -> str | None:
+    """None for a segment, a route holding segments, or a chunk holding routes."""
+    if _segments(path):
+        return None
+    return "no segment (global_pose/frame_times + processed_log/) here or below"
 
 
 def _load(p: Path) -> np.ndarray:
@@ -122,7 +131,7 @@ def _read_segment(seg: Path, opts: ReadOptions) -> list[Drive]:
 
 
 @register_reader(
-    "comma2k19", "comma2k19 segment (processed_log + global_pose + video.hevc)", detect
+    "comma2k19", "comma2k19 segment (processed_log + global_pose + video.hevc)", mismatch
 )
 def read(path: Path, opts: ReadOptions) -> list[Drive]:
     drives = []

@@ -16,17 +16,28 @@ from steertime.errors import DataError
 
 FPS = 30.0
 _CSV = re.compile(r"^(epoch\d+)_steering\.csv$")
+_FILE = re.compile(r"^(epoch\d+)_(front\.mkv|steering\.csv)$")
 
 
 def _epochs(path: Path) -> list[Path]:
+    """The steering CSVs to read: every epoch in a folder (with or without its video), or
+    the one epoch a single `epochNN_front.mkv` or `epochNN_steering.csv` names."""
     if path.is_file():
-        m = re.match(r"^(epoch\d+)_", path.name)
+        m = _FILE.match(path.name)
         return [path.with_name(f"{m.group(1)}_steering.csv")] if m else []
     return sorted(p for p in path.iterdir() if _CSV.match(p.name))
 
 
-def detect(path: Path) -> bool:
-    return bool(_epochs(path)) if path.exists() else False
+def mismatch(path: Path) -> str | None:
+    """None for a DeepTesla folder or one epoch's file; else why not."""
+    if path.is_dir():
+        return None if _epochs(path) else "no epochNN_steering.csv"
+    m = _FILE.match(path.name)
+    if m is None:
+        return "not an epochNN_front.mkv or epochNN_steering.csv"
+    if not _epochs(path)[0].is_file():
+        return f"no {m.group(1)}_steering.csv beside it"
+    return None
 
 
 def _read_epoch(csv: Path, opts: ReadOptions) -> list[Drive]:
@@ -89,7 +100,7 @@ def _read_epoch(csv: Path, opts: ReadOptions) -> list[Drive]:
     )
 
 
-@register_reader("deeptesla", "MIT DeepTesla epochNN_front.mkv + epochNN_steering.csv", detect)
+@register_reader("deeptesla", "MIT DeepTesla epochNN_front.mkv + epochNN_steering.csv", mismatch)
 def read(path: Path, opts: ReadOptions) -> list[Drive]:
     drives = []
     for csv in _epochs(path):

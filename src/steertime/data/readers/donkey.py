@@ -33,13 +33,33 @@ MODE_KEY, PILOT_MODES = "user/mode", ("local", "local_angle")
 
 
 def _tub(path: Path) -> Path:
+    """The tub folder, from any of its path forms: the tub, its manifest.json, or the
+    folder that holds it as data/ (Donkeycar's own layout, mycar/data)."""
+    if path.name == "manifest.json" and path.is_file():
+        return path.parent
     if (path / "manifest.json").is_file():
         return path
     return path / "data"
 
 
-def detect(path: Path) -> bool:
-    return path.is_dir() and (_tub(path) / "manifest.json").is_file()
+def mismatch(path: Path) -> str | None:
+    """None for a tub in any of its path forms (see `_tub`); else why not."""
+    if path.is_file() and path.name != "manifest.json":
+        return "not a tub folder or its manifest.json"
+    mf = _tub(path) / "manifest.json"
+    if not mf.is_file():
+        return "no manifest.json here or in data/"
+    with open(mf, errors="replace") as fh:
+        first = fh.readline()
+    try:
+        inputs = json.loads(first)
+    except json.JSONDecodeError:
+        inputs = None
+    if not isinstance(inputs, list):
+        # A steertime cache's manifest.json, say: one JSON object, not Donkeycar's lines.
+        where = mf.name if mf.parent == path else f"{mf.parent.name}/{mf.name}"
+        return f"{where} is not a tub manifest (its first line is not the list of inputs)"
+    return None
 
 
 def _manifest(tub: Path) -> tuple[list[dict], dict]:
@@ -151,7 +171,7 @@ def tub_view(src: str | Path, out: str | Path, hide: set[int]) -> Path:
     return out
 
 
-@register_reader("donkey", "Donkeycar tub v2 (manifest.json + catalogs + images/)", detect)
+@register_reader("donkey", "Donkeycar tub v2 (manifest.json + catalogs + images/)", mismatch)
 def read(path: Path, opts: ReadOptions) -> Recording:
     tub = _tub(path)
     _, catalog_meta = _manifest(tub)

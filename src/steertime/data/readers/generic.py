@@ -14,6 +14,7 @@ with `--mapping`, or in `--map key=value` options (see docs/data.md):
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -33,18 +34,41 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 _TOP_KEYS = {"csv", "frames", "time", "frame", "fps", "signals", "name"}
 
 
-def find_mapping(path: Path) -> Path | None:
-    if path.is_file() and path.name in MAPPING_NAMES:
-        return path
-    if path.is_dir():
-        for n in MAPPING_NAMES:
-            if (path / n).is_file():
-                return path / n
+def _mapping_in(folder: Path) -> Path | None:
+    for n in MAPPING_NAMES:
+        if (folder / n).is_file():
+            return folder / n
     return None
 
 
-def detect(path: Path) -> bool:
-    return find_mapping(path) is not None
+def find_mapping(path: Path) -> Path | None:
+    """The mapping that describes `path`: the mapping file itself, the one in a folder,
+    or, for the CSV, video or image folder it names, the one beside it."""
+    if path.is_file() and path.name in MAPPING_NAMES:
+        return path
+    if path.is_dir() and (inside := _mapping_in(path)) is not None:
+        return inside
+    beside = _mapping_in(path.parent)
+    return beside if beside is not None and _names(beside, path) else None
+
+
+def _names(mapping: Path, path: Path) -> bool:
+    try:
+        m = load_mapping(mapping)
+    except DataError:
+        return False  # unreadable: not a match here; reading it names the problem
+    # By name, links not followed: a linked copy under another name is another file.
+    target = os.path.normpath(path)
+    return any(
+        isinstance(m.get(k), str) and os.path.normpath(mapping.parent / m[k]) == target
+        for k in ("csv", "frames")
+    )
+
+
+def mismatch(path: Path) -> str | None:
+    if find_mapping(path) is not None:
+        return None
+    return "no steertime.yaml in it, or beside it naming it"
 
 
 def load_mapping(f: Path) -> dict:
@@ -201,7 +225,7 @@ def read_with_mapping(m: dict, base: Path, where: str, opts: ReadOptions) -> lis
 
 
 @register_reader(
-    "generic", "video or image folder + CSV, described by steertime.yaml or --map", detect
+    "generic", "video or image folder + CSV, described by steertime.yaml or --map", mismatch
 )
 def read(path: Path, opts: ReadOptions) -> list[Drive]:
     if opts.mapping is not None:

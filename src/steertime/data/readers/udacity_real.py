@@ -25,16 +25,18 @@ def _csv(path: Path) -> Path:
     return path / "interpolated.csv" if path.is_dir() else path
 
 
-def detect(path: Path) -> bool:
+def mismatch(path: Path) -> str | None:
+    """None for the folder holding interpolated.csv, or that file; else why not."""
     f = _csv(path)
     if f.name != "interpolated.csv" or not f.is_file():
-        return False
-    with open(f) as fh:
+        return "no interpolated.csv"
+    with open(f, errors="replace") as fh:
         header = fh.readline().strip().split(",")
-    return all(c in header for c in REQUIRED)
+    missing = [c for c in REQUIRED if c not in header]
+    return f"interpolated.csv lacks columns {missing}" if missing else None
 
 
-@register_reader("udacity_real", "Udacity real-car interpolated.csv + camera folders", detect)
+@register_reader("udacity_real", "Udacity real-car interpolated.csv + camera folders", mismatch)
 def read(path: Path, opts: ReadOptions) -> list[Drive]:
     f = _csv(path)
     try:

@@ -26,13 +26,16 @@ def _log_file(path: Path) -> Path:
     return path / "driving_log.csv" if path.is_dir() else path
 
 
-def detect(path: Path) -> bool:
+def mismatch(path: Path) -> str | None:
+    """None for the folder holding driving_log.csv, or that file; else why not."""
     log = _log_file(path)
     if log.name != "driving_log.csv" or not log.is_file():
-        return False
-    with open(log, newline="") as f:
-        first = f.readline()
-    return len(first.split(",")) == 7 and first.split(",")[0].strip().lower() != "center"
+        return "no driving_log.csv"
+    with open(log, newline="", errors="replace") as f:
+        first = f.readline().split(",")
+    if len(first) != 7 or first[0].strip().lower() == "center":
+        return "driving_log.csv is not the simulator's 7 headerless columns"
+    return None
 
 
 def timestamp_from_name(name: str) -> float:
@@ -49,7 +52,7 @@ def _local(img_dir: Path, recorded: str) -> Path:
     return img_dir / name
 
 
-@register_reader("udacity_sim", "Udacity simulator driving_log.csv + IMG/", detect)
+@register_reader("udacity_sim", "Udacity simulator driving_log.csv + IMG/", mismatch)
 def read(path: Path, opts: ReadOptions) -> list[Drive]:
     log = _log_file(path)
     img_dir = log.parent / "IMG"
