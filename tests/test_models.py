@@ -138,3 +138,23 @@ def test_frames_too_small_for_pilotnet_convs_get_a_clear_error(name):
     create_model(name, height=61, width=61)  # the smallest that fits
     with pytest.raises(SteertimeError, match=r"24x32 are too small.*at least 61x61"):
         create_model(name, height=24, width=32)
+
+
+@pytest.mark.parametrize("name", ["pilotnet", "cnn_lstm"])
+def test_conv_dropout_follows_every_convolution_and_is_off_in_eval(name):
+    m = create_model(name, n_outputs=1, conv_dropout=0.2)
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    layers = list(m.encoder.net)
+    after = [layers[layers.index(c) + 2] for c in convs]  # conv, activation, dropout
+    assert len(convs) == 5 and all(isinstance(d, torch.nn.Dropout) and d.p == 0.2 for d in after)
+    x = _frames()
+    m.eval()
+    assert torch.equal(m(x)[0], m(x)[0])  # inference is deterministic
+    m.train()
+    torch.manual_seed(0)
+    a = m(x)[0]
+    assert not torch.equal(a, m(x)[0])  # training drops units
+    a.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    plain = create_model(name).encoder.net
+    assert not any(isinstance(mod, torch.nn.Dropout) and mod.p > 0 for mod in plain)

@@ -5,7 +5,7 @@ steertime):
 
     python3 -m venv /tmp/dkvenv && /tmp/dkvenv/bin/pip install "donkeycar[pc]==5.3.0"
     /tmp/dkvenv/bin/python benchmarks/peer_donkeycar/run.py --work /tmp/sess \\
-        [--protocols sessions,tub] [--models linear,rnn,3d] [--folds 23-01-12_2]
+        [--protocols sessions,tub] [--models linear,rnn,3d] [--folds 23-01-12_2] [--seeds 0,1,2]
 
 For each fold of `bench_sessions.py` (same --work): a tub *view* of the training records
 (a manifest that marks the rest deleted; catalogs and images are symlinks, the source is
@@ -16,7 +16,10 @@ up to 100 epochs, early stopping after 5); then the best model is loaded with
 held-out records in time order, images read by `donkeycar.utils.load_image` as in the car.
 Writes `WORK/peer_donkeycar/{protocol}_predictions.csv` (timestamp_ms, record, truth,
 `donkey_<model>:steering|throttle`) and `{protocol}_timing.json`; `bench_sessions.py`
-then scores them beside steertime's models.
+then scores them beside steertime's models. With `--seeds`, each model is trained once per
+seed (Python, NumPy — which draws Donkeycar's random train/val split — and TensorFlow
+seeded), columns `donkey_<model>_s<seed>`: one Donkeycar run is not a number to beat, its
+test RMSE on the tub moved by 0.02 between two runs of the same command.
 """
 
 from __future__ import annotations
@@ -91,9 +94,13 @@ def main() -> None:
     ap.add_argument("--protocols", default="sessions,tub")
     ap.add_argument("--models", default="linear,rnn,3d")
     ap.add_argument("--folds", default="", help="only these fold names (default: all)")
+    ap.add_argument("--seeds", default="", help="e.g. 0,1,2 (default: one unseeded run)")
     a = ap.parse_args()
 
+    import random
+
     import donkeycar as dk
+    import tensorflow as tf
     from donkeycar.pipeline.training import train
     from donkeycar.utils import get_model_by_type, load_image
 
@@ -111,10 +118,16 @@ def main() -> None:
                 "true_steering": [r["user/angle"] for r in test],
                 "true_throttle": [r["user/throttle"] for r in test],
             }
-            for m in a.models.split(","):
-                model = peer / f"{protocol}_{name}_{m}.h5"
+            seeds = [int(x) for x in a.seeds.split(",") if x] or [None]
+            for m, seed in [(m, s) for m in a.models.split(",") for s in seeds]:
+                tag = m if seed is None else f"{m}_s{seed}"
+                model = peer / f"{protocol}_{name}_{tag}.h5"
                 secs = model.with_suffix(".train_seconds")
                 if not secs.exists():
+                    if seed is not None:
+                        random.seed(seed)
+                        np.random.seed(seed)
+                        tf.random.set_seed(seed)
                     t0 = time.perf_counter()
                     train(cfg, str(tub / "data"), str(model), m)  # the folder with manifest.json
                     secs.write_text(f"{time.perf_counter() - t0:.1f}\n")
@@ -128,12 +141,12 @@ def main() -> None:
                     out.append(kl.run(img))
                     step.append(time.perf_counter() - t1)
                 angle, throttle = np.asarray(out, dtype=float).T[:2]
-                fold[f"donkey_{m}:steering"], fold[f"donkey_{m}:throttle"] = angle, throttle
-                timing[f"{name}:{m}"] = {
+                fold[f"donkey_{tag}:steering"], fold[f"donkey_{tag}:throttle"] = angle, throttle
+                timing[f"{name}:{tag}"] = {
                     "train_seconds": train_s,
                     "ms_per_frame_median": 1000 * float(np.median(step)),
                 }
-                print(protocol, name, m, timing[f"{name}:{m}"], flush=True)
+                print(protocol, name, tag, timing[f"{name}:{tag}"], flush=True)
             rows.append(pd.DataFrame(fold))
         f = peer / f"{protocol}_predictions.csv"
         pd.concat(rows).to_csv(f.with_suffix(".tmp"), index=False)
