@@ -21,8 +21,9 @@ import torch
 
 from steertime.atomic import write_json, write_text
 from steertime.data import Cache, PrepareConfig, SplitConfig, prepare
-from steertime.train import TrainConfig, apply_overrides, load_model, train
-from steertime.train.validate import predict_segment
+from steertime.models.checkpoint import RunMeta, load_model
+from steertime.stream.segments import predict_segment
+from steertime.train import TrainConfig, apply_overrides, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -51,11 +52,9 @@ def rmse_table(cache: Cache, outputs: list[str], preds: np.ndarray | None, const
     return out
 
 
-def evaluate_run(run: Path, cache: Cache) -> tuple[np.ndarray, dict]:
+def evaluate_run(run: Path, cache: Cache) -> tuple[np.ndarray, RunMeta]:
     model, meta = load_model(run)
-    from steertime.models import OutputLayout
-
-    layout = OutputLayout.from_dict(meta["layout"])
+    layout = meta.layout
     preds = np.concatenate(
         [
             layout.denormalize(predict_segment(model, cache, s, torch.device("cpu")))
@@ -117,7 +116,7 @@ def main() -> None:
             preds, meta = evaluate_run(run, cache)
             res[m] = {
                 **rmse_table(cache, outputs, preds),
-                "best_epoch": meta["epoch"],
+                "best_epoch": meta.epoch,
                 "train_seconds": float((run / "train_seconds.txt").read_text()),
             }
             print(ds, m, json.dumps(res[m]), flush=True)

@@ -23,9 +23,9 @@ import torch
 
 from steertime.data import FrameSpec
 from steertime.models import OutputLayout
+from steertime.models.checkpoint import load_model, save_untrained_run
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
 from steertime.stream.run import bare_video_drive, predict_drives
-from steertime.train.checkpoint import load_model, save_untrained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

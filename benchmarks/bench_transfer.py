@@ -64,7 +64,7 @@ def main() -> None:
             preds, meta = evaluate_run(run, cache)
             r[f"feat_lstm_seq{seq}"] = {
                 **rmse_table(cache, outputs, preds),
-                "best_epoch": meta["epoch"],
+                "best_epoch": meta.epoch,
                 "train_fps_median": epoch_fps(run),
             }
         e2e = a.work / f"run_{ds}_cnn_lstm"

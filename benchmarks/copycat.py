@@ -35,9 +35,8 @@ import torch
 
 from steertime.data import Cache
 from steertime.evaluate.metrics import rmse
-from steertime.models import OutputLayout
-from steertime.train import load_model
-from steertime.train.validate import predict_segment
+from steertime.models.checkpoint import load_model
+from steertime.stream.segments import predict_segment
 
 
 def _rmse(err: np.ndarray) -> float:
@@ -94,7 +93,7 @@ def main() -> None:
     }
     for run in a.runs:
         model, meta = load_model(run)
-        layout = OutputLayout.from_dict(meta["layout"])
+        layout = meta.layout
         k = layout.index(a.label)
         with torch.no_grad():
             preds = [

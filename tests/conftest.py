@@ -10,7 +10,7 @@ from PIL import Image
 
 from steertime.data import FrameSpec
 from steertime.models import OutputLayout
-from steertime.train.checkpoint import save_untrained_run
+from steertime.models.checkpoint import save_untrained_run
 
 # Wide terminal so rich does not wrap the lines tests look for.
 os.environ.setdefault("COLUMNS", "200")

@@ -151,7 +151,7 @@ def test_trained_target_score_matches_training_validation(evaluated, tiny_cache)
     from steertime.data import Cache
     from steertime.evaluate import evaluate
     from steertime.models import OutputLayout
-    from steertime.train.checkpoint import load_model
+    from steertime.models.checkpoint import load_model
     from steertime.train.validate import stream_metrics
 
     tmp, _ = evaluated

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from steertime.cli import app
 from steertime.data import FrameSpec, read_drives
 from steertime.models import list_models
+from steertime.models.checkpoint import save_untrained_run
 from steertime.stream import OnnxPredictor, Predictor, StreamError, export_onnx
-from steertime.train.checkpoint import save_untrained_run
 from tests.conftest import LAYOUT, SPEC, make_run
 
 

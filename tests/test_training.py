@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 from steertime.data.splits import Segment
 from steertime.errors import SteertimeError
 from steertime.models import create_model
+from steertime.models.checkpoint import read_meta
 from steertime.train import TrainConfig, TrainingDiverged, apply_overrides, load_config, train
 from steertime.train.batches import Augment, stateful_schedule, window_schedule
-from steertime.train.checkpoint import read_meta
 from tests.conftest import small_train_config
 
 
@@ -285,7 +285,8 @@ def test_validation_scores_the_led_targets(tiny_cache):
 
     from steertime.data import Cache
     from steertime.models import OutputLayout
-    from steertime.train.validate import predict_segment, stream_metrics
+    from steertime.stream.segments import predict_segment
+    from steertime.train.validate import stream_metrics
 
     cache = Cache.open(tiny_cache)
     seg = cache.segments("val")[0]

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from steertime import data
+from steertime.data.drive import DEFAULT_MAX_GAP_S
 from steertime.data.readers.generic import load_mapping, mapping_from_pairs
 from steertime.errors import SteertimeError
 
@@ -25,7 +26,7 @@ err = Console(stderr=True)
 
 
 @contextlib.contextmanager
-def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+def progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (only on a terminal); yields `advance(n)`."""
     with Progress(
         TextColumn(label),
@@ -39,7 +40,7 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
-def _read_options(
+def read_options(
     max_gap: float, strict: bool, mapping: Path | None, maps: list[str], keep_pilot: bool = False
 ) -> data.ReadOptions:
     m = load_mapping(mapping) if mapping is not None else None
@@ -55,7 +56,9 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 FORMAT = typer.Option(None, "--format", "-f", help="Reader to use (default: auto-detect).")
-MAX_GAP = typer.Option(1.0, "--max-gap", help="A gap longer than this (s) splits a drive.")
+MAX_GAP = typer.Option(
+    DEFAULT_MAX_GAP_S, "--max-gap", help="A gap longer than this (s) splits a drive."
+)
 STRICT = typer.Option(False, "--strict", help="Treat fixable data problems as errors.")
 MAPPING = typer.Option(None, "--mapping", help="Generic format: mapping YAML/TOML file.")
 KEEP_PILOT = typer.Option(

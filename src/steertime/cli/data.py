@@ -16,10 +16,10 @@ from steertime.cli.app import (
     MAPPING,
     MAX_GAP,
     STRICT,
-    _progress,
-    _read_options,
     app,
     console,
+    progress,
+    read_options,
 )
 from steertime.data.preprocess import FrameSpec, parse_crop, parse_size
 from steertime.data.splits import session_of
@@ -53,7 +53,7 @@ def inspect(
     """Validate a recording and print its drives, signals and problems."""
     _print_summary(
         data.inspect(
-            path, format, _read_options(max_gap, strict, mapping, map, keep_pilot), decode=decode
+            path, format, read_options(max_gap, strict, mapping, map, keep_pilot), decode=decode
         )
     )
 
@@ -169,9 +169,7 @@ def prepare(
             split, val, test, guard, blocks, seed, tuple(test_session), tuple(val_session)
         ),
     )
-    rec = data.read_recording(
-        path, format, _read_options(max_gap, strict, mapping, map, keep_pilot)
-    )
+    rec = data.read_recording(path, format, read_options(max_gap, strict, mapping, map, keep_pilot))
     _prepare_and_report(rec.drives, path, out, cfg, overwrite, rec.skipped)
 
 
@@ -185,7 +183,7 @@ def _prepare_and_report(
 ) -> None:
     total = sum(len(d) for d in drives if d.frames is not None)
     started = time.perf_counter()
-    with _progress("prepare", total) as advance:
+    with progress("prepare", total) as advance:
         cache = data.prepare_drives(
             drives,
             out,
@@ -247,7 +245,7 @@ def features(
     c = data.Cache.open(cache)
     out = out or Path(cache) / "features" / encoder
     started = time.perf_counter()
-    with _progress("features", c.n_frames) as advance:
+    with progress("features", c.n_frames) as advance:
         extract_features(c, out, encoder, progress=advance)
     rate = c.n_frames / (time.perf_counter() - started)
     console.print(

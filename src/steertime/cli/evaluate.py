@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Column, Table
 
-from steertime.cli.app import FORMAT, MAP, MAPPING, _progress, _read_options, app, console
+from steertime.cli.app import FORMAT, MAP, MAPPING, app, console, progress, read_options
+from steertime.data.drive import DEFAULT_MAX_GAP_S
 
 
 def _print_leaderboard(result: dict) -> None:
@@ -61,7 +62,7 @@ def evaluate(
     """Score a run streaming over held-out data against predict-zero, predict-mean and others."""
     from steertime.evaluate import evaluate_to_dir
 
-    options = _read_options(1.0, False, mapping, map)
+    options = read_options(DEFAULT_MAX_GAP_S, False, mapping, map)
     split_ = None if split == "all" else split
     result = evaluate_to_dir(run, data_, out, split_, compare, format, options)
     _print_leaderboard(result)
@@ -103,8 +104,8 @@ def render(
     from steertime.stream import Predictor
     from steertime.stream.run import load_source
 
-    drives = load_source(source, format, _read_options(1.0, False, mapping, map))
-    with _progress("render", sum(len(d) for d in drives)) as advance:
+    drives = load_source(source, format, read_options(DEFAULT_MAX_GAP_S, False, mapping, map))
+    with progress("render", sum(len(d) for d in drives)) as advance:
         render_video(
             Predictor.from_run(run),
             drives,

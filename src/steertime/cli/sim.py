@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from steertime.cli.app import _progress, app, console
+from steertime.cli.app import app, console, progress
 from steertime.data.preprocess import parse_size
 from steertime.sim.world import FPS
 
@@ -28,7 +28,7 @@ def simulate(
 
     h, w = parse_size(size)
     total = int(minutes * 60 * fps)
-    with _progress("simulate", total) as advance:
+    with progress("simulate", total) as advance:
         run_sim(out, minutes, seed, fps, CameraSpec(h, w), progress=advance)
     console.print(f"wrote {out}: {total} frames; next: steertime prepare {out} --out CACHE")
 

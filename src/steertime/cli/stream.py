@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from steertime.cli.app import FORMAT, MAP, MAPPING, _progress, _read_options, app, console
+from steertime.cli.app import FORMAT, MAP, MAPPING, app, console, progress, read_options
+from steertime.data.drive import DEFAULT_MAX_GAP_S
 from steertime.errors import SteertimeError
 
 
@@ -17,7 +18,9 @@ def predict(
     source: Path,
     out: Path = typer.Option(..., "--out", "-o", help="Predictions file (.csv or .parquet)."),
     onnx: Path = typer.Option(None, help="Use this exported ONNX folder instead of PyTorch."),
-    max_gap: float = typer.Option(1.0, help="A timestamp gap longer than this resets the state."),
+    max_gap: float = typer.Option(
+        DEFAULT_MAX_GAP_S, help="A timestamp gap longer than this resets the state."
+    ),
     format: str = FORMAT,
     mapping: Path = MAPPING,
     map: list[str] = MAP,
@@ -31,10 +34,10 @@ def predict(
         if onnx
         else Predictor.from_run(run, max_gap_s=max_gap)
     )
-    drives = load_source(source, format, _read_options(1.0, False, mapping, map))
+    drives = load_source(source, format, read_options(DEFAULT_MAX_GAP_S, False, mapping, map))
     total = sum(len(d) for d in drives)
     started = time.perf_counter()
-    with _progress("predict", total) as advance:
+    with progress("predict", total) as advance:
         df = predict_drives(p, drives, progress=advance)
     write_table(df, out)
     rate = total / (time.perf_counter() - started)

@@ -29,13 +29,14 @@ CHUNK = 64
 def features_key(encoder: str, encoder_cfg: dict, cache: Cache) -> str:
     """Hash of what the features depend on: encoder, its full config, weights,
     preprocessing, the cache's frames (fine-tuning settings do not change features)."""
-    from steertime.models.efficientnet import PREPROCESSING, weights_sha256
+    from steertime.models.registry import encoder_provenance
 
+    made_by = encoder_provenance(encoder)  # pretrained weights' hash and preprocessing
     ident = {
         "encoder": encoder,
         "cfg": {k: v for k, v in sorted(encoder_cfg.items()) if k != "finetune_blocks"},
-        "weights": weights_sha256() if encoder == "efficientnet_lite0" else "random-init",
-        "preprocessing": PREPROCESSING if encoder == "efficientnet_lite0" else "steertime",
+        "weights": made_by["weights"],
+        "preprocessing": made_by["preprocessing"],
         "frame": cache.frame.to_dict(),
         "cache": cache.content_hash,
     }

@@ -12,6 +12,7 @@ from steertime.atomic import write_json
 from steertime.data import Cache
 from steertime.diagnostics.gradflow import gradient_through_time, memory_horizon
 from steertime.models import create_model
+from steertime.models.checkpoint import load_model
 
 
 def diagnose(
@@ -31,15 +32,11 @@ def diagnose(
         m = create_model(model, rnn=cell, n_outputs=1, **spec)
         curves[f"{cell} (untrained)"] = gradient_through_time(m, cache, length, n_seq)
     if run is not None:
-        from steertime.train.checkpoint import load_model
-
         trained, meta = load_model(run)
-        curves[f"{meta['model']} (trained run)"] = gradient_through_time(
-            trained, cache, length, n_seq
-        )
+        curves[f"{meta.model} (trained run)"] = gradient_through_time(trained, cache, length, n_seq)
         torch.manual_seed(0)
-        fresh = create_model(meta["model"], **meta["model_config"])
-        curves[f"{meta['model']} (same, untrained)"] = gradient_through_time(
+        fresh = create_model(meta.model, **meta.model_config)
+        curves[f"{meta.model} (same, untrained)"] = gradient_through_time(
             fresh, cache, length, n_seq
         )
     result = {

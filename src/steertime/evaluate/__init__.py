@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -24,8 +25,10 @@ def evaluate_to_dir(
     compare: list[str | Path] = (),
     format: str | None = None,
     options: ReadOptions | None = None,
+    sections: Sequence[str] = (),
 ) -> dict:
-    """Evaluate and write metrics.json, predictions.parquet, PNG plots and report.html."""
+    """Evaluate and write metrics.json, predictions.parquet, PNG plots and report.html
+    (with extra HTML `sections`, each opening with its `<h2>`, before the configuration)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result, frames, layout = evaluate(run, data, split, compare, format, options)
@@ -48,7 +51,8 @@ def evaluate_to_dir(
     curves = plots.training_curves(Path(run), out / "training_curves.png")
     images["training"] = [curves] if curves else []
     cfg = Path(run) / "config.yaml"
-    write_report(out / "report.html", result, images, cfg.read_text() if cfg.is_file() else "")
+    config_text = cfg.read_text() if cfg.is_file() else ""
+    write_report(out / "report.html", result, images, config_text, sections)
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from steertime.atomic import write_text
@@ -84,7 +85,15 @@ img{max-width:100%;display:block;margin:.5em 0}pre{background:#f7f7f7;padding:1e
 """
 
 
-def write_report(out: Path, result: dict, images: dict[str, list[Path]], config_text: str) -> Path:
+def write_report(
+    out: Path,
+    result: dict,
+    images: dict[str, list[Path]],
+    config_text: str,
+    sections: Sequence[str] = (),
+) -> Path:
+    """The evaluation report; `sections` (HTML, each opening with its `<h2>`) go after the
+    metrics and plots, before the run configuration."""
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>steertime evaluation: {html.escape(result['primary'])}</title>",
@@ -108,6 +117,7 @@ def write_report(out: Path, result: dict, images: dict[str, list[Path]], config_
         parts += [_img(p) for p in images.get(name, [])]
     if images.get("training"):
         parts.append("<h2>Training</h2>" + "".join(_img(p) for p in images["training"]))
+    parts += sections
     parts += [
         "<h2>Run configuration</h2><pre>",
         html.escape(config_text),

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from steertime.data import Cache, ReadOptions
+from steertime.data.lead import lead_rows
 from steertime.data.resolve import CACHE, RECORDING, resolve
 from steertime.data.splits import session_of
 from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
-from steertime.train.batches import lead_rows
-from steertime.train.checkpoint import load_model
-from steertime.train.validate import predict_segment
+from steertime.models.checkpoint import load_model
+from steertime.stream.segments import predict_segment
 
 BLOCK_S = 2.0  # bootstrap block length: longer than the error's correlation time
 MAX_LAG_S = 1.0
@@ -82,7 +82,7 @@ def _run_name(run: Path) -> str:
 
 def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames, OutputLayout]:
     model, meta = load_model(run)
-    layout = OutputLayout.from_dict(meta["layout"])
+    layout = meta.layout
     segs = cache.segments(split) if split else cache.segments()
     if not segs:
         from steertime.errors import SteertimeError
@@ -104,7 +104,7 @@ def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames
         rate_hz=float(np.median([e["rate_hz"] for e in cache.manifest["drives"]])),
     )
     frames.preds[_run_name(run)] = {n: p[:, k] for k, n in enumerate(layout.names)}
-    lead = frames.leads[_run_name(run)] = int(meta.get("lead_frames", 0))
+    lead = frames.leads[_run_name(run)] = meta.lead
     if lead:
         frames.truth_led[lead] = _cache_truth(cache, segs, lead)
     return frames, layout
@@ -130,7 +130,7 @@ def predict_on_path(run: Path, path: Path, format: str | None, options: ReadOpti
         rate_hz=float(np.median([d.rate_hz for d in drives])),
     )
     frames.preds[_run_name(run)] = {n: df[n].to_numpy() for n in p.layout.names}
-    lead = frames.leads[_run_name(run)] = int(p.meta.get("lead_frames", 0))
+    lead = frames.leads[_run_name(run)] = p.meta.lead
     if lead:
         frames.truth_led[lead] = {
             n: led_within_drives(v, frames.drive, lead) for n, v in truth.items()

@@ -6,9 +6,19 @@ One step (T=1) or a thousand run through the same code. `state` is a dict of ten
 with the batch in dimension 0, so rows can be reset independently at drive boundaries
 and the whole state can be saved, carried across TBPTT chunks or exported to ONNX.
 Outputs are in normalised units; `OutputLayout` turns them into physical ones.
+
+The contract every model keeps, declared here rather than guessed with `hasattr`:
+- `model_name`, `config`: the registered name and its config dataclass (set by
+  `create_model`; a checkpoint stores both, so it can rebuild the model);
+- `n_outputs`, `autoregressive`;
+- `init_state`, `encode` (frames -> per-frame features) and `core` (features -> outputs);
+- `cached_encoder()` / `encode_features()`: whether, and how, the model trains over a
+  features store (the encoder's outputs computed once, `steertime.data.features`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,6 +27,8 @@ State = dict[str, torch.Tensor]
 
 
 class SequenceModel(nn.Module):
+    model_name: str  # the registered name (set by `create_model`)
+    config: Any  # the registered config dataclass (set by `create_model`)
     n_outputs: int
     autoregressive: bool = False
 
@@ -43,6 +55,16 @@ class SequenceModel(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """(B, T, F) features -> (B, T, K) outputs. `teacher` (B, T, K): feed truth back."""
         raise NotImplementedError
+
+    def cached_encoder(self) -> tuple[str, dict] | None:
+        """(encoder name, encoder config) when `encode_features` can replace `encode`
+        over a features store of that encoder's outputs; None when it cannot."""
+        return None
+
+    def encode_features(self, raw: torch.Tensor) -> torch.Tensor:
+        """Precomputed encoder outputs (B, T, E) -> features (B, T, F), as `encode` would
+        give them. Only for models whose `cached_encoder()` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run over cached features")
 
     def forward(
         self, frames: torch.Tensor, state: State | None = None

@@ -2,10 +2,10 @@
 
 Options, all in `CnnRnnConfig`:
 - `rnn`: lstm | gru | rnn (vanilla tanh), `layers`, `hidden`;
-- `front3d` = k > 1: a 3D convolution over the last k frames before the encoder
+- `front3d` = w > 1: a 3D convolution over the last w frames before the encoder
   (Komanda used 5), so motion — and hence speed — is visible to the encoder;
-- `stack` = k > 1: early fusion, as cheap as one frame — the 2D encoder sees the current
-  frame and the k-1 differences between consecutive frames before it as channels, so the
+- `stack` = w > 1: early fusion, as cheap as one frame — the 2D encoder sees the current
+  frame and the w-1 differences between consecutive frames before it as channels, so the
   car's own motion (how fast the image turns: the steering it is applying) is visible;
 - `autoregressive`: the previous step's outputs are an input of the next step (Komanda).
   `core(..., teacher=y)` feeds the truth back (teacher forcing); without it the model
@@ -14,6 +14,7 @@ Options, all in `CnnRnnConfig`:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -62,18 +63,19 @@ class CnnRnn(SequenceModel):
             from steertime.errors import SteertimeError
 
             raise SteertimeError(f"rnn must be one of {sorted(_RNN)}, got {cfg.rnn!r}")
-        self.cfg = cfg
+        self.config = cfg  # also set by create_model; one name for one config
         self.n_outputs = cfg.n_outputs
         self.autoregressive = cfg.autoregressive
         if cfg.front3d > 1 and cfg.stack > 1:
             from steertime.errors import SteertimeError
 
             raise SteertimeError("front3d and stack are two ways to see motion: choose one")
-        self.k = max(cfg.front3d, cfg.stack, 1)  # frames the encoder sees at once
+        # Frames the encoder sees at once (not `OutputLayout.k`, the number of outputs).
+        self.window = max(cfg.front3d, cfg.stack, 1)
         in_ch = 3
         if cfg.front3d > 1:
             self.front = nn.Sequential(
-                nn.Conv3d(3, cfg.front3d_channels, (self.k, 3, 3), padding=(0, 1, 1)),
+                nn.Conv3d(3, cfg.front3d_channels, (self.window, 3, 3), padding=(0, 1, 1)),
                 activation(cfg.act),
             )
             in_ch = cfg.front3d_channels
@@ -109,13 +111,15 @@ class CnnRnn(SequenceModel):
 
     # --- state -----------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
-        c = self.cfg
+        c = self.config
         z = torch.zeros(batch, c.layers, c.hidden, device=device)
         state = {"h": z}
         if c.rnn == "lstm":
             state["c"] = z.clone()
-        if self.k > 1:
-            state["frames"] = torch.zeros(batch, 3, self.k - 1, c.height, c.width, device=device)
+        if self.window > 1:
+            state["frames"] = torch.zeros(
+                batch, 3, self.window - 1, c.height, c.width, device=device
+            )
             state["started"] = torch.zeros(batch, device=device)
         if c.autoregressive:
             state["prev"] = torch.zeros(batch, c.n_outputs, device=device)
@@ -126,16 +130,16 @@ class CnnRnn(SequenceModel):
         b, t = frames.shape[:2]
         x = to_float(frames.flatten(0, 1))  # (B*T, 3, H, W)
         state = dict(state)
-        if self.k > 1:
+        if self.window > 1:
             x = x.view(b, t, *x.shape[1:]).transpose(1, 2)  # (B, 3, T, H, W)
             # A fresh stream has no past: repeat its first frame instead of using zeros.
             started = state["started"].view(b, 1, 1, 1, 1) > 0
-            first = x[:, :, :1].expand(-1, -1, self.k - 1, -1, -1)
+            first = x[:, :, :1].expand(-1, -1, self.window - 1, -1, -1)
             past = torch.where(started, state["frames"], first)
-            vol = torch.cat([past, x], dim=2)  # (B, 3, k-1+T, H, W)
-            state["frames"] = vol[:, :, -(self.k - 1) :]
+            vol = torch.cat([past, x], dim=2)  # (B, 3, w-1+T, H, W)
+            state["frames"] = vol[:, :, -(self.window - 1) :]
             state["started"] = torch.ones_like(state["started"])
-            if self.cfg.front3d > 1:
+            if self.config.front3d > 1:
                 x = self.front(vol).transpose(1, 2).flatten(0, 1)  # (B*T, C3, H, W)
             else:
                 x = self._stacked(vol, t)
@@ -143,13 +147,20 @@ class CnnRnn(SequenceModel):
         return feats.view(b, t, -1), state
 
     def _stacked(self, vol: torch.Tensor, t: int) -> torch.Tensor:
-        """(B, 3, k-1+T, H, W) -> (B*T, 3k, H, W): frame t, then x[t]-x[t-1], x[t-1]-x[t-2], …"""
-        k = self.k
-        win = [vol[:, :, j : j + t] for j in range(k - 1, -1, -1)]  # newest first, (B,3,T,H,W)
-        chans = [win[0]] + [win[j] - win[j + 1] for j in range(k - 1)]
-        x = torch.stack(chans, dim=1)  # (B, k, 3, T, H, W)
+        """(B, 3, w-1+T, H, W) -> (B*T, 3w, H, W): frame t, then x[t]-x[t-1], x[t-1]-x[t-2], …"""
+        n = self.window
+        win = [vol[:, :, j : j + t] for j in range(n - 1, -1, -1)]  # newest first, (B,3,T,H,W)
+        chans = [win[0]] + [win[j] - win[j + 1] for j in range(n - 1)]
+        x = torch.stack(chans, dim=1)  # (B, n, 3, T, H, W)
         b, _, _, _, h, w = x.shape
-        return x.permute(0, 3, 1, 2, 4, 5).reshape(b * t, 3 * k, h, w)
+        return x.permute(0, 3, 1, 2, 4, 5).reshape(b * t, 3 * n, h, w)
+
+    def cached_encoder(self) -> tuple[str, dict] | None:
+        # A frame window (3D conv, stacked differences) mixes frames before the encoder,
+        # so a store of per-frame encoder outputs cannot stand in for it.
+        if self.window > 1:
+            return None
+        return self.config.encoder, dataclasses.asdict(self.encoder.cfg)
 
     def encode_features(self, raw: torch.Tensor) -> torch.Tensor:
         """Precomputed encoder outputs (B, T, E) -> projected features (B, T, F).
@@ -163,7 +174,7 @@ class CnnRnn(SequenceModel):
         if x.shape[1] == 1 and not torch.is_grad_enabled() and not _exporting():
             return self._cell_step(x, state)
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
-        if self.cfg.rnn == "lstm":
+        if self.config.rnn == "lstm":
             out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
             return out, {**state, "h": h.transpose(0, 1), "c": c.transpose(0, 1)}
         out, h = self.rnn(x, h)
@@ -174,14 +185,14 @@ class CnnRnn(SequenceModel):
         # ~4x the arithmetic at batch 1, and this is the path a car runs every frame.
         inp = x[:, 0]  # (B, F)
         hs, cs = [], []
-        for layer in range(self.cfg.layers):
+        for layer in range(self.config.layers):
             w = [getattr(self.rnn, f"{n}_l{layer}") for n in _WEIGHTS]
             h = state["h"][:, layer]
-            if self.cfg.rnn == "lstm":
+            if self.config.rnn == "lstm":
                 h, c = torch.lstm_cell(inp, (h, state["c"][:, layer]), *w)
                 cs.append(c)
             else:
-                h = _CELL[self.cfg.rnn](inp, h, *w)
+                h = _CELL[self.config.rnn](inp, h, *w)
             hs.append(h)
             inp = h  # inter-layer dropout is off outside training
         new = {**state, "h": torch.stack(hs, 1)}
@@ -191,7 +202,7 @@ class CnnRnn(SequenceModel):
 
     def _head(self, out: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         # (B, T, H) memory [+ (B, T, F) this frame's features] -> (B, T, K)
-        x = torch.cat([out, feats], dim=-1) if self.cfg.skip else out
+        x = torch.cat([out, feats], dim=-1) if self.config.skip else out
         return self.head(self.drop(x))
 
     def core(

@@ -92,6 +92,10 @@ class EfficientNetLite0(nn.Module):
         return torch.cat([f[:, :, a:b, c:d].mean(dim=(2, 3)) for a, b, c, d in self.bins], dim=1)
 
 
-@register_encoder("efficientnet_lite0", EfficientNetLiteConfig)
+def provenance() -> dict:
+    return {"weights": weights_sha256(), "preprocessing": PREPROCESSING}
+
+
+@register_encoder("efficientnet_lite0", EfficientNetLiteConfig, provenance)
 def efficientnet_lite0(cfg: EfficientNetLiteConfig) -> EfficientNetLite0:
     return EfficientNetLite0(cfg)

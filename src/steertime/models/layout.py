@@ -34,9 +34,6 @@ class OutputLayout:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
-    def slices(self) -> dict[str, int]:
-        return {n: i for i, n in enumerate(self.names)}
-
     def normalize(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         mean, std = self._stats(y)
         return (y - mean) / std

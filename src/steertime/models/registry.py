@@ -2,6 +2,10 @@
 
 Each model family lives in its own file and declares a config dataclass; the config is
 stored beside the weights so a checkpoint can rebuild its model with no code changes.
+
+As in timm, the registry imports no model file: `steertime/models/__init__.py` imports
+every model file, whose decorators fill the tables below. A new model is a new file plus
+one import line there.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from steertime.errors import SteertimeError
 
 _MODELS: dict[str, tuple[type, Callable[..., nn.Module], dict]] = {}
 _ENCODERS: dict[str, tuple[type, Callable[..., nn.Module]]] = {}
+# What an encoder's outputs depend on besides its config: name -> () -> {weights, preprocessing}
+_PROVENANCE: dict[str, Callable[[], dict]] = {}
+RANDOM_INIT = {"weights": "random-init", "preprocessing": "steertime"}
 
 
 def _build_config(cls: type, name: str, kw: dict) -> Any:
@@ -38,31 +45,30 @@ def register_model(name: str, config: type, **defaults: Any):
     return deco
 
 
-def register_encoder(name: str, config: type):
+def register_encoder(name: str, config: type, provenance: Callable[[], dict] | None = None):
+    """Register an encoder builder. `provenance()` says what its outputs depend on besides
+    the config — `{"weights": <hash>, "preprocessing": <description>}` for pretrained
+    weights; without it, randomly initialised weights and steertime's preprocessing."""
+
     def deco(fn: Callable[..., nn.Module]):
         _ENCODERS[name] = (config, fn)
+        if provenance is not None:
+            _PROVENANCE[name] = provenance
         return fn
 
     return deco
 
 
-def _load_all() -> None:
-    from steertime.models import cnn_rnn, efficientnet, encoders, pilotnet  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _load_all()
     return sorted(_MODELS)
 
 
 def list_encoders() -> list[str]:
-    _load_all()
     return sorted(_ENCODERS)
 
 
 def model_config(name: str, **kw: Any) -> Any:
     """The full config a model would be built with (defaults + overrides)."""
-    _load_all()
     if name not in _MODELS:
         raise SteertimeError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS))}")
     cls, _, defaults = _MODELS[name]
@@ -79,7 +85,6 @@ def create_model(name: str, **kw: Any) -> nn.Module:
 
 
 def _encoder(name: str) -> tuple[type, Callable[..., nn.Module]]:
-    _load_all()
     if name not in _ENCODERS:
         raise SteertimeError(
             f"unknown encoder {name!r}; registered: {', '.join(sorted(_ENCODERS))}"
@@ -90,6 +95,13 @@ def _encoder(name: str) -> tuple[type, Callable[..., nn.Module]]:
 def encoder_fields(name: str) -> set[str]:
     """The config keys an encoder accepts (so a model can pass on only those it takes)."""
     return {f.name for f in dataclasses.fields(_encoder(name)[0])}
+
+
+def encoder_provenance(name: str) -> dict:
+    """{"weights", "preprocessing"} of a registered encoder (a features store keys on it)."""
+    _encoder(name)
+    fn = _PROVENANCE.get(name)
+    return dict(fn()) if fn is not None else dict(RANDOM_INIT)
 
 
 def create_encoder(name: str, **kw: Any) -> nn.Module:

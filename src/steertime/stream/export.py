@@ -24,6 +24,7 @@ from torch import nn
 from steertime.atomic import atomic_file, write_json
 from steertime.data.preprocess import FrameSpec
 from steertime.models import OutputLayout
+from steertime.models.checkpoint import load_model
 from steertime.stream.predictor import StreamingPredictor
 
 OPSET = 17
@@ -43,12 +44,9 @@ class _OneStep(nn.Module):
 
 def export_onnx(run: str | Path, out: str | Path) -> Path:
     """Export a run's best model to `out/model.onnx` + `out/model.json`."""
-    from steertime.train.checkpoint import load_model
-
     model, meta = load_model(run)
     model.eval()
-    layout = OutputLayout.from_dict(meta["layout"])
-    frame = FrameSpec.from_dict(meta["frame"])
+    layout, frame = meta.layout, meta.require_frame()
     state = model.init_state(1)
     names = sorted(state)
     step = _OneStep(model, layout, names).eval()
@@ -69,16 +67,16 @@ def export_onnx(run: str | Path, out: str | Path) -> Path:
         )
     sidecar = {
         "format": "steertime-onnx-step/1",
-        "model": meta["model"],
-        "model_config": meta["model_config"],
+        "model": meta.model,
+        "model_config": meta.model_config,
         "frame": frame.to_dict(),
-        "source_size": meta.get("source_size"),
+        "source_size": list(meta.source_size) if meta.source_size else None,
         "layout": layout.to_dict(),
         "outputs_are": "physical units (de-normalised in the graph)",
         "inputs": ["frame", *names],
         "state": {n: {"shape": list(state[n].shape), "dtype": "float32"} for n in names},
-        "data_hash": meta.get("data_hash"),
-        "code_version": meta.get("code_version"),
+        "data_hash": meta.data_hash,
+        "code_version": meta.code_version,
     }
     write_json(out / "model.json", sidecar)
     return out

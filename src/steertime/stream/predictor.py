@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from steertime.data.drive import DEFAULT_MAX_GAP_S
 from steertime.data.preprocess import FrameSpec
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout
+from steertime.models.checkpoint import RunMeta, load_model
 
-DEFAULT_MAX_GAP_S = 1.0
 ASPECT_TOLERANCE = 0.02
 
 
@@ -43,7 +44,7 @@ class StreamingPredictor:
         self,
         layout: OutputLayout,
         frame: FrameSpec,
-        source_size: list[int] | None,
+        source_size: tuple[int, int] | list[int] | None,
         max_gap_s: float = DEFAULT_MAX_GAP_S,
         strict_size: bool = False,
     ) -> None:
@@ -125,21 +126,16 @@ def _decode(frame) -> np.ndarray:
 class Predictor(StreamingPredictor):
     """PyTorch backend."""
 
-    def __init__(self, model, meta: dict, device: str = "cpu", **kw) -> None:
-        super().__init__(
-            OutputLayout.from_dict(meta["layout"]),
-            FrameSpec.from_dict(meta["frame"]),
-            meta.get("source_size"),
-            **kw,
-        )
+    def __init__(self, model, meta: RunMeta | dict, device: str = "cpu", **kw) -> None:
+        if not isinstance(meta, RunMeta):
+            meta = RunMeta.parse(meta)
+        super().__init__(meta.layout, meta.require_frame(), meta.source_size, **kw)
         self.model, self.meta, self.device = model.eval(), meta, torch.device(device)
         self._reset_state()
 
     @classmethod
     def from_run(cls, path: str | Path, device: str = "cpu", **kw) -> Predictor:
         """Load a run folder (its best checkpoint) or a checkpoint folder."""
-        from steertime.train.checkpoint import load_model
-
         model, meta = load_model(path, device)
         return cls(model, meta, device, **kw)
 

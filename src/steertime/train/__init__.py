@@ -1,6 +1,5 @@
 """Training: stateful truncated BPTT with clipping, checkpoints that resume exactly, DDP."""
 
-from steertime.train.checkpoint import load_model
 from steertime.train.config import TrainConfig, apply_overrides, load_config
 from steertime.train.loop import TrainingDiverged, train
 
@@ -9,6 +8,5 @@ __all__ = [
     "TrainingDiverged",
     "apply_overrides",
     "load_config",
-    "load_model",
     "train",
 ]

@@ -10,9 +10,7 @@ Windows: independent random windows of `burn_in + seq_len` frames; the state sta
 fresh in every window and the first `burn_in` steps only warm it up.
 
 Lead (`data.lead`, frames): the target of frame t is the log at t + lead, clamped at the
-drive's end. Demonstrations carry the driver's reaction delay; a model trained on them
-learns to copy it and, in the loop, corrects late. Leading the labels by that delay
-teaches the undelayed response to what the frame shows.
+drive's end (`steertime.data.lead`).
 
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from steertime.data import Cache, Segment
+from steertime.data.lead import lead_rows
 from steertime.errors import SteertimeError
 
 # Signals that change sign when the world is mirrored left-right.
@@ -129,14 +128,6 @@ def window_schedule(
     n = len(wins) // batch
     steps = [[wins[order[i * batch + b]] for b in range(batch)] for i in range(n)]
     return _augment(steps, augment, rng)  # every window resets: one draw each
-
-
-def lead_rows(start: int, stop: int, lead: int, n: int) -> slice | np.ndarray:
-    """Rows of the target signal for frames [start, stop): `lead` frames later, clamped
-    at the drive's last row `n - 1`."""
-    if lead == 0:
-        return slice(start, stop)
-    return np.minimum(np.arange(start + lead, stop + lead), n - 1)
 
 
 class BatchReader:

@@ -3,42 +3,96 @@
     steertime train --data CACHE --model cnn_lstm --seq-len 10 --out runs/x
     torchrun --nproc-per-node 2 -m steertime train ...      # same script, DDP
 
-Each step reads one chunk per lane (B, T frames), resets the state of lanes that enter a
-new drive segment, runs the CNN once per frame and the recurrent core over the chunk,
-backpropagates through the chunk only (the carried state is detached), clips the global
-gradient norm and steps the optimiser. Validation runs the model streaming over whole
-val segments; the best val steering RMSE keeps `checkpoints/best`.
+`train()` reads in three named phases:
+
+- setup (`_Training.__init__`): check the config, open the cache, fit the output layout,
+  build the model, optimiser and batch reader, then either resume from
+  `checkpoints/last` or lay out a fresh run folder;
+- step (`_Training.step`): read one chunk per lane (B, T frames), reset the state of
+  lanes that enter a new drive segment, run the CNN once per frame and the recurrent core
+  over the chunk, backpropagate through the chunk only (the carried state is detached),
+  clip the global gradient norm and step the optimiser;
+- end of epoch (`_Training.end_of_epoch`): run the model streaming over whole val
+  segments, keep the best val steering RMSE in `checkpoints/best`, log, maybe stop, and
+  write `checkpoints/last`.
+
+Where the run is (epoch, step, best score, …) is one small dataclass, `Position`, stored
+in the checkpoint's meta as the dict it always was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from steertime.atomic import write_json, write_text
 from steertime.data import Cache
+from steertime.data.features import FeatureStore
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout, SequenceModel, State, create_model, detach_state
+from steertime.models.checkpoint import (
+    load_ema,
+    load_model,
+    load_train_state,
+    load_weights,
+    model_meta,
+    save_checkpoint,
+)
 from steertime.train import dist as D
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
-from steertime.train.checkpoint import load_ema, load_train_state, model_meta, save_checkpoint
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
+from steertime.train.monitor import TrainingMonitor
 from steertime.train.validate import stream_metrics
 
 
 class TrainingDiverged(SteertimeError):
     pass
+
+
+@dataclass
+class Position:
+    """Where a run is; saved in `checkpoints/last/meta.json` as `position` so a resumed run
+    continues at the same step with the same running loss."""
+
+    epoch: int = 0
+    step: int = 0  # steps done in this epoch
+    global_step: int = 0
+    best: float = math.inf
+    bad_epochs: int = 0
+    loss_sum: float = 0.0
+    loss_n: int = 0
+    done: bool = False
+    best_epoch: int | None = None  # stored once an epoch improved
+    ema_n: int | None = None  # stored with optim.ema
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(1, self.loss_n)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if v is not None or k not in ("best_epoch", "ema_n")}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Position:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class StepLoss(nn.Module):
@@ -168,23 +222,37 @@ def train(
     `on_epoch(epoch, metrics)` is called after each validation (metrics include `score`,
     the value early stopping uses); it may raise to stop the run (e.g. Optuna pruning).
     """
+    cfg = _run_config(cfg, resume)
+    info = D.setup(cfg.train.device)
+    tr: _Training | None = None
+    try:
+        tr = _Training(cfg, resume, info)
+        while tr.pos.epoch < cfg.train.epochs and not tr.pos.done:
+            tr.run_epoch(progress, on_epoch)
+        tr.write_warnings()
+        return tr.run
+    finally:  # also when training diverges or on_epoch stops it
+        if tr is not None and tr.writer is not None:
+            tr.writer.close()
+        D.teardown(info)
+
+
+def _run_config(cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """The config to run: a resumed run's own, else `cfg` (which must not overwrite a run)."""
     run = Path(cfg.out)
-    last_dir, best_dir = run / "checkpoints" / "last", run / "checkpoints" / "best"
     if resume:
-        if not last_dir.is_dir():
+        if not (run / "checkpoints" / "last").is_dir():
             raise SteertimeError(f"{run}: nothing to resume (no checkpoints/last)")
-        cfg = load_config(run / "config.yaml")
-    elif (run / "config.yaml").exists():
+        return load_config(run / "config.yaml")
+    if (run / "config.yaml").exists():
         raise SteertimeError(f"{run} already holds a run; use --resume, or another --out")
+    return cfg
+
+
+def _check_config(cfg: TrainConfig, world: int) -> Augment:
     t = cfg.train
-    info = D.setup(t.device)
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    if t.batch_size % info.world:
-        raise SteertimeError(
-            f"train.batch_size {t.batch_size} must divide by {info.world} processes"
-        )
-    rows = t.batch_size // info.world
+    if t.batch_size % world:
+        raise SteertimeError(f"train.batch_size {t.batch_size} must divide by {world} processes")
     augment = Augment(cfg.data.flip, cfg.data.brightness)
     if not 0 <= augment.brightness < 1:
         raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
@@ -192,119 +260,136 @@ def train(
         raise SteertimeError(f"data.lead must be >= 0 frames, got {cfg.data.lead}")
     if augment.active and cfg.data.features:
         raise SteertimeError("data.flip / data.brightness need frames, not a features store")
+    return augment
 
-    cache = Cache.open(cfg.data.cache)
-    _check_lead_within_guard(cfg.data.lead, cache)
-    layout = fit_layout(cache, cfg.data.outputs, cfg.data.weights)
-    val_segs = cache.segments("val")
-    torch.manual_seed(t.seed)
-    spec = {k: v for k, v in cfg.model.items() if k != "name"}
-    spec.update(n_outputs=layout.k, height=cache.frame.height, width=cache.frame.width)
-    model = create_model(cfg.model["name"], **spec).to(info.device)
-    steer = layout.index("steering") if "steering" in layout.names else 0
-    skip = t.burn_in if t.mode == "windows" else 0
-    store = None
-    if cfg.data.features:
-        import dataclasses
 
-        from steertime.data.features import FeatureStore
+class _Training:
+    """One training run's objects and position; the phases of `train()` are its methods."""
 
-        store = FeatureStore(cfg.data.features)
-        if not hasattr(model, "encode_features") or getattr(model, "k", 1) > 1:
-            raise SteertimeError(f"{cfg.model['name']} cannot train over cached features")
-        store.check(model.cfg.encoder, dataclasses.asdict(model.encoder.cfg), cache)
-    if t.init_from:
-        from steertime.train.checkpoint import load_model as _load
+    # --- setup ------------------------------------------------------------------------
+    def __init__(self, cfg: TrainConfig, resume: bool, info: D.DistInfo) -> None:
+        self.cfg, self.t, self.info = cfg, cfg.train, info
+        t = self.t
+        self.writer: SummaryWriter | None = None
+        self.run = Path(cfg.out)
+        self.last_dir = self.run / "checkpoints" / "last"
+        self.best_dir = self.run / "checkpoints" / "best"
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.augment = _check_config(cfg, info.world)
+        self.rows = t.batch_size // info.world
 
-        model.load_state_dict(_load(t.init_from)[0].state_dict())
-    step_loss = StepLoss(model, layout.weights, steer, t.ar_lambda, skip, store is not None)
-    step_loss = step_loss.to(info.device)
-    ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
-    opt = make_optimizer(model, cfg.optim)
-    meta_extra = {
-        "frame": cache.frame.to_dict(),
-        "source_size": cache.manifest["drives"][0].get("source_size"),
-        "data_hash": cache.content_hash,
-        "data_path": str(cache.path),
-        "lead_frames": cfg.data.lead,
-    }
+        self.cache = cache = Cache.open(cfg.data.cache)
+        _check_lead_within_guard(cfg.data.lead, cache)
+        self.layout = layout = fit_layout(cache, cfg.data.outputs, cfg.data.weights)
+        self.val_segs = cache.segments("val")
+        self.model = model = self._build_model()
+        steer = layout.index("steering") if "steering" in layout.names else 0
+        self.skip = t.burn_in if t.mode == "windows" else 0
+        self.store = self._open_features()
+        if t.init_from:
+            model.load_state_dict(load_model(t.init_from)[0].state_dict())
+        step_loss = StepLoss(
+            model, layout.weights, steer, t.ar_lambda, self.skip, self.store is not None
+        ).to(info.device)
+        self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
+        self.opt = make_optimizer(model, cfg.optim)
+        self.meta_extra = {
+            "frame": cache.frame.to_dict(),
+            "source_size": cache.manifest["drives"][0].get("source_size"),
+            "data_hash": cache.content_hash,
+            "data_path": str(cache.path),
+            "lead_frames": cfg.data.lead,
+        }
+        self.steps_per_epoch = len(self.schedule(0))
+        self.total_steps = t.max_steps or self.steps_per_epoch * t.epochs
+        self.frames_per_step = t.batch_size * t.seq_len
+        self.reader = BatchReader(
+            cache, layout.names, t.seq_len + self.skip, self.rows, self.store, cfg.data.lead
+        )
+        self.carried = model.init_state(self.rows, info.device)
+        self.pos = Position()
+        if resume:
+            self._resume()
+        elif info.is_main:
+            self._start_run_folder()
+        self.ema = WeightEMA(model, cfg.optim.ema, self.pos.ema_n or 0) if cfg.optim.ema else None
+        if self.ema is not None and resume:
+            self.ema.shadow.update(load_ema(self.last_dir, info.device))
+        if info.is_main:
+            self.writer = SummaryWriter(str(self.run / "tb"))
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.clip = cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else math.inf
+        self.monitor = TrainingMonitor(
+            model, self.writer, self.clip, t.diagnostics and info.is_main
+        )
 
-    def schedule(epoch: int):
-        segs = cache.segments("train")
+    def _build_model(self) -> SequenceModel:
+        torch.manual_seed(self.t.seed)
+        spec = {k: v for k, v in self.cfg.model.items() if k != "name"}
+        spec.update(
+            n_outputs=self.layout.k, height=self.cache.frame.height, width=self.cache.frame.width
+        )
+        return create_model(self.cfg.model["name"], **spec).to(self.info.device)
+
+    def _open_features(self) -> FeatureStore | None:
+        if not self.cfg.data.features:
+            return None
+        store = FeatureStore(self.cfg.data.features)
+        encoder = self.model.cached_encoder()
+        if encoder is None:
+            raise SteertimeError(f"{self.cfg.model['name']} cannot train over cached features")
+        store.check(*encoder, self.cache)
+        return store
+
+    def _resume(self) -> None:
+        info = self.info
+        load_weights(self.last_dir, self.model, info.device)
+        meta, full = load_train_state(self.last_dir, self.opt)
+        self.pos = Position.from_dict(meta["position"])
+        self.carried = {
+            k: v[info.rank :: info.world].to(info.device) for k, v in full.items()
+        } or self.carried
+        if info.is_main:
+            _append_metrics(self.run, {}, keep_epochs_below=self.pos.epoch)
+
+    def _start_run_folder(self) -> None:
+        self.run.mkdir(parents=True, exist_ok=True)
+        write_text(self.run / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        write_json(self.run / "layout.json", self.layout.to_dict())
+
+    def schedule(self, epoch: int) -> list[list]:
+        t, segs = self.t, self.cache.segments("train")
         if t.mode == "stateful":
-            return stateful_schedule(segs, t.seq_len, t.batch_size, t.seed, epoch, augment)
+            return stateful_schedule(segs, t.seq_len, t.batch_size, t.seed, epoch, self.augment)
         if t.mode == "windows":
             return window_schedule(
-                segs, t.burn_in + t.seq_len, t.seq_len, t.batch_size, t.seed, epoch, augment
+                segs, t.burn_in + t.seq_len, t.seq_len, t.batch_size, t.seed, epoch, self.augment
             )
         raise SteertimeError(f"train.mode must be stateful or windows, got {t.mode!r}")
 
-    steps_per_epoch = len(schedule(0))
-    total_steps = t.max_steps or steps_per_epoch * t.epochs
-    length = t.seq_len + skip
-    reader = BatchReader(cache, layout.names, length, rows, store, cfg.data.lead)
-    carried = model.init_state(rows, info.device)
-    pos = {
-        "epoch": 0,
-        "step": 0,
-        "global_step": 0,
-        "best": math.inf,
-        "bad_epochs": 0,
-        "loss_sum": 0.0,
-        "loss_n": 0,
-        "done": False,
-    }
-    if resume:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(last_dir / "model.safetensors", device=str(info.device)))
-        meta, full = load_train_state(last_dir, opt)
-        pos = meta["position"]
-        carried = {
-            k: v[info.rank :: info.world].to(info.device) for k, v in full.items()
-        } or carried
+    def checkpoint(self) -> None:
+        """`checkpoints/last`: weights, optimiser, carried state, EMA and position."""
+        info = self.info
+        full = {k: D.gather_rows(v, info) for k, v in self.carried.items()}
         if info.is_main:
-            _append_metrics(run, {}, keep_epochs_below=pos["epoch"])
-    elif info.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        import yaml
+            if self.ema is not None:
+                self.pos.ema_n = self.ema.n
+            meta = model_meta(
+                self.model, self.layout, {**self.meta_extra, "position": self.pos.to_dict()}
+            )
+            shadow = self.ema.shadow if self.ema else None
+            save_checkpoint(self.last_dir, self.model, meta, self.opt, full, shadow)
 
-        write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        write_json(run / "layout.json", layout.to_dict())
-
-    ema = WeightEMA(model, cfg.optim.ema, pos.get("ema_n", 0)) if cfg.optim.ema else None
-    if ema is not None and resume:
-        ema.shadow.update(load_ema(last_dir, info.device))
-
-    writer = None
-    if info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run / "tb"))
-
-    def checkpoint() -> None:
-        full = {k: D.gather_rows(v, info) for k, v in carried.items()}
-        if info.is_main:
-            if ema is not None:
-                pos["ema_n"] = ema.n
-            meta = model_meta(model, layout, {**meta_extra, "position": pos})
-            save_checkpoint(last_dir, model, meta, opt, full, ema.shadow if ema else None)
-
-    from tqdm import tqdm
-
-    from steertime.train.monitor import TrainingMonitor
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    clip = cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else math.inf
-    monitor = TrainingMonitor(model, writer, clip, t.diagnostics and info.is_main)
-    while pos["epoch"] < t.epochs and not pos["done"]:
-        epoch = pos["epoch"]
-        steps = schedule(epoch)
+    # --- one epoch: steps, then its end ------------------------------------------------
+    def run_epoch(self, progress: bool, on_epoch: Callable[[int, dict], None] | None) -> None:
+        t, info, pos = self.t, self.info, self.pos
+        epoch = pos.epoch
+        steps = self.schedule(epoch)
         mine = [[row[b] for b in range(info.rank, t.batch_size, info.world)] for row in steps]
-        frames_per_step = t.batch_size * t.seq_len
         bar = tqdm(
-            total=len(steps) * frames_per_step,
-            initial=pos["step"] * frames_per_step,
+            total=len(steps) * self.frames_per_step,
+            initial=pos.step * self.frames_per_step,
             unit="fr",
             unit_scale=True,
             desc=f"epoch {epoch}",
@@ -313,107 +398,127 @@ def train(
         )
         started = time.perf_counter()
         n_done = 0
-        for i in range(pos["step"], len(steps)):
-            frames, target, reset = reader.read(mine[i])
-            x = torch.from_numpy(frames).to(info.device)  # (B, T, H, W, 3) uint8 or (B, T, E)
-            y = layout.normalize(torch.from_numpy(target).to(info.device))  # (B, T, K)
-            if t.mode == "stateful":
-                state = model.reset_rows(carried, torch.from_numpy(reset).to(info.device))
-            else:
-                state = model.init_state(rows, info.device)
-            lr = lr_at(pos["global_step"], total_steps, cfg.optim)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss, new_state = ddp(x, y, state)
-            if not torch.isfinite(loss):
-                where = ", ".join(f"{cache.drives[c.drive].name}@{c.start}" for c in mine[i][:4])
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at epoch {epoch} step {i} (global step "
-                    f"{pos['global_step']}; batch chunks {where} …). Weights were not updated "
-                    f"and the last checkpoint is intact. Try a lower optim.lr (now {lr:.3g}), "
-                    f"keep optim.clip_norm on (now {cfg.optim.clip_norm}), or check the data."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(params, clip)
-            if not torch.isfinite(gnorm):
-                raise TrainingDiverged(
-                    f"gradient norm is {gnorm.item()} at epoch {epoch} step {i}; weights were "
-                    f"not updated. Lower optim.lr (now {lr:.3g}) or set optim.clip_norm."
-                )
-            monitor.after_backward(pos["global_step"], float(gnorm), lr)
-            opt.step()
-            if ema is not None:
-                ema.update(model)
-            monitor.after_step(pos["global_step"], loss.item())
-            carried = detach_state(new_state)
-            pos["global_step"] += 1
-            pos["step"] = i + 1
-            pos["loss_sum"] += loss.item()
-            pos["loss_n"] += 1
+        for i in range(pos.step, len(steps)):
+            loss, gnorm, lr = self.step(mine[i], epoch, i)
+            pos.step = i + 1
             n_done += 1
-            bar.update(frames_per_step)
-            bar.set_postfix(loss=f"{pos['loss_sum'] / pos['loss_n']:.4f}", lr=f"{lr:.2g}")
-            if writer and pos["global_step"] % 10 == 0:
-                writer.add_scalar("train/loss", loss.item(), pos["global_step"])
-                writer.add_scalar("train/grad_norm", float(gnorm), pos["global_step"])
-                writer.add_scalar("train/lr", lr, pos["global_step"])
-            if t.max_steps and pos["global_step"] >= t.max_steps:
-                pos["done"] = True
+            bar.update(self.frames_per_step)
+            bar.set_postfix(loss=f"{pos.mean_loss:.4f}", lr=f"{lr:.2g}")
+            if self.writer and pos.global_step % 10 == 0:
+                self.writer.add_scalar("train/loss", loss, pos.global_step)
+                self.writer.add_scalar("train/grad_norm", gnorm, pos.global_step)
+                self.writer.add_scalar("train/lr", lr, pos.global_step)
+            if t.max_steps and pos.global_step >= t.max_steps:
+                pos.done = True
                 break
-            if pos["global_step"] % t.checkpoint_every == 0:
-                checkpoint()
+            if pos.global_step % t.checkpoint_every == 0:
+                self.checkpoint()
         bar.close()
         elapsed = time.perf_counter() - started
+        self.end_of_epoch(epoch, len(steps), n_done, elapsed, on_epoch)
 
-        # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ---------
+    # --- step ---------------------------------------------------------------------------
+    def step(self, chunks: list, epoch: int, i: int) -> tuple[float, float, float]:
+        """One optimiser step on this process's chunks -> (loss, grad norm, lr)."""
+        t, info, pos, model, opt = self.t, self.info, self.pos, self.model, self.opt
+        frames, target, reset = self.reader.read(chunks)
+        x = torch.from_numpy(frames).to(info.device)  # (B, T, H, W, 3) uint8 or (B, T, E)
+        y = self.layout.normalize(torch.from_numpy(target).to(info.device))  # (B, T, K)
+        if t.mode == "stateful":
+            state = model.reset_rows(self.carried, torch.from_numpy(reset).to(info.device))
+        else:
+            state = model.init_state(self.rows, info.device)
+        lr = lr_at(pos.global_step, self.total_steps, self.cfg.optim)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss, new_state = self.ddp(x, y, state)
+        if not torch.isfinite(loss):
+            where = ", ".join(f"{self.cache.drives[c.drive].name}@{c.start}" for c in chunks[:4])
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at epoch {epoch} step {i} (global step "
+                f"{pos.global_step}; batch chunks {where} …). Weights were not updated "
+                f"and the last checkpoint is intact. Try a lower optim.lr (now {lr:.3g}), "
+                f"keep optim.clip_norm on (now {self.cfg.optim.clip_norm}), or check the data."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        if not torch.isfinite(gnorm):
+            raise TrainingDiverged(
+                f"gradient norm is {gnorm.item()} at epoch {epoch} step {i}; weights were "
+                f"not updated. Lower optim.lr (now {lr:.3g}) or set optim.clip_norm."
+            )
+        self.monitor.after_backward(pos.global_step, float(gnorm), lr)
+        opt.step()
+        if self.ema is not None:
+            self.ema.update(model)
+        value = loss.item()
+        self.monitor.after_step(pos.global_step, value)
+        self.carried = detach_state(new_state)
+        pos.global_step += 1
+        pos.loss_sum += value
+        pos.loss_n += 1
+        return value, float(gnorm), lr
+
+    # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ------------
+    def end_of_epoch(
+        self,
+        epoch: int,
+        n_steps: int,
+        n_done: int,
+        elapsed: float,
+        on_epoch: Callable[[int, dict], None] | None,
+    ) -> None:
+        t, info, pos, model = self.t, self.info, self.pos, self.model
         # The model that is validated and kept: the weights' average when optim.ema is on.
-        kept = ema.applied(model) if ema is not None else contextlib.nullcontext(model)
+        kept = self.ema.applied(model) if self.ema is not None else contextlib.nullcontext(model)
         with kept:
             metrics = {}
-            if info.is_main and val_segs:
+            if info.is_main and self.val_segs:
                 metrics = stream_metrics(
-                    model, cache, val_segs, layout, info.device, store, cfg.data.lead
+                    model,
+                    self.cache,
+                    self.val_segs,
+                    self.layout,
+                    info.device,
+                    self.store,
+                    self.cfg.data.lead,
                 )
             metrics = D.broadcast(metrics, info)
             key = "rmse_steering" if "rmse_steering" in metrics else next(iter(metrics), None)
-            score = metrics.get(key, pos["loss_sum"] / max(1, pos["loss_n"]))
-            improved = score < pos["best"]
+            score = metrics.get(key, pos.mean_loss)
+            improved = score < pos.best
             if info.is_main and improved:
-                meta = model_meta(
-                    model, layout, {**meta_extra, "epoch": epoch, "val": metrics, "score": score}
-                )
-                save_checkpoint(best_dir, model, meta)
+                extra = {**self.meta_extra, "epoch": epoch, "val": metrics, "score": score}
+                save_checkpoint(self.best_dir, model, model_meta(model, self.layout, extra))
         if improved:
-            pos["best"], pos["best_epoch"], pos["bad_epochs"] = score, epoch, 0
+            pos.best, pos.best_epoch, pos.bad_epochs = score, epoch, 0
         else:
-            pos["bad_epochs"] += 1
+            pos.bad_epochs += 1
         row = {
             "epoch": epoch,
-            "global_step": pos["global_step"],
-            "train_loss": pos["loss_sum"] / max(1, pos["loss_n"]),
+            "global_step": pos.global_step,
+            "train_loss": pos.mean_loss,
             **{f"val_{k}": v for k, v in metrics.items()},
-            "lr": lr_at(pos["global_step"], total_steps, cfg.optim),
-            "frames_per_s": n_done * frames_per_step / max(elapsed, 1e-9),
+            "lr": lr_at(pos.global_step, self.total_steps, self.cfg.optim),
+            "frames_per_s": n_done * self.frames_per_step / max(elapsed, 1e-9),
             "seconds": elapsed,
         }
         if info.is_main:
-            _append_metrics(run, row)
+            _append_metrics(self.run, row)
             for k, v in row.items():
                 if k not in ("epoch", "global_step"):
-                    writer.add_scalar(f"epoch/{k}", v, epoch)
+                    self.writer.add_scalar(f"epoch/{k}", v, epoch)
         if on_epoch is not None:
             on_epoch(epoch, {**metrics, "score": score})
-        if pos["bad_epochs"] >= t.patience:
-            pos["done"] = True
-        if pos["done"] or epoch + 1 >= t.epochs:
-            monitor.after_training(pos.get("best_epoch"), epoch + 1, pos["best"], score)
-        if not pos["done"] or pos["step"] >= len(steps):
-            pos.update(epoch=epoch + 1, step=0, loss_sum=0.0, loss_n=0)
-        checkpoint()
-    if writer:
-        writer.close()
-    if info.is_main and monitor.messages:
-        write_text(run / "warnings.txt", "\n".join(monitor.messages) + "\n")
-    D.teardown(info)
-    return run
+        if pos.bad_epochs >= t.patience:
+            pos.done = True
+        if pos.done or epoch + 1 >= t.epochs:
+            self.monitor.after_training(pos.best_epoch, epoch + 1, pos.best, score)
+        if not pos.done or pos.step >= n_steps:
+            pos.epoch, pos.step, pos.loss_sum, pos.loss_n = epoch + 1, 0, 0.0, 0
+        self.checkpoint()
+
+    def write_warnings(self) -> None:
+        if self.info.is_main and self.monitor.messages:
+            write_text(self.run / "warnings.txt", "\n".join(self.monitor.messages) + "\n")

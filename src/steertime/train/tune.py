@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from steertime.atomic import write_text
-from steertime.train.checkpoint import read_meta
+from steertime.models.checkpoint import read_run_meta
 from steertime.train.config import TrainConfig, apply_overrides
 from steertime.train.loop import train
 
@@ -68,7 +68,7 @@ def tune(
                 raise optuna.TrialPruned()
 
         run = train(cfg, progress=False, on_epoch=report)
-        return float(read_meta(run / "checkpoints" / "best")["score"])
+        return float(read_run_meta(run / "checkpoints" / "best").score)
 
     study.optimize(objective, n_trials=trials, catch=())
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -1,40 +1,14 @@
-"""Streaming evaluation of a model over cache segments, state carried as in the car."""
+"""Validation during training: the model streaming over whole val segments (state carried
+as in the car, `steertime.stream.segments`) scored against the targets it trains on."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from steertime.data import Cache, Segment
+from steertime.data.lead import lead_rows
 from steertime.models import OutputLayout, SequenceModel
-from steertime.train.batches import lead_rows
-
-
-@torch.no_grad()
-def predict_segment(
-    model: SequenceModel,
-    cache: Cache,
-    seg: Segment,
-    device: torch.device,
-    chunk: int = 256,
-    features=None,
-) -> np.ndarray:
-    """Normalised predictions (T, K) for one segment, starting from a fresh state.
-
-    With a features store, the encoder's cached outputs replace running the encoder."""
-    d = cache.drives[seg.drive]
-    state = model.init_state(1, device)
-    out = []
-    for a in range(seg.start, seg.stop, chunk):
-        b = min(a + chunk, seg.stop)
-        if features is None:
-            x = torch.from_numpy(d.read_frames(a, b)).unsqueeze(0).to(device)
-            y, state = model(x, state)
-        else:
-            f = torch.from_numpy(features.read(seg.drive, a, b)).unsqueeze(0).to(device)
-            y, state = model.core(model.encode_features(f), state)
-        out.append(y[0].float().cpu().numpy())
-    return np.concatenate(out)
+from steertime.stream.segments import predict_segment
 
 
 def stream_metrics(

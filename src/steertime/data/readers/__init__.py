@@ -11,7 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from steertime.data.drive import DEFAULT_MAX_GAP_S, Drive
+from steertime.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,15 @@ class Reader:
 
 
 _READERS: dict[str, Reader] = {}
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A reader's CSV, or a DataError naming the file when it cannot be parsed (malformed,
+    empty, not text)."""
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot parse CSV ({e})", path) from None
 
 
 def register_reader(name: str, description: str, mismatch: Callable[[Path], str | None]):

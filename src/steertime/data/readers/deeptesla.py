@@ -10,7 +10,7 @@ import pandas as pd
 
 from steertime.data.drive import Drive, assemble_drives
 from steertime.data.frames import VideoFrames, count_video_frames
-from steertime.data.readers import ReadOptions, register_reader
+from steertime.data.readers import ReadOptions, read_csv, register_reader
 from steertime.data.units import DEG_STEERING_WHEEL
 from steertime.errors import DataError
 
@@ -44,10 +44,7 @@ def _read_epoch(csv: Path, opts: ReadOptions) -> list[Drive]:
     epoch = _CSV.match(csv.name).group(1)
     if not csv.is_file():
         raise DataError("steering CSV is missing", csv)
-    try:
-        df = pd.read_csv(csv)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot parse CSV ({e})", csv) from None
+    df = read_csv(csv)
     for c in ("ts_micro", "frame", "wheel"):
         if c not in df.columns:
             raise DataError("missing column", csv, field=c)

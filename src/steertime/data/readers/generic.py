@@ -24,7 +24,7 @@ import yaml
 
 from steertime.data.drive import Drive, assemble_drives
 from steertime.data.frames import ImageFiles, VideoFrames, count_video_frames, keep_present
-from steertime.data.readers import ReadOptions, register_reader
+from steertime.data.readers import ReadOptions, read_csv, register_reader
 from steertime.data.units import MPS, Unit, angle_unit, speed_factor
 from steertime.errors import DataError
 
@@ -124,10 +124,7 @@ def read_with_mapping(m: dict, base: Path, where: str, opts: ReadOptions) -> lis
         raise DataError("CSV named by the mapping is missing", csv)
     if not frames_path.exists():
         raise DataError("frames named by the mapping are missing", frames_path)
-    try:
-        df = pd.read_csv(csv)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot parse CSV ({e})", csv) from None
+    df = read_csv(csv)
     rows = np.arange(len(df)) + 2
 
     def column(spec: dict | None, field: str) -> pd.Series:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from steertime.data.drive import Drive, assemble_drives
 from steertime.data.frames import ImageFiles, keep_present
-from steertime.data.readers import ReadOptions, register_reader
+from steertime.data.readers import ReadOptions, read_csv, register_reader
 from steertime.data.units import MPS, RAD_STEERING_WHEEL, Unit
 from steertime.errors import DataError
 
@@ -39,10 +39,7 @@ def mismatch(path: Path) -> str | None:
 @register_reader("udacity_real", "Udacity real-car interpolated.csv + camera folders", mismatch)
 def read(path: Path, opts: ReadOptions) -> list[Drive]:
     f = _csv(path)
-    try:
-        df = pd.read_csv(f)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot parse CSV ({e})", f) from None
+    df = read_csv(f)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(f"missing columns {missing}", f)

@@ -5,21 +5,90 @@
 
 Each checkpoint folder is built beside its target and renamed into place, so a kill at
 any moment leaves the previous complete checkpoint.
+
+Loading a trained model is not training: this module lives beside the models so that the
+car-side code (`stream/`, `evaluate/`) can rebuild a run's model without importing
+`train/`. `meta.json` is parsed in one place, `RunMeta.parse`; everything that uses a
+run's model reads the typed record, never the JSON keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from steertime import __version__
 from steertime.atomic import atomic_dir
+from steertime.data.preprocess import FrameSpec
 from steertime.errors import SteertimeError
-from steertime.models import OutputLayout, SequenceModel, create_model
+from steertime.models.base import SequenceModel
+from steertime.models.layout import OutputLayout
+from steertime.models.registry import create_model
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What a checkpoint says about its model, parsed once from `meta.json`.
+
+    - `model`, `model_config`: the registered name and the config it was built with;
+    - `layout`: the outputs, their order, normalisation and units;
+    - `frame`: the preprocessing (crop, size, colour) applied to every camera frame;
+    - `source_size`: (height, width) of the raw camera frames the cache was prepared from;
+    - `lead`: `data.lead`, how many frames later the targets were read (`lead_frames`);
+    - `raw`: the dict as stored, for the training-only entries (position, optimizer).
+    """
+
+    model: str
+    model_config: dict
+    layout: OutputLayout
+    frame: FrameSpec | None = None
+    source_size: tuple[int, int] | None = None
+    lead: int = 0
+    epoch: int | None = None
+    score: float | None = None
+    data_hash: str | None = None
+    code_version: str | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, meta: dict, where: str = "checkpoint") -> RunMeta:
+        """The record of a `meta.json` dict (as every version of steertime wrote it)."""
+        missing = [k for k in ("model", "model_config", "layout") if k not in meta]
+        if missing:
+            raise SteertimeError(f"{where}: meta.json lacks {missing}")
+        size = meta.get("source_size")
+        return cls(
+            model=meta["model"],
+            model_config=dict(meta["model_config"]),
+            layout=OutputLayout.from_dict(meta["layout"]),
+            frame=FrameSpec.from_dict(meta["frame"]) if meta.get("frame") else None,
+            source_size=(int(size[0]), int(size[1])) if size else None,
+            lead=int(meta.get("lead_frames", 0) or 0),
+            epoch=meta.get("epoch"),
+            score=meta.get("score"),
+            data_hash=meta.get("data_hash"),
+            code_version=meta.get("code_version"),
+            raw=dict(meta),
+        )
+
+    def require_frame(self) -> FrameSpec:
+        if self.frame is None:
+            raise SteertimeError(f"{self.model}: the checkpoint records no frame preprocessing")
+        return self.frame
+
+    # Read-only access to the stored keys, for scripts written against the JSON dict.
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -47,8 +116,6 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) ->
 
 
 def model_meta(model: SequenceModel, layout: OutputLayout, extra: dict) -> dict:
-    import dataclasses
-
     return {
         "model": model.model_name,
         "model_config": dataclasses.asdict(model.config),
@@ -106,23 +173,39 @@ def save_untrained_run(
 
 
 def read_meta(folder: Path) -> dict:
+    """The stored `meta.json` dict (training reads its position from it; models: `RunMeta`)."""
     f = Path(folder) / "meta.json"
     if not f.is_file():
         raise SteertimeError(f"{folder}: not a checkpoint (meta.json missing)")
     return json.loads(f.read_text())
 
 
-def load_model(
-    folder: str | Path, device: str | torch.device = "cpu"
-) -> tuple[SequenceModel, dict]:
-    """Rebuild a model from a checkpoint folder (or a run folder: its best checkpoint)."""
+def read_run_meta(folder: str | Path) -> RunMeta:
+    """The typed record of a checkpoint folder (or a run folder: its best checkpoint)."""
+    folder = _checkpoint_folder(folder)
+    return RunMeta.parse(read_meta(folder), str(folder))
+
+
+def _checkpoint_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     if (folder / "checkpoints" / "best").is_dir():
         folder = folder / "checkpoints" / "best"
-    meta = read_meta(folder)
-    cfg = meta["model_config"]
-    model = create_model(meta["model"], **cfg)
-    model.load_state_dict(load_file(folder / "model.safetensors", device=str(device)))
+    return folder
+
+
+def load_weights(folder: str | Path, model: nn.Module, device: str | torch.device = "cpu") -> None:
+    """Load a checkpoint folder's weights into `model` (same architecture)."""
+    model.load_state_dict(load_file(Path(folder) / "model.safetensors", device=str(device)))
+
+
+def load_model(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> tuple[SequenceModel, RunMeta]:
+    """Rebuild a model from a checkpoint folder (or a run folder: its best checkpoint)."""
+    folder = _checkpoint_folder(folder)
+    meta = RunMeta.parse(read_meta(folder), str(folder))
+    model = create_model(meta.model, **meta.model_config)
+    load_weights(folder, model, device)
     return model.to(device), meta
 
 
