@@ -1,7 +1,7 @@
 """Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
 
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
-        [--models pilotnet,cnn_lstm] [--epochs N] [--jobs 2]
+        [--models pilotnet,cnn_lstm] [--epochs N] [--jobs 2] [--seeds 3]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -9,7 +9,8 @@ Everything a user would type goes through the `steertime` CLI (prepare, train, e
   sessions, `prepare --split session --test-session S` (validation: the final 15% of each
   training session), train every model, `evaluate` on the held-out session;
 - `tub`: `donkey_rc_tub`, Donkeycar's split — records 0–4011 (the first 80%) for training
-  and validation (tail split, 20% val), records 4012–5014 for test. The benchmark writes
+  and validation (20% val in blocks spread over the records, as Donkeycar's random split
+  spreads it), records 4012–5014 for test. The benchmark writes
   two *views* of the tub under --work (a manifest whose `deleted_indexes` hides the other
   part; catalogs and images are symlinks), so the source is never modified.
 
@@ -17,9 +18,13 @@ Each model trains with its protocol's recipe (`RECIPES`, the flags a user passes
 predictions of every fold are pooled, and the table gives pooled RMSE, each model's ratio
 to PilotNet with a paired block-bootstrap 95% interval (2 s blocks, never across
 sessions), throttle RMSE, training time and time to the best checkpoint, beside the label
-oracles of `label_noise.py`. When `benchmarks/peer_donkeycar/run.py` has written its
-predictions for the same folds into --work, Donkeycar's models join the table, scored on
-the same frames.
+oracles of `label_noise.py`. With `--seeds K` every model trains K times (`train.seed`
+0..K-1; runs `m`, `m_s1`, …) and a row `m ×K` pools them: its per-frame error is the RMS
+over seeds, so its RMSE is the seed-averaged one and its paired interval covers frames
+(not seeds; the per-seed rows show the spread between seeds). When
+`benchmarks/peer_donkeycar/run.py` has written its predictions for the same folds into
+--work, Donkeycar's models join the table, scored on the same frames (its seeded runs
+`donkey_linear_s0`, … pooled the same way).
 """
 
 from __future__ import annotations
@@ -49,7 +54,12 @@ BLOCK = 40  # 2 s at 20 Hz
 # What a user passes to `steertime prepare` and `steertime train`, per protocol (chosen on
 # validation: docs/benchmarks.md). Mirroring is what lets sessions driven in opposite
 # directions teach each other; on the single-direction tub it costs 25% (val 0.46 vs 0.37).
-FRAME = ["--size", "80x160", "--crop", "40,0"]
+# Sessions: the native width with the top third (walls, people) cut; the tub: Donkeycar's
+# own full native frame (level with the crop on its validation, and what its users have).
+FRAME = {
+    "sessions": ["--size", "80x160", "--crop", "40,0"],
+    "tub": ["--size", "120x160"],
+}
 FLIP = ["--set", "data.flip=true"]
 RECIPES: dict[str, dict[str, list[str]]] = {
     "sessions": {m: ["--model", m, *FLIP] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
@@ -91,27 +101,45 @@ def folds(protocol: str, work: Path) -> list[dict]:
     return [
         {
             "name": "last20",
-            "train": (train, ["--split", "tail", "--val", "0.2", "--test", "0"]),
+            # Validation blocks spread over the records, so training also sees the minutes
+            # just before the test ones (a tail split never trains on them): 0.319 vs
+            # 0.332 on records 3210-4011 with both trained on records 0-3209.
+            "train": (
+                train,
+                ["--split", "blocks", "--val", "0.2", "--test", "0", "--guard", "20"],
+            ),
             "test": (test, ["--split", "tail", "--val", "0", "--test", "0"]),
         }
     ]
 
 
+def base(run: str) -> str:
+    """`cnn_lstm_s2` -> `cnn_lstm`: the model a seeded run name trains."""
+    head, sep, tail = run.rpartition("_s")
+    return head if sep and tail.isdigit() else run
+
+
 def run_fold(
-    fold: dict, folder: Path, models: list[str], recipes: dict, epochs: int, jobs: int
+    fold: dict,
+    folder: Path,
+    models: list[str],
+    recipes: dict,
+    epochs: int,
+    jobs: int,
+    frame: list[str],
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "cache"
     src, split = fold["train"]
     if not cache.exists():
-        steertime("prepare", str(src), "--out", str(cache), *FRAME, *split, log=folder / "p.log")
+        steertime("prepare", str(src), "--out", str(cache), *frame, *split, log=folder / "p.log")
     score_on, score_split = cache, "test"
     if fold["test"] is not None:
         score_on, score_split = folder / "cache_test", "all"
         tsrc, tsplit = fold["test"]
         if not score_on.exists():
             steertime(
-                "prepare", str(tsrc), "--out", str(score_on), *FRAME, *tsplit, log=folder / "pt.log"
+                "prepare", str(tsrc), "--out", str(score_on), *frame, *tsplit, log=folder / "pt.log"
             )
 
     def train(m: str) -> float:
@@ -129,7 +157,8 @@ def run_fold(
                 "train.patience=8",
                 "--set",
                 f"train.threads={max(1, 2 // jobs)}",
-                *recipes[m],
+                *recipes[base(m)],
+                *(["--set", f"train.seed={m.rpartition('_s')[2]}"] if base(m) != m else []),
                 "--out",
                 str(run),
                 log=folder / f"{m}.log",
@@ -180,13 +209,50 @@ def peer_predictions(work: Path, protocol: str, preds: pd.DataFrame) -> list[str
     return sorted(set(names))
 
 
-def _row(preds: pd.DataFrame, m: str, ref: str) -> dict:
-    """RMSE of model `m` on these frames, and its ratio to `ref` with a paired interval."""
-    true = preds["true_steering"].to_numpy()
+def peer_seconds(work: Path, protocol: str) -> dict[str, float]:
+    """Donkeycar's training seconds per run, summed over the folds it was trained on."""
+    f = work / "peer_donkeycar" / f"{protocol}_timing.json"
+    out: dict[str, float] = {}
+    for key, t in (json.loads(f.read_text()) if f.is_file() else {}).items():
+        run = f"donkey_{key.split(':', 1)[1]}"
+        out[run] = out.get(run, 0.0) + t["train_seconds"]
+    return out
+
+
+def _seconds(extra: dict, key: str, cols: list[str]) -> float | None:
+    """Mean over runs of a per-run time (a pooled row's runs), None if any is unknown."""
+    vals = [extra.get(key, {}).get(c) for c in cols]
+    return None if any(v is None for v in vals) else float(np.mean(vals))
+
+
+def pooled(names: list[str]) -> dict[str, list[str]]:
+    """Display name -> the prediction columns it stands for: every run alone, and each
+    model trained with several seeds (`m`, `m_s1`, … or `m_s0`, `m_s1`, …) as `m ×K`."""
+    out = {n: [n] for n in names}
+    for b in dict.fromkeys(base(n) for n in names):
+        runs = [n for n in names if base(n) == b]
+        if len(runs) > 1:
+            out[f"{b} ×{len(runs)}"] = runs
+    return out
+
+
+def _err(preds: pd.DataFrame, cols: list[str], signal: str = "steering") -> np.ndarray:
+    """Per-frame error; over several runs the RMS of their errors, so that its square
+    averages the runs' squared errors (what a seed-averaged RMSE pools)."""
+    true = preds[f"true_{signal}"].to_numpy()
+    if cols == ["predict_zero"]:
+        return -true
+    sq = np.mean([(preds[f"{c}:{signal}"].to_numpy() - true) ** 2 for c in cols], axis=0)
+    return np.sqrt(sq)
+
+
+def _row(preds: pd.DataFrame, m: str, ref: str, groups_of: dict[str, list[str]]) -> dict:
+    """RMSE of `m` on these frames, and its ratio to `ref` with a paired interval."""
     groups = preds["fold"].to_numpy()
+    cols = groups_of.get(m, [m])
 
     def err(name: str) -> np.ndarray:
-        return (0 if name == "predict_zero" else preds[f"{name}:steering"].to_numpy()) - true
+        return _err(preds, groups_of.get(name, [name]))
 
     e, r = err(m), err(ref)
     rmse = float(np.sqrt(np.mean(e**2)))
@@ -199,8 +265,8 @@ def _row(preds: pd.DataFrame, m: str, ref: str) -> dict:
             f: float(np.sqrt(np.mean(e[groups == f] ** 2))) for f in dict.fromkeys(groups)
         },
         **(
-            {"throttle": M.rmse(preds[f"{m}:throttle"], preds["true_throttle"])}
-            if f"{m}:throttle" in preds
+            {"throttle": float(np.sqrt(np.mean(_err(preds, cols, "throttle") ** 2)))}
+            if all(f"{c}:throttle" in preds for c in cols)
             else {}
         ),
     }
@@ -223,6 +289,8 @@ def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...]) -> float:
 
 
 def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict) -> dict:
+    groups_of = pooled(models) | pooled(peers)
+    rows = list(pooled(models))
     segs = [g["true_steering"].to_numpy() for _, g in preds.groupby("drive", sort=False)]
     out: dict = {"frames": len(preds), "oracles": floors(segs)}
     out["oracles"].update(
@@ -230,17 +298,28 @@ def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict)
         pilotnet_plus_true_angle_5_to_8_frames_earlier=memory_oracle(preds, (5, 6, 7, 8)),
         pilotnet_plus_true_angle_1_frame_earlier=memory_oracle(preds, (1,)),
     )
-    for m in [*models, "predict_zero"]:
-        out[m] = {**_row(preds, m, "pilotnet"), **{k: v.get(m) for k, v in extra.items()}}
+    for m in [*rows, "predict_zero"]:
+        out[m] = {
+            **_row(preds, m, "pilotnet", groups_of),
+            **{k: _seconds(extra, k, groups_of.get(m, [m])) for k in extra},
+        }
     # Donkeycar on the frames it was run on, each model against it on exactly those frames
-    for peer in peers:
-        mine = preds[preds[f"{peer}:steering"].notna()]
+    # Against each Donkeycar model: its seeds pooled when it was run with several.
+    for peer in [k for k in pooled(peers) if "×" in k] or peers:
+        cols = groups_of[peer]
+        mine = preds[preds[[f"{c}:steering" for c in cols]].notna().all(axis=1)]
         out[f"vs_{peer}"] = {
             "frames": len(mine),
             "folds": sorted(set(mine["fold"])),
             "oracles": floors([g["true_steering"].to_numpy() for _, g in mine.groupby("drive")]),
-            **{m: _row(mine, m, peer) for m in [peer, *models]},
+            **{m: _row(mine, m, peer, groups_of) for m in [peer, *rows]},
         }
+        # Time: Donkeycar's training against ours to the kept checkpoint (an upper bound
+        # on the time to reach its accuracy, where we reach it), same machine, same run.
+        for m in [peer, *rows]:
+            cols = groups_of.get(m, [m])
+            out[f"vs_{peer}"][m]["train_seconds"] = _seconds(extra, "train_seconds", cols)
+            out[f"vs_{peer}"][m]["seconds_to_best"] = _seconds(extra, "seconds_to_best", cols)
     return out
 
 
@@ -249,6 +328,7 @@ def _ci(c: list[float]) -> str:
 
 
 def markdown(protocol: str, res: dict, models: list[str]) -> str:
+    models = list(pooled(models))
     """The tables docs/benchmarks.md quotes."""
     folds = list(res["pilotnet"]["per_fold"])
     head = ["predictor", "steering RMSE (95% CI)", "vs PilotNet (95% CI)", *folds]
@@ -279,12 +359,14 @@ def markdown(protocol: str, res: dict, models: list[str]) -> str:
     for key in [k for k in res if k.startswith("vs_donkey")]:
         v, peer = res[key], key.removeprefix("vs_")
         lines.append(f"\nAgainst `{peer}` on its {v['frames']} frames ({', '.join(v['folds'])}):")
-        for m in [peer, *models]:
+        for m in [k for k in v if k not in ("frames", "folds", "oracles")]:
             r = v[m]
             lines.append(
                 f"- `{m}`: {r['steering']:.4f} {_ci(r['steering_ci95'])}, "
                 f"{r['vs_' + peer]:.3f}x {_ci(r['vs_' + peer + '_ci95'])}"
                 + (f", throttle {r['throttle']:.4f}" if "throttle" in r else "")
+                + (f", trained {r['train_seconds']:.0f} s" if r.get("train_seconds") else "")
+                + (f" (best at {r['seconds_to_best']:.0f} s)" if r.get("seconds_to_best") else "")
             )
     return "\n".join(lines)
 
@@ -296,8 +378,9 @@ def main() -> None:
     ap.add_argument("--models", default="pilotnet,cnn_lstm")
     ap.add_argument("--epochs", type=int, default=0, help="default: EPOCHS per protocol")
     ap.add_argument("--jobs", type=int, default=2, help="models trained at once")
+    ap.add_argument("--seeds", type=int, default=1, help="runs of every model (train.seed)")
     a = ap.parse_args()
-    models = a.models.split(",")
+    models = [m if k == 0 else f"{m}_s{k}" for m in a.models.split(",") for k in range(a.seeds)]
     if models[0] != "pilotnet":
         raise SystemExit("--models must start with pilotnet (the reference of every ratio)")
     results = {}
@@ -310,6 +393,7 @@ def main() -> None:
                 RECIPES[protocol],
                 a.epochs or EPOCHS[protocol],
                 a.jobs,
+                FRAME[protocol],
             )
             for f in folds(protocol, a.work)
         ]
@@ -319,6 +403,7 @@ def main() -> None:
             k: {m: sum(r[k][m] for r in fold_res) for m in models}
             for k in ("train_seconds", "seconds_to_best")
         }
+        extra["train_seconds"] |= peer_seconds(a.work, protocol)
         results[protocol] = table(preds, models, peers, extra)
         print(markdown(protocol, results[protocol], models), "\n", flush=True)
     write_json(a.work / "results.json", json.loads(json.dumps(results, default=float)))
