@@ -183,3 +183,23 @@ def test_session_split_on_the_real_sessions(shared_data, tmp_path):
     assert sum(len(s) for s in test) == len(few[2])
     again = Cache.open(tmp_path / "c")
     assert again.manifest["splits"]["config"]["test_sessions"] == ["23-01-12_1"]
+
+
+def test_prepare_warns_when_it_squashes_and_native_keeps_the_size(tmp_path, shared_data):
+    """A tub's 120x160 (4:3) into 66x200 is stretched: say so; --size native keeps it."""
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+    from steertime.data.preprocess import FrameSpec, squash_warning
+
+    assert squash_warning((160, 320), FrameSpec(80, 320, 60, 20)) == ""
+    assert "stretched 2.27x wider" in squash_warning((120, 160), FrameSpec(66, 200))
+    tub = str(shared_data / "donkey_rc_tub")
+    r = CliRunner().invoke(app, ["prepare", tub, "--out", str(tmp_path / "sq"), "--fps", "2"])
+    assert r.exit_code == 0, r.output
+    assert "stretched" in r.output and "--size native" in r.output
+    r = CliRunner().invoke(
+        app, ["prepare", tub, "--out", str(tmp_path / "nat"), "--size", "native", "--fps", "2"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "stretched" not in r.output and "of 120x160" in r.output

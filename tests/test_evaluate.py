@@ -215,3 +215,75 @@ def test_render_overlay_decodes(tmp_path, shared_data):
         assert (n, s.codec_context.name, s.width) == (40, "h264", 640)
         assert s.height == 360 + 110
     assert not list(tmp_path.glob(".o.mp4*"))
+
+
+def _result(run_rmse: float, mean_rmse: float, r2: float, ci_mean: list[float]) -> dict:
+    def s(rmse, r2_=0.0):
+        return {"rmse": rmse, "r2": r2_}
+
+    entry = {
+        "unit": {"name": "deg"},
+        "models": {
+            "lstm": s(run_rmse, r2),
+            "predict_zero": s(1.0),
+            "predict_mean": s(mean_rmse),
+        },
+        "diff_ci95_vs_primary": {"predict_zero": [0.1, 0.2], "predict_mean": ci_mean},
+    }
+    return {"primary": "lstm", "outputs": {"steering": entry}}
+
+
+def test_verdict_says_when_a_model_does_not_beat_predict_mean():
+    from steertime.evaluate.verdict import verdicts
+
+    (good,) = verdicts(_result(0.5, 0.8, 0.6, [0.2, 0.4]))
+    assert good.ok and "lstm is best" in good.text and "a real difference" in good.text
+    # issue 24: a PilotNet on a real tub, test RMSE 0.0501 against predict-mean's 0.0506
+    (bad,) = verdicts(_result(0.0501, 0.0506, 0.02, [-0.001, 0.002]))
+    assert not bad.ok and "does NOT beat predict-the-mean" in bad.text and "R² 0.02" in bad.text
+
+
+def test_render_marks_the_held_out_part_of_a_drive(tiny_cache, shared_data, tmp_path):
+    from collections import deque
+
+    from steertime.data import read_drives
+    from steertime.evaluate.heldout import split_labels
+    from steertime.evaluate.render import SPLIT_C, compose
+
+    (d,) = read_drives(shared_data / "udacity_sim_track1")
+    clip = d.slice(np.arange(400, 800), "clip")  # the drive tiny_cache was prepared from
+    labels = split_labels(tiny_cache, clip)
+    assert labels[0] == "train" and labels[-1] == "test" and "val" in set(labels)
+    assert "" in set(labels)  # the guard frames between splits are neither
+    assert split_labels(tiny_cache, d.slice(np.arange(10), "other")) is None
+    frame = np.zeros((160, 320, 3), np.uint8)
+    img = compose(frame, 0.0, {}, {}, {}, deque(), "steering", "test")
+    assert tuple(img[10, 640 - 12]) == SPLIT_C["test"]
+
+
+def test_report_gives_its_verdict_and_no_nan_rows(evaluated):
+    """Issue 24: the verdict first (best per output, paired interval); no |truth| table for
+    speed (every frame would be 'sharp', the other rows NaN); no '+nan' lag."""
+    import re
+
+    tmp, output = evaluated
+    page = (tmp / "ev" / "report.html").read_text()
+    body = page.split("<h2>Run configuration</h2>")[0]  # metrics.json may hold nulls
+    assert body.index("id='verdict'") < body.index('id="metrics-steering"')
+    assert "steering: " in body and "is best" in body and "paired 95% CI" in body
+    assert "paired 95% CI)</th>" in body  # the paired difference column
+    speed = body.split('id="metrics-speed"')[1]
+    assert "by |truth|" not in speed
+    assert not re.search(r">\s*[+-]?nan\s*<", body, re.I)
+    assert "+nan" not in output and "is best" in output
+    m = json.loads((tmp / "ev" / "metrics.json").read_text())
+    assert m["outputs"]["steering"]["models"]["predict_mean"]["lag_s"] is None
+
+
+def test_timeseries_titles_name_drive_and_frames():
+    from steertime.evaluate.plots import segment_title
+
+    t = np.arange(160) / 10
+    assert segment_title("sim_seed0#1[1040:1200]", t) == (
+        "drive sim_seed0#1, frames 1040–1200 (15.9 s)"
+    )

@@ -152,3 +152,51 @@ def test_relu_model_exports_and_matches(tmp_path, real_frames):
     for i, f in enumerate(real_frames[:5]):
         a, b = torch_p.step(f, 0.1 * i), onnx_p.step(f, 0.1 * i)
         assert abs(a["steering"] - b["steering"]) < 1e-4
+
+
+def test_one_inference_thread_by_default_and_restored(tmp_path, real_frames, monkeypatch):
+    """Batch-1 steps default to one intra-op thread (docs/benchmarks.md, under load), set
+    only around the step: a process that trains afterwards keeps its own setting."""
+    from steertime.stream.threads import DEFAULT_THREADS
+
+    assert DEFAULT_THREADS == 1
+    seen: list[int] = []
+    p = Predictor.from_run(make_run(tmp_path, "cnn_lstm"))
+    assert p.threads == 1
+    forward = p.model.forward
+    monkeypatch.setattr(
+        p.model, "forward", lambda *a: (seen.append(torch.get_num_threads()), forward(*a))[1]
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        p.step(real_frames[0], 0.0)
+        assert seen == [1] and torch.get_num_threads() == 2
+        Predictor.from_run(make_run(tmp_path, "pilotnet"), threads=0).step(real_frames[0], 0.0)
+    finally:
+        torch.set_num_threads(before)
+    folder = export_onnx(make_run(tmp_path, "pilotnet"), tmp_path / "onnx")
+    opts = OnnxPredictor(folder).session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "compare", "render", "drive"])
+def test_every_inference_command_takes_threads(command):
+    r = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "--threads" in r.output
+
+
+def test_predict_logs_progress_lines_off_a_terminal(tmp_path, shared_data, monkeypatch):
+    """Off a terminal (a log, CI) a long predict/render writes a plain line every
+    LOG_EVERY_S instead of staying silent or flooding stderr with bar redraws."""
+    import importlib
+
+    # steertime.cli.app is also the name of the Typer object: fetch the module itself
+    monkeypatch.setattr(importlib.import_module("steertime.cli.app"), "LOG_EVERY_S", 0.0)
+    run = make_run(tmp_path, "pilotnet", source_size=(180, 320), spec=FrameSpec(66, 200, 70, 20))
+    csv_ = str(shared_data / "deeptesla" / "epoch01_steering.csv")
+    r = CliRunner().invoke(app, ["predict", run.as_posix(), csv_, "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if x.startswith("predict: ")]
+    assert len(lines) > 100 and "/755 (" in lines[0] and "s left" in lines[0]
+    assert "\r" not in r.output

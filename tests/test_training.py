@@ -380,3 +380,39 @@ def test_ema_run_keeps_the_averaged_weights_as_best(tiny_cache, tmp_path):
     best = load_file(run / "checkpoints" / "best" / "model.safetensors")
     raw = load_file(run / "checkpoints" / "last" / "model.safetensors")
     assert any(not torch.equal(best[k], raw[k]) for k in raw if raw[k].is_floating_point())
+
+
+def test_warmup_longer_than_the_run_is_shortened_with_a_warning(tiny_cache, tmp_path, capsys):
+    from steertime.train.monitor import effective_warmup
+
+    assert effective_warmup(100, 1000) == (100, "")  # a tenth of the run: as asked
+    scaled, note = effective_warmup(100, 28)  # issue 24: 2 epochs of 14 steps
+    assert scaled == 3 and "shortened to 3 steps" in note
+    run = train(_cfg(tiny_cache, tmp_path / "r", "optim.warmup_steps=100"), progress=True)
+    assert "optim.warmup_steps=100 is longer" in (run / "warnings.txt").read_text()
+    from steertime.train.loop import lr_at
+
+    cfg = _cfg(tiny_cache, tmp_path / "x").optim
+    assert lr_at(1, 14, cfg, warmup=1) == pytest.approx(cfg.lr, rel=0.02)  # full lr at once
+    err = capsys.readouterr().err
+    assert "epoch 1/1: train loss" in err and "val rmse_steering" in err and "best" in err
+    assert err.count("\r") <= 4  # off a terminal: no redraw per step (issue 24: 117 KB)
+
+
+def test_monitor_says_when_the_loss_stays_at_the_label_variance():
+    import numpy as np
+
+    from steertime.train.monitor import LEARN_CHECK, TrainingMonitor, label_note
+
+    m = TrainingMonitor(torch.nn.Linear(1, 1), None, clip=1.0, detailed=False)
+    m.labels = label_note({"steering": np.repeat([-0.02, 0.0, 0.02], 100)})
+    assert "3 distinct values" in m.labels
+    for step in range(LEARN_CHECK):
+        m.after_backward(step, 1.0, 1e-3)
+        m.after_step(step, 0.95)
+    (msg,) = [t for t in m.messages if "not learning" in t]
+    assert "0.95 of the label variance" in msg and "3 distinct values" in msg
+    ok = TrainingMonitor(torch.nn.Linear(1, 1), None, clip=1.0, detailed=False)
+    for step in range(LEARN_CHECK):
+        ok.after_step(step, 0.3)
+    assert not any("not learning" in t for t in ok.messages)

@@ -1,6 +1,10 @@
 """Atomic outputs: write to a temporary sibling, then rename over the target.
 
 A crash or a kill leaves either the old output or the new one, never half of one.
+
+`tempfile` creates its files 0600 and its directories 0700 (private, as a temporary
+should be); once renamed they are outputs, so they get the modes `open()`/`mkdir()` would
+have given them: 0666 / 0777 less the user's umask. A lab shares reports and caches.
 """
 
 from __future__ import annotations
@@ -15,6 +19,25 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the kernel tells (Linux)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it back
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside `path`; on clean exit fsync it and rename it to `path`."""
@@ -25,6 +48,7 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Any]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -56,6 +80,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, dir_mode())
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

@@ -114,7 +114,7 @@ def run_demo(
     last = load_source(rec)[-1]
     n = len(last)
     clip = last.slice(np.arange(max(0, n - 300), n), last.name)
-    render(Predictor.from_run(runs["cnn_lstm"]), [clip], out / "overlay.mp4")
+    render(Predictor.from_run(runs["cnn_lstm"]), [clip], out / "overlay.mp4", heldout_from=cache)
     return out / "eval" / "report.html"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,8 +38,9 @@ def h264_writer(out: str | Path, fps: float) -> Iterator[_Writer]:
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix or ".mp4", dir=out.parent)
-    os.close(fd)
+    # not mkstemp: its 0600 would make the video private; av creates this name with the
+    # mode open() gives (0666 less the umask), and the random part keeps it unique
+    tmp = str(out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}{out.suffix or '.mp4'}")
     try:
         with av.open(tmp, "w") as container:
             w = _Writer(container, int(round(fps)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,20 +22,49 @@ app = typer.Typer(
     no_args_is_help=True,
     help="steertime: recurrent networks that steer a car through time.",
 )
-console = Console()
+# Off a terminal (a pipe, a log) rich would cut tables at 80 columns: give them room.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
+
+
+LOG_EVERY_S = 30.0  # off a terminal: one progress line this often (a bar would be a flood)
+
+
+class _LogLines:
+    """Progress off a terminal (a log file, CI, nohup): a plain line every LOG_EVERY_S."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.started = self.last = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= LOG_EVERY_S and self.done < self.total:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            left = (self.total - self.done) / max(rate, 1e-9)
+            err.print(
+                f"{self.label}: {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), "
+                f"{rate:.0f}/s, ~{left:.0f} s left",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @contextlib.contextmanager
 def progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr (only on a terminal); yields `advance(n)`."""
+    """A progress bar on stderr on a terminal, else a line every LOG_EVERY_S; yields
+    `advance(n)`."""
+    if not err.is_terminal:
+        yield _LogLines(label, max(total, 1)).advance
+        return
     with Progress(
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
-        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
@@ -65,6 +95,10 @@ KEEP_PILOT = typer.Option(
     False, "--keep-pilot", help="Donkeycar: keep records the pilot drove (user/mode local*)."
 )
 MAP = typer.Option([], "--map", help="Generic format: KEY=VALUE, e.g. steering=angle:deg.")
+# one thread by default: at batch 1 a second thread only waits for a busy core
+THREADS = typer.Option(
+    1, "--threads", help="CPU threads for inference (default 1, best at batch 1; 0: torch's)."
+)
 
 
 def main() -> None:

@@ -18,10 +18,11 @@ from steertime.cli.app import (
     STRICT,
     app,
     console,
+    err,
     progress,
     read_options,
 )
-from steertime.data.preprocess import FrameSpec, parse_crop, parse_size
+from steertime.data.preprocess import parse_crop, parse_size
 from steertime.data.splits import session_of
 
 TEST_SESSION = typer.Option(
@@ -137,7 +138,9 @@ def _print_groups(groups: list[data.GroupCount]) -> None:
 def prepare(
     path: Path,
     out: Path = typer.Option(..., "--out", "-o", help="Cache folder to create."),
-    size: str = typer.Option("66x200", help="Model input HEIGHTxWIDTH."),
+    size: str = typer.Option(
+        "66x200", help="Model input HEIGHTxWIDTH, or 'native' (the camera's, after the crop)."
+    ),
     crop: str = typer.Option("0,0", help="Rows to cut from the TOP,BOTTOM before resizing."),
     fps: float = typer.Option(None, help="Downsample to at most this frame rate."),
     split: str = typer.Option("tail", help="Split mode: tail, blocks, drive or session."),
@@ -158,10 +161,17 @@ def prepare(
     keep_pilot: bool = KEEP_PILOT,
 ) -> None:
     """Decode, crop and resize every frame once into a fast random-access cache."""
-    h, w = parse_size(size)
+    from steertime.data.cache import frame_spec_for
+
     top, bottom = parse_crop(crop)
+    if size.strip().lower() != "native":
+        parse_size(size)  # a bad --size fails before the recording is read
+    rec = data.read_recording(path, format, read_options(max_gap, strict, mapping, map, keep_pilot))
+    spec, squashed = frame_spec_for(rec.drives, size, top, bottom)
+    if squashed:
+        err.print(f"[yellow]warning:[/] {squashed}", highlight=False)
     cfg = data.PrepareConfig(
-        frame=FrameSpec(h, w, top, bottom),
+        frame=spec,
         fps=fps,
         workers=workers,
         skip_bad_frames=not strict,
@@ -169,7 +179,6 @@ def prepare(
             split, val, test, guard, blocks, seed, tuple(test_session), tuple(val_session)
         ),
     )
-    rec = data.read_recording(path, format, read_options(max_gap, strict, mapping, map, keep_pilot))
     _prepare_and_report(rec.drives, path, out, cfg, overwrite, rec.skipped)
 
 

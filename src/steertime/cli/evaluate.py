@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 from rich.table import Column, Table
 
-from steertime.cli.app import FORMAT, MAP, MAPPING, app, console, progress, read_options
+from steertime.cli.app import (
+    FORMAT,
+    MAP,
+    MAPPING,
+    THREADS,
+    app,
+    console,
+    progress,
+    read_options,
+)
 from steertime.data.drive import DEFAULT_MAX_GAP_S
 
 
 def _print_leaderboard(result: dict) -> None:
     from steertime.evaluate import leaderboard
+    from steertime.evaluate.verdict import verdicts
 
     for name, entry in result["outputs"].items():
         rad = any("rmse_rad" in m for m in entry["models"].values())
@@ -33,7 +44,7 @@ def _print_leaderboard(result: dict) -> None:
             cells += [
                 f"{r['mae']:.4g}",
                 f"{r['r2']:.3f}",
-                f"{r['lag_s']:+.2f}",
+                f"{r['lag_s']:+.2f}" if math.isfinite(r["lag_s"]) else "–",
                 f"{r['rate_ratio_to_driver']:.2f}",
             ]
             t.add_row(*cells, style="bold" if r["model"] == result["primary"] else None)
@@ -44,6 +55,8 @@ def _print_leaderboard(result: dict) -> None:
                     f"{r['model']} trained on the log {r['lead_frames']} frames later "
                     f"(data.lead): RMSE {r['rmse_vs_trained_target']:.4g} against that target"
                 )
+    for v in verdicts(result):
+        console.print(("" if v.ok else "[yellow]warning:[/] ") + v.text, highlight=False)
 
 
 @app.command()
@@ -58,13 +71,14 @@ def evaluate(
     format: str = FORMAT,
     mapping: Path = MAPPING,
     map: list[str] = MAP,
+    threads: int = THREADS,
 ) -> None:
     """Score a run streaming over held-out data against predict-zero, predict-mean and others."""
     from steertime.evaluate import evaluate_to_dir
 
     options = read_options(DEFAULT_MAX_GAP_S, False, mapping, map)
     split_ = None if split == "all" else split
-    result = evaluate_to_dir(run, data_, out, split_, compare, format, options)
+    result = evaluate_to_dir(run, data_, out, split_, compare, format, options, threads=threads)
     _print_leaderboard(result)
     console.print(f"report: {out / 'report.html'}")
 
@@ -76,12 +90,14 @@ def compare(
     out: Path = typer.Option(..., "--out", "-o"),
     split: str = typer.Option("test"),
     output: str = typer.Option("steering", help="Output the leaderboard ranks by."),
+    threads: int = THREADS,
 ) -> None:
     """A leaderboard of several runs on the same frames, with confidence intervals."""
     from steertime.evaluate import evaluate_to_dir, leaderboard
     from steertime.evaluate.plots import leaderboard as plot_leaderboard
 
-    result = evaluate_to_dir(runs[0], data_, out, None if split == "all" else split, runs[1:])
+    split_ = None if split == "all" else split
+    result = evaluate_to_dir(runs[0], data_, out, split_, runs[1:], threads=threads)
     _print_leaderboard(result)
     plot_leaderboard(leaderboard(result, output), output, out / f"leaderboard_{output}.png")
     console.print(
@@ -98,6 +114,7 @@ def render(
     format: str = FORMAT,
     mapping: Path = MAPPING,
     map: list[str] = MAP,
+    threads: int = THREADS,
 ) -> None:
     """Draw true and predicted steering wheels over the camera video (H.264)."""
     from steertime.evaluate.render import render as render_video
@@ -105,12 +122,7 @@ def render(
     from steertime.stream.run import load_source
 
     drives = load_source(source, format, read_options(DEFAULT_MAX_GAP_S, False, mapping, map))
+    p = Predictor.from_run(run, threads=threads)
     with progress("render", sum(len(d) for d in drives)) as advance:
-        render_video(
-            Predictor.from_run(run),
-            drives,
-            out,
-            output=output,
-            progress=advance,
-        )
+        render_video(p, drives, out, output=output, progress=advance, heldout_from=p.meta.data_path)
     console.print(f"wrote {out}")

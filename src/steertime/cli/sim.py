@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from steertime.cli.app import app, console, progress
+from steertime.cli.app import THREADS, app, console, progress
 from steertime.data.preprocess import parse_size
 from steertime.sim.world import FPS
 
@@ -45,6 +45,7 @@ def drive(
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
     video: Path = typer.Option(None, help="Also render camera + bird's-eye view (.mp4)."),
+    threads: int = THREADS,
 ) -> None:
     """Drive a trained model closed-loop on unseen simulated roads; report autonomy."""
     from steertime.atomic import write_json
@@ -63,7 +64,8 @@ def drive(
             def hook(world, pred, frame, n):
                 writer.write(compose(world, frame, pred, n))
 
-        report = run_drive(Predictor.from_run(run), seeds, minutes * 60, fps, offset_limit, hook)
+        p = Predictor.from_run(run, threads=threads)
+        report = run_drive(p, seeds, minutes * 60, fps, offset_limit, hook)
     s = report.summary()
     t = Table("road", "seconds", "km", "interventions", "mean |offset| m", "max |offset| m")
     for r in s["per_road"]:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from steertime.cli.app import FORMAT, MAP, MAPPING, app, console, progress, read_options
+from steertime.cli.app import (
+    FORMAT,
+    MAP,
+    MAPPING,
+    THREADS,
+    app,
+    console,
+    progress,
+    read_options,
+)
 from steertime.data.drive import DEFAULT_MAX_GAP_S
 from steertime.errors import SteertimeError
 
@@ -24,15 +33,16 @@ def predict(
     format: str = FORMAT,
     mapping: Path = MAPPING,
     map: list[str] = MAP,
+    threads: int = THREADS,
 ) -> None:
     """Run a trained model frame by frame over a recording or a bare video."""
     from steertime.stream import OnnxPredictor, Predictor
     from steertime.stream.run import load_source, predict_drives, write_table
 
     p = (
-        OnnxPredictor(onnx, max_gap_s=max_gap)
+        OnnxPredictor(onnx, threads=threads, max_gap_s=max_gap)
         if onnx
-        else Predictor.from_run(run, max_gap_s=max_gap)
+        else Predictor.from_run(run, threads=threads, max_gap_s=max_gap)
     )
     drives = load_source(source, format, read_options(DEFAULT_MAX_GAP_S, False, mapping, map))
     total = sum(len(d) for d in drives)

@@ -28,7 +28,7 @@ from steertime import __version__
 from steertime.atomic import atomic_dir, write_json
 from steertime.data.drive import Drive
 from steertime.data.frames import FrameError
-from steertime.data.preprocess import FrameSpec
+from steertime.data.preprocess import FrameSpec, native_size, parse_size, squash_warning
 from steertime.data.splits import Segment, SplitConfig, make_splits
 from steertime.data.units import Unit
 from steertime.errors import DataError, SteertimeError
@@ -100,6 +100,34 @@ def _decoded(
         for lo in range(0, len(src), chunk):
             idx = range(lo, min(lo + chunk, len(src)))
             yield from zip(idx, pool.map(safe, idx), strict=True)
+
+
+def first_frame_size(drives: Iterable[Drive]) -> tuple[int, int] | None:
+    """(height, width) of the first decodable frame of the first drive with frames: the
+    camera's size, which `prepare --size native` keeps and the squash warning checks."""
+    for d in drives:
+        if d.frames is None:
+            continue
+        for _, frame in d.frames.iter_frames():
+            if not isinstance(frame, FrameError):
+                return int(frame.shape[0]), int(frame.shape[1])
+    return None
+
+
+def frame_spec_for(
+    drives: list[Drive], size: str, crop_top: int = 0, crop_bottom: int = 0
+) -> tuple[FrameSpec, str]:
+    """The FrameSpec of `prepare --size SIZE` ('HxW' or 'native': the camera's frame after
+    the crop, not resampled) and a warning when it squashes the frames ('' if not)."""
+    source = first_frame_size(drives)
+    if size.strip().lower() == "native":
+        if source is None:
+            raise DataError("--size native: no decodable frame to take the size from")
+        h, w = native_size(source, crop_top, crop_bottom)
+    else:
+        h, w = parse_size(size)
+    spec = FrameSpec(h, w, crop_top, crop_bottom)
+    return spec, squash_warning(source, spec)
 
 
 def _write_drive(

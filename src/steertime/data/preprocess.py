@@ -48,6 +48,37 @@ class FrameSpec:
         return np.asarray(im.resize((self.width, self.height), Image.Resampling.BILINEAR))
 
 
+ASPECT_TOLERANCE = 0.05  # below this a resize is not a visible squash
+
+
+def squash_warning(source_hw: tuple[int, int] | None, spec: FrameSpec) -> str:
+    """A warning when cropping and resizing to `spec` changes the frames' aspect ratio
+    (DeepTesla's 16:9 or a tub's 4:3 squashed into 66x200), else ''."""
+    if not source_hw:
+        return ""
+    h0, w0 = source_hw[0] - spec.crop_top - spec.crop_bottom, source_hw[1]
+    if h0 < 1:
+        return ""
+    change = (spec.width / spec.height) / (w0 / h0)
+    if abs(change - 1) <= ASPECT_TOLERANCE:
+        return ""
+    how = "wider" if change > 1 else "narrower"
+    return (
+        f"frames of {w0}x{h0} (after the crop) are resized to {spec.width}x{spec.height}: "
+        f"the image is stretched {change:.2f}x {how}, so shapes and angles in it change. "
+        f"Fine if you mean it (PilotNet's 66x200); to keep the source, use --size native "
+        f"or a size of the same aspect, e.g. --size {spec.height}x{round(spec.height * w0 / h0)}"
+    )
+
+
+def native_size(source_hw: tuple[int, int], crop_top: int, crop_bottom: int) -> tuple[int, int]:
+    """The frame size after the crop, unresampled: what `--size native` keeps."""
+    h = source_hw[0] - crop_top - crop_bottom
+    if h < 1:
+        raise SteertimeError(f"crop {crop_top},{crop_bottom} removes all {source_hw[0]} rows")
+    return h, source_hw[1]
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'66x200' -> (66, 200): height x width, as in PilotNet's paper."""
     try:

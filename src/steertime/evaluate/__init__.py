@@ -13,6 +13,7 @@ from steertime.data import ReadOptions
 from steertime.evaluate import plots
 from steertime.evaluate.report import write_report
 from steertime.evaluate.run import Frames, evaluate, score
+from steertime.stream.threads import DEFAULT_THREADS
 
 __all__ = ["Frames", "evaluate", "evaluate_to_dir", "leaderboard", "score"]
 
@@ -26,12 +27,13 @@ def evaluate_to_dir(
     format: str | None = None,
     options: ReadOptions | None = None,
     sections: Sequence[str] = (),
+    threads: int = DEFAULT_THREADS,
 ) -> dict:
     """Evaluate and write metrics.json, predictions.parquet, PNG plots and report.html
     (with extra HTML `sections`, each opening with its `<h2>`, before the configuration)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result, frames, layout = evaluate(run, data, split, compare, format, options)
+    result, frames, layout = evaluate(run, data, split, compare, format, options, threads)
     write_json(out / "metrics.json", _json_safe(result))
     table = {"drive": frames.drive, "t": frames.t}
     for name, v in frames.truth.items():

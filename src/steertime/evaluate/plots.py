@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import matplotlib
@@ -25,20 +26,37 @@ def _label(name: str, unit: dict) -> str:
     return f"{name} [{unit.get('name', '')}]" if unit else name
 
 
+def segment_title(dname: str, t: np.ndarray) -> str:
+    """'sim_seed0#1[1040:1200]' -> 'drive sim_seed0#1, frames 1040–1200 (16.0 s)'."""
+    m = re.fullmatch(r"(.*)\[(\d+):(\d+)\]", dname)
+    span = f"{float(t[-1] - t[0]):.1f} s" if len(t) > 1 else ""
+    if m is None:
+        return f"drive {dname}" + (f" ({span})" if span else "")
+    drive, a, b = m.groups()
+    return f"drive {drive}, frames {a}–{b}" + (f" ({span})" if span else "")
+
+
 def timeseries(frames, name: str, out: Path) -> Path:
     """Truth and every model over time, one panel per evaluated segment (up to 4)."""
     drives = list(dict.fromkeys(frames.drive))[:4]
-    fig, axes = plt.subplots(len(drives), 1, figsize=(11, 2.6 * len(drives)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(drives),
+        1,
+        figsize=(11, 2.8 * len(drives)),
+        squeeze=False,
+        layout="constrained",  # titles no longer overlap the panel above
+    )
     for ax, dname in zip(axes[:, 0], drives, strict=True):
         m = frames.drive == dname
         t = frames.t[m] - frames.t[m][0]
         ax.plot(t, frames.truth[name][m], color="black", lw=1.4, label="driver (truth)")
         for model, preds in frames.preds.items():
             ax.plot(t, preds[name][m], lw=1.0, label=model)
-        ax.set_title(dname, fontsize=9)
+        ax.set_title(segment_title(dname, frames.t[m]), fontsize=9, loc="left")
         ax.set_ylabel(_label(name, frames.units.get(name, {})))
     axes[-1, 0].set_xlabel("time [s]")
     axes[0, 0].legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"{name}: driver and models over time (held-out segments)", fontsize=11)
     return _save(fig, out)
 
 
@@ -48,6 +66,7 @@ def error_histogram(frames, name: str, out: Path) -> Path:
         ax.hist(preds[name] - frames.truth[name], bins=60, alpha=0.5, label=model)
     ax.set_xlabel(f"prediction − truth ({frames.units.get(name, {}).get('name', '')})")
     ax.set_ylabel("frames")
+    ax.set_title(f"{name}: distribution of the error")
     ax.legend(fontsize=8)
     return _save(fig, out)
 
@@ -61,6 +80,7 @@ def scatter(frames, name: str, out: Path) -> Path:
     ax.plot([lo, hi], [lo, hi], color="black", lw=1)
     ax.set_xlabel(f"true {_label(name, frames.units.get(name, {}))}")
     ax.set_ylabel("predicted")
+    ax.set_title(f"{name}: predicted vs true (on the line: exact)", fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, out)
 

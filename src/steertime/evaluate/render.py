@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from steertime.data import Drive
 from steertime.data.frames import FrameError
+from steertime.evaluate.heldout import split_labels
 from steertime.stream.predictor import StreamingPredictor
 from steertime.video import h264_writer
 
@@ -47,9 +48,21 @@ def draw_wheel(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float, deg: floa
     d.ellipse([cx - r / 5, cy - r / 5, cx + r / 5, cy + r / 5], fill=color)
 
 
+SPLIT_C = {"train": (90, 90, 90), "val": (200, 140, 0), "test": (0, 120, 200)}
+
+
 def compose(
-    frame: np.ndarray, t: float, true: dict, pred: dict, units: dict, history: deque, name: str
+    frame: np.ndarray,
+    t: float,
+    true: dict,
+    pred: dict,
+    units: dict,
+    history: deque,
+    name: str,
+    split: str | None = None,
 ) -> np.ndarray:
+    """One overlay frame; `split` ('train', 'val', 'test', '') tags frames of the drive the
+    run trained on, so the held-out part is visible."""
     h0, w0 = frame.shape[:2]
     h = int(round(WIDTH * h0 / w0 / 2)) * 2
     img = Image.new("RGB", (WIDTH, h + CHART_H), (20, 20, 20))
@@ -73,6 +86,13 @@ def compose(
             text.append(f"{extra}: driver {tv}  model {pv} {units.get(extra, {}).get('name', '')}")
     for i, line in enumerate(text):
         d.text((8, 6 + 14 * i), line, fill=(255, 255, 255))
+    if split is not None:
+        tag = {"train": "TRAINED ON", "val": "HELD OUT (val)", "test": "HELD OUT (test)"}.get(
+            split, "not in the cache"
+        )
+        box = (WIDTH - 8 - 7 * len(tag) - 8, 6, WIDTH - 8, 24)
+        d.rectangle(box, fill=SPLIT_C.get(split, (60, 60, 60)))
+        d.text((box[0] + 4, 9), tag, fill=(255, 255, 255))
     # strip chart of the last CHART_S seconds
     history.append((t, true.get(name), pred.get(name)))
     while history and history[0][0] < t - CHART_S:
@@ -106,13 +126,17 @@ def render(
     fps: float | None = None,
     output: str = "steering",
     progress: Callable[[int], None] | None = None,
+    heldout_from: str | Path | None = None,
 ) -> Path:
+    """The overlay video of `drives`. `heldout_from`: the cache the run trained on (its
+    `RunMeta.data_path`); frames of its drives are tagged trained-on / held out."""
     fps = fps or round(float(np.median([d.rate_hz for d in drives])) or 30)
     units = {n: u.to_dict() for n, u in drives[0].units.items()}
     for k, n in enumerate(predictor.layout.names):
         units.setdefault(n, predictor.layout.units[k] if k < len(predictor.layout.units) else {})
     with h264_writer(out, fps) as video:
         for d in drives:
+            splits = split_labels(heldout_from, d)
             predictor.reset()
             history: deque = deque()
             t0 = float(d.timestamps[0])  # show time since the drive's start
@@ -124,5 +148,6 @@ def render(
                 t = float(d.timestamps[i])
                 pred = predictor.step(frame, t)
                 true = {n: float(v[i]) for n, v in d.signals.items()}
-                video.write(compose(frame, t - t0, true, pred, units, history, output))
+                tag = None if splits is None else str(splits[i])
+                video.write(compose(frame, t - t0, true, pred, units, history, output, tag))
     return Path(out)

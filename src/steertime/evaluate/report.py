@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from steertime.atomic import write_text
+from steertime.evaluate.verdict import verdicts
 
 
 def _img(path: Path | None) -> str:
@@ -20,7 +22,7 @@ def _img(path: Path | None) -> str:
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.4g}" if math.isfinite(v) else "–"
     if isinstance(v, list):
         return html.escape(", ".join(map(str, v)))
     return html.escape(str(v))
@@ -38,19 +40,29 @@ def metrics_table(result: dict, name: str) -> str:
         "R²",
         "lag s",
         "rate / driver",
+        f"RMSE − {result['primary']} (paired 95% CI)",
     ]
+    diffs = entry.get("diff_ci95_vs_primary", {})
+    primary_rmse = entry["models"][result["primary"]]["rmse"]
     rows = []
     for model, m in sorted(entry["models"].items(), key=lambda kv: kv[1]["rmse"]):
         cells = [model, m["rmse"], f"{m['rmse_ci95'][0]:.4g} – {m['rmse_ci95'][1]:.4g}"]
         if rad:
             cells.append(m.get("rmse_rad", ""))
         cells += [m["mae"], m["r2"], m["lag_s"], m["rate_ratio_to_driver"]]
+        if model in diffs and all(math.isfinite(c) for c in diffs[model]):
+            lo, hi = diffs[model]
+            cells.append(f"{m['rmse'] - primary_rmse:+.3g} [{lo:+.3g}, {hi:+.3g}]")
+        else:
+            cells.append("")
         cls = ' class="primary"' if model == result["primary"] else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>")
-    buckets = entry["models"][result["primary"]]["by_magnitude"]
+    # only for signals centred on zero (steering), and only buckets with frames in them
+    buckets = entry["models"][result["primary"]].get("by_magnitude", {})
     btable = "".join(
         f"<tr><td>{b}</td><td>{v['range']}</td><td>{v['frames']}</td><td>{_fmt(v['rmse'])}</td></tr>"
         for b, v in buckets.items()
+        if v["frames"]
     )
     unit = entry["unit"].get("name", "")
     primary = html.escape(result["primary"])
@@ -70,11 +82,24 @@ def metrics_table(result: dict, name: str) -> str:
         + "".join(rows)
         + "</tbody></table>"
         + led
-        + f"<p>Error of <b>{primary}</b> by |truth| (straight vs curves):</p>"
-        "<table><tr><th>bucket</th><th>|truth|</th><th>frames</th><th>RMSE</th></tr>"
-        + btable
-        + "</table>"
+        + (
+            f"<p>Error of <b>{primary}</b> by |truth| (straight vs curves):</p>"
+            "<table><tr><th>bucket</th><th>|truth|</th><th>frames</th><th>RMSE</th></tr>"
+            + btable
+            + "</table>"
+            if btable
+            else ""
+        )
     )
+
+
+def verdict_section(result: dict) -> str:
+    """The answer first: best model per output, by how much, and whether it is any good."""
+    items = "".join(
+        f"<li class='{'ok' if v.ok else 'warn'}'>{html.escape(v.text)}</li>"
+        for v in verdicts(result)
+    )
+    return f"<h2>Verdict</h2><ul class='verdict' id='verdict'>{items}</ul>" if items else ""
 
 
 CSS = """
@@ -82,6 +107,8 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#22
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}tr.primary{font-weight:bold}
 img{max-width:100%;display:block;margin:.5em 0}pre{background:#f7f7f7;padding:1em;overflow:auto}
+ul.verdict li{margin:.3em 0;padding:.3em .6em;border-left:4px solid #2a8}
+ul.verdict li.warn{border-left-color:#d80;background:#fff6e5}
 """
 
 
@@ -99,6 +126,7 @@ def write_report(
         f"<title>steertime evaluation: {html.escape(result['primary'])}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Evaluation of {html.escape(result['primary'])}</h1>",
+        verdict_section(result),
         "<h2>Data</h2><table>",
         *(
             f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>"
@@ -110,7 +138,9 @@ def write_report(
         "<p>The model runs streaming (state carried from the start of each segment). "
         "Confidence intervals: 95%, block bootstrap over 2 s blocks. Lag: the shift that best "
         "aligns prediction and truth (positive: prediction late). Rate / driver: mean "
-        "|d/dt| of the prediction over the driver's (1 = as smooth as the driver).</p>",
+        "|d/dt| of the prediction over the driver's (1 = as smooth as the driver); "
+        "– where the prediction is (nearly) constant. Paired CI: the blocks resampled "
+        "jointly for both models; if it excludes 0 the difference is real on this data.</p>",
     ]
     for name in result["outputs"]:
         parts.append(metrics_table(result, name))

@@ -27,6 +27,7 @@ from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
 from steertime.stream.segments import predict_segment
+from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
 BLOCK_S = 2.0  # bootstrap block length: longer than the error's correlation time
 MAX_LAG_S = 1.0
@@ -80,7 +81,9 @@ def _run_name(run: Path) -> str:
     return Path(run).resolve().name
 
 
-def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames, OutputLayout]:
+def predict_on_cache(
+    run: Path, cache: Cache, split: str | None, threads: int = DEFAULT_THREADS
+) -> tuple[Frames, OutputLayout]:
     model, meta = load_model(run)
     layout = meta.layout
     segs = cache.segments(split) if split else cache.segments()
@@ -91,7 +94,9 @@ def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames
     ts, drives, preds = [], [], []
     for s in segs:
         d = cache.drives[s.drive]
-        preds.append(layout.denormalize(predict_segment(model, cache, s, torch.device("cpu"))))
+        with torch_threads(threads):
+            y = predict_segment(model, cache, s, torch.device("cpu"))
+        preds.append(layout.denormalize(y))
         ts.append(d.timestamps[s.start : s.stop])
         drives += [f"{d.name}[{s.start}:{s.stop}]"] * len(s)
     p = np.concatenate(preds)
@@ -110,12 +115,18 @@ def predict_on_cache(run: Path, cache: Cache, split: str | None) -> tuple[Frames
     return frames, layout
 
 
-def predict_on_path(run: Path, path: Path, format: str | None, options: ReadOptions | None):
+def predict_on_path(
+    run: Path,
+    path: Path,
+    format: str | None,
+    options: ReadOptions | None,
+    threads: int = DEFAULT_THREADS,
+):
     """A raw recording: the streaming predictor over every drive with frames."""
     from steertime.stream import Predictor
     from steertime.stream.run import load_source, predict_drives
 
-    p = Predictor.from_run(run)
+    p = Predictor.from_run(run, threads=threads)
     drives = load_source(path, format, options)
     df = predict_drives(p, drives)
     ok = df["status"] != "skipped"
@@ -136,6 +147,9 @@ def predict_on_path(run: Path, path: Path, format: str | None, options: ReadOpti
             n: led_within_drives(v, frames.drive, lead) for n, v in truth.items()
         }
     return frames, p.layout
+
+
+FLAT = 0.05  # prediction std below this share of the truth's: too flat to have a lag
 
 
 def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale: float) -> dict:
@@ -160,15 +174,20 @@ def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale:
             lags.append(M.best_lag(pred[m], true[m], int(MAX_LAG_S * frames.rate_hz)))
             rates_p.append(M.mean_abs_rate(pred[m], frames.t[m]))
             rates_t.append(M.mean_abs_rate(true[m], frames.t[m]))
-    # A constant prediction has no lag to speak of.
-    lag = float(np.median(lags)) if lags and np.std(pred) > 0 else float("nan")
+    # A constant prediction has no lag to speak of, and one that barely moves (a model
+    # that learned the mean) only has the lag of its noise: report none (NaN, shown "–").
+    moves = np.std(pred) > FLAT * np.std(true)
+    lag = float(np.median(lags)) if lags and moves else float("nan")
     out["lag_frames"] = lag
     out["lag_s"] = lag / frames.rate_hz
     out["rate"] = float(np.mean(rates_p)) if rates_p else 0.0
     out["rate_ratio_to_driver"] = out["rate"] / max(
         float(np.mean(rates_t)) if rates_t else 0.0, 1e-12
     )
-    out["by_magnitude"] = M.error_by_magnitude(pred, true, scale)
+    # |truth| buckets (straight / gentle / sharp) mean something for a signal centred on
+    # zero, like steering; for speed every frame would be "sharp" and the rest empty.
+    if len(true) and np.min(true) < 0 < np.max(true):
+        out["by_magnitude"] = M.error_by_magnitude(pred, true, scale)
     return out
 
 
@@ -214,16 +233,18 @@ def evaluate(
     compare: list[str | Path] = (),
     format: str | None = None,
     options: ReadOptions | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> tuple[dict, Frames, OutputLayout]:
-    """Predict with `run` (and every `compare` run) on the same frames and score them all."""
+    """Predict with `run` (and every `compare` run) on the same frames and score them all
+    (`threads`: intra-op threads for inference, see `steertime.stream.threads`)."""
     run = Path(run)
     src = resolve(data, format, options, accept=(CACHE, RECORDING))
     data = src.path
     if src.kind == CACHE:
         cache = Cache.open(data)
-        frames, layout = predict_on_cache(run, cache, split)
+        frames, layout = predict_on_cache(run, cache, split, threads)
         for other in compare:
-            f2, _ = predict_on_cache(Path(other), cache, split)
+            f2, _ = predict_on_cache(Path(other), cache, split, threads)
             frames.merge(f2)
         segs = cache.segments(split) if split else cache.segments()
         source = {
@@ -235,9 +256,9 @@ def evaluate(
             "content_hash": cache.content_hash,
         }
     else:
-        frames, layout = predict_on_path(run, data, src.format, options)
+        frames, layout = predict_on_path(run, data, src.format, options, threads)
         for other in compare:
-            f2, _ = predict_on_path(Path(other), data, src.format, options)
+            f2, _ = predict_on_path(Path(other), data, src.format, options, threads)
             frames.merge(f2)
         source = {"path": str(data), "format": src.format, "split": None}
     result = score(frames, layout)

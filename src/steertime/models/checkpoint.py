@@ -54,6 +54,7 @@ class RunMeta:
     epoch: int | None = None
     score: float | None = None
     data_hash: str | None = None
+    data_path: str | None = None  # the cache it was trained on (render marks its splits)
     code_version: str | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -74,6 +75,7 @@ class RunMeta:
             epoch=meta.get("epoch"),
             score=meta.get("score"),
             data_hash=meta.get("data_hash"),
+            data_path=meta.get("data_path"),
             code_version=meta.get("code_version"),
             raw=dict(meta),
         )

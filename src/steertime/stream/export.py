@@ -26,6 +26,7 @@ from steertime.data.preprocess import FrameSpec
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
 from steertime.stream.predictor import StreamingPredictor
+from steertime.stream.threads import DEFAULT_THREADS
 
 OPSET = 17
 
@@ -83,9 +84,10 @@ def export_onnx(run: str | Path, out: str | Path) -> Path:
 
 
 class OnnxPredictor(StreamingPredictor):
-    """onnxruntime backend: same `step()` / `reset()` as `Predictor`."""
+    """onnxruntime backend: same `step()` / `reset()` as `Predictor`; `threads` intra-op
+    threads (default 1, see `steertime.stream.threads`; 0: onnxruntime's default)."""
 
-    def __init__(self, folder: str | Path, threads: int = 0, **kw) -> None:
+    def __init__(self, folder: str | Path, threads: int = DEFAULT_THREADS, **kw) -> None:
         import onnxruntime as ort
 
         folder = Path(folder)

@@ -29,6 +29,7 @@ from steertime.data.preprocess import FrameSpec
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import RunMeta, load_model
+from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
 ASPECT_TOLERANCE = 0.02
 
@@ -124,20 +125,31 @@ def _decode(frame) -> np.ndarray:
 
 
 class Predictor(StreamingPredictor):
-    """PyTorch backend."""
+    """PyTorch backend. `threads`: intra-op threads per step (default 1, see
+    `steertime.stream.threads`; 0 keeps torch's setting)."""
 
-    def __init__(self, model, meta: RunMeta | dict, device: str = "cpu", **kw) -> None:
+    def __init__(
+        self,
+        model,
+        meta: RunMeta | dict,
+        device: str = "cpu",
+        threads: int = DEFAULT_THREADS,
+        **kw,
+    ) -> None:
         if not isinstance(meta, RunMeta):
             meta = RunMeta.parse(meta)
         super().__init__(meta.layout, meta.require_frame(), meta.source_size, **kw)
         self.model, self.meta, self.device = model.eval(), meta, torch.device(device)
+        self.threads = threads
         self._reset_state()
 
     @classmethod
-    def from_run(cls, path: str | Path, device: str = "cpu", **kw) -> Predictor:
+    def from_run(
+        cls, path: str | Path, device: str = "cpu", threads: int = DEFAULT_THREADS, **kw
+    ) -> Predictor:
         """Load a run folder (its best checkpoint) or a checkpoint folder."""
         model, meta = load_model(path, device)
-        return cls(model, meta, device, **kw)
+        return cls(model, meta, device, threads, **kw)
 
     def _reset_state(self) -> None:
         self.state = self.model.init_state(1, self.device)
@@ -146,5 +158,6 @@ class Predictor(StreamingPredictor):
     def _run(self, frame: np.ndarray) -> np.ndarray:
         frame = np.require(frame, requirements=["C", "W"])  # torch wants writable memory
         x = torch.from_numpy(frame).to(self.device)[None, None]  # (1, 1, H, W, 3)
-        y, self.state = self.model(x, self.state)
+        with torch_threads(self.threads):
+            y, self.state = self.model(x, self.state)
         return self.layout.denormalize(y[0, 0].float().cpu().numpy())

@@ -27,6 +27,7 @@ import csv
 import dataclasses
 import io
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from steertime.train import dist as D
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
-from steertime.train.monitor import TrainingMonitor
+from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
 from steertime.train.validate import stream_metrics
 
 
@@ -133,8 +134,8 @@ class StepLoss(nn.Module):
         return loss, new_state
 
 
-def fit_layout(cache: Cache, outputs: list[str], weights: list[float]) -> OutputLayout:
-    """Mean/std of each output over the training split (never val or test)."""
+def train_values(cache: Cache, outputs: list[str]) -> dict[str, np.ndarray]:
+    """Each output's labels over the training split (never val or test)."""
     missing = [n for n in outputs if n not in cache.signal_names()]
     if missing:
         raise SteertimeError(
@@ -144,10 +145,15 @@ def fit_layout(cache: Cache, outputs: list[str], weights: list[float]) -> Output
     segs = cache.segments("train")
     if not segs:
         raise SteertimeError(f"{cache.path}: the train split is empty")
-    vals = {
+    return {
         n: np.concatenate([cache.drives[s.drive].signals[n][s.start : s.stop] for s in segs])
         for n in outputs
     }
+
+
+def fit_layout(cache: Cache, outputs: list[str], weights: list[float]) -> OutputLayout:
+    """Mean/std of each output over the training split (never val or test)."""
+    vals = train_values(cache, outputs)
     units = [cache.drives[0].units[n].to_dict() for n in outputs]
     return OutputLayout(
         names=list(outputs),
@@ -158,12 +164,15 @@ def fit_layout(cache: Cache, outputs: list[str], weights: list[float]) -> Output
     )
 
 
-def lr_at(step: int, total: int, cfg) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+def lr_at(step: int, total: int, cfg, warmup: int | None = None) -> float:
+    """The learning rate at `step` of `total`; `warmup` overrides cfg.warmup_steps (see
+    `effective_warmup`)."""
+    warmup = cfg.warmup_steps if warmup is None else warmup
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
     if cfg.schedule == "constant":
         return cfg.lr
-    frac = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -303,6 +312,7 @@ class _Training:
         }
         self.steps_per_epoch = len(self.schedule(0))
         self.total_steps = t.max_steps or self.steps_per_epoch * t.epochs
+        self.warmup, warmup_note = effective_warmup(cfg.optim.warmup_steps, self.total_steps)
         self.frames_per_step = t.batch_size * t.seq_len
         self.reader = BatchReader(
             cache, layout.names, t.seq_len + self.skip, self.rows, self.store, cfg.data.lead
@@ -323,6 +333,9 @@ class _Training:
         self.monitor = TrainingMonitor(
             model, self.writer, self.clip, t.diagnostics and info.is_main
         )
+        self.monitor.labels = label_note(train_values(cache, layout.names))
+        if warmup_note and info.is_main:
+            self.monitor.warn("warmup", warmup_note)
 
     def _build_model(self) -> SequenceModel:
         torch.manual_seed(self.t.seed)
@@ -395,6 +408,8 @@ class _Training:
             desc=f"epoch {epoch}",
             disable=not (progress and info.is_main),
             dynamic_ncols=True,
+            # off a terminal every redraw is a new line in a log: one every 30 s is enough
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,
         )
         started = time.perf_counter()
         n_done = 0
@@ -403,7 +418,7 @@ class _Training:
             pos.step = i + 1
             n_done += 1
             bar.update(self.frames_per_step)
-            bar.set_postfix(loss=f"{pos.mean_loss:.4f}", lr=f"{lr:.2g}")
+            bar.set_postfix(loss=f"{pos.mean_loss:.4f}", lr=f"{lr:.2g}", refresh=False)
             if self.writer and pos.global_step % 10 == 0:
                 self.writer.add_scalar("train/loss", loss, pos.global_step)
                 self.writer.add_scalar("train/grad_norm", gnorm, pos.global_step)
@@ -416,6 +431,9 @@ class _Training:
         bar.close()
         elapsed = time.perf_counter() - started
         self.end_of_epoch(epoch, len(steps), n_done, elapsed, on_epoch)
+        if progress and info.is_main:
+            # the numbers a user waits for, on the terminal and not only in metrics.csv
+            tqdm.write(self.epoch_line(epoch), file=sys.stderr)
 
     # --- step ---------------------------------------------------------------------------
     def step(self, chunks: list, epoch: int, i: int) -> tuple[float, float, float]:
@@ -428,7 +446,7 @@ class _Training:
             state = model.reset_rows(self.carried, torch.from_numpy(reset).to(info.device))
         else:
             state = model.init_state(self.rows, info.device)
-        lr = lr_at(pos.global_step, self.total_steps, self.cfg.optim)
+        lr = lr_at(pos.global_step, self.total_steps, self.cfg.optim, self.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         loss, new_state = self.ddp(x, y, state)
@@ -500,10 +518,11 @@ class _Training:
             "global_step": pos.global_step,
             "train_loss": pos.mean_loss,
             **{f"val_{k}": v for k, v in metrics.items()},
-            "lr": lr_at(pos.global_step, self.total_steps, self.cfg.optim),
+            "lr": lr_at(pos.global_step, self.total_steps, self.cfg.optim, self.warmup),
             "frames_per_s": n_done * self.frames_per_step / max(elapsed, 1e-9),
             "seconds": elapsed,
         }
+        self.last_row = row
         if info.is_main:
             _append_metrics(self.run, row)
             for k, v in row.items():
@@ -518,6 +537,21 @@ class _Training:
         if not pos.done or pos.step >= n_steps:
             pos.epoch, pos.step, pos.loss_sum, pos.loss_n = epoch + 1, 0, 0.0, 0
         self.checkpoint()
+
+    def epoch_line(self, epoch: int) -> str:
+        """One line per epoch: train loss as a share of the label variance, val, best."""
+        pos, row = self.pos, self.last_row
+        val = {k[4:]: v for k, v in row.items() if k.startswith("val_rmse_")}
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no val split"
+        best = (
+            f"best {pos.best:.4g} (epoch {pos.best_epoch + 1})"
+            if pos.best_epoch is not None
+            else ""
+        )
+        return (
+            f"epoch {epoch + 1}/{self.t.epochs}: train loss {row['train_loss']:.3g} "
+            f"(1 = predict-the-mean), lr {row['lr']:.2g}; val {shown}; {best}"
+        )
 
     def write_warnings(self) -> None:
         if self.info.is_main and self.monitor.messages:

@@ -12,12 +12,57 @@ import logging
 import math
 from collections import deque
 
+import numpy as np
 import torch
 from torch import nn
 
 log = logging.getLogger("steertime.train")
 WINDOW = 25  # steps over which "no progress" and "mostly clipped" are judged
 EVERY = 10  # steps between per-layer measurements
+# The loss is the weighted MSE of outputs normalised by the training labels' std, so 1.0
+# is what predicting the mean scores. After LEARN_CHECK steps a run that learns is well
+# below it; one still above NOT_LEARNING has fit nothing (issue 24: a PilotNet on a real
+# RC tub sat at 0.86-1.01 for nine epochs and nothing said so).
+LEARN_CHECK = 300
+NOT_LEARNING = 0.8
+# A warm-up longer than this share of the run keeps the learning rate low for most of it
+# (100 warm-up steps in a 28-step run ended at lr 2.9e-4 with a predict-the-mean model);
+# it is then shortened to WARMUP_SCALED of the run.
+WARMUP_MAX = 0.25
+WARMUP_SCALED = 0.1
+
+
+def effective_warmup(warmup: int, total_steps: int) -> tuple[int, str]:
+    """The warm-up to use for a run of `total_steps`, and a warning when it was shortened."""
+    if warmup <= 0 or total_steps <= 0 or warmup <= WARMUP_MAX * total_steps:
+        return warmup, ""
+    scaled = max(1, round(WARMUP_SCALED * total_steps))
+    return scaled, (
+        f"optim.warmup_steps={warmup} is longer than {WARMUP_MAX:.0%} of this run "
+        f"({total_steps} steps): the learning rate would stay low for most of it. Warm-up "
+        f"shortened to {scaled} steps ({WARMUP_SCALED:.0%}); train longer (train.epochs) "
+        "or set optim.warmup_steps to choose yourself."
+    )
+
+
+def label_note(values: dict[str, np.ndarray]) -> str:
+    """A hint when a label is coarse: its std spans few quantisation steps, so most of its
+    variance is rounding that no model can predict."""
+    notes = []
+    for name, v in values.items():
+        v = v[np.isfinite(v)]
+        levels = np.unique(v)
+        if len(levels) < 2:
+            notes.append(f"{name} is constant over the training split")
+            continue
+        step = float(np.min(np.diff(levels)))
+        std = float(v.std())
+        if std < 4 * step or len(levels) <= 12:
+            notes.append(
+                f"{name} takes {len(levels)} distinct values, std {std:.3g} = "
+                f"{std / step:.1f} quantisation steps of {step:.3g}"
+            )
+    return "; ".join(notes)
 
 
 class TrainingMonitor:
@@ -31,6 +76,8 @@ class TrainingMonitor:
         self.messages: list[str] = []
         self.saturation: dict[str, list[float]] = {}
         self._before: dict[str, torch.Tensor] = {}
+        self.labels = ""  # label_note() of the training labels, for the not-learning hint
+        self.lr = math.nan
         if detailed:
             for name, mod in model.named_modules():
                 if isinstance(mod, nn.ELU | nn.ReLU):
@@ -44,6 +91,10 @@ class TrainingMonitor:
 
         return record
 
+    def warn(self, key: str, text: str) -> None:
+        """Say `text` once per `key`: logged now, and kept for warnings.txt."""
+        self._warn(key, text)
+
     def _warn(self, key: str, text: str) -> None:
         if key not in self.warned:
             self.warned.add(key)
@@ -52,6 +103,7 @@ class TrainingMonitor:
 
     def after_backward(self, step: int, gnorm: float, lr: float) -> None:
         """Called between backward and the optimiser step."""
+        self.lr = lr
         if gnorm == 0.0:
             self._warn(
                 "zero",
@@ -91,6 +143,8 @@ class TrainingMonitor:
                     "or saturated (run with train.diagnostics=true), or the targets may "
                     "be constant.",
                 )
+        if self.n == LEARN_CHECK:
+            self._check_learning(step)
         if self.detailed and self._before:
             for name, p in self.model.named_parameters():
                 before = self._before[name]
@@ -99,6 +153,21 @@ class TrainingMonitor:
             for name, fr in self.saturation.items():
                 self.writer.add_scalar(f"saturated/{name}", sum(fr) / len(fr), step)
             self._before, self.saturation = {}, {}
+
+    def _check_learning(self, step: int) -> None:
+        now = sum(self.losses) / len(self.losses)
+        if now < NOT_LEARNING:
+            return
+        labels = f" Labels: {self.labels}." if self.labels else ""
+        self._warn(
+            "not_learning",
+            f"step {step}: not learning — the training loss is {now:.3g} of the label "
+            f"variance (1.0 = predicting the mean) after {self.n} steps. Likely causes: "
+            f"the learning rate (now {self.lr:.3g}; try optim.lr 3x higher and lower), "
+            "saturated or dead units (steertime diagnose RUN --data CACHE, or "
+            "train.diagnostics=true), or labels whose variance is mostly quantisation or "
+            f"noise.{labels}",
+        )
 
     def after_training(self, best_epoch: int | None, epochs: int, best: float, last: float) -> None:
         """Called once validation has scored the last epoch (epochs are counted from 0)."""
