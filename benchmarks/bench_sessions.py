@@ -1,7 +1,7 @@
 """Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
 
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
-        [--models pilotnet,cnn_lstm] [--epochs N] [--jobs 2] [--seeds 3]
+        [--models pilotnet,cnn_lstm] [--epochs N] [--jobs 2] [--seeds 3] [--ensemble]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -24,7 +24,9 @@ over seeds, so its RMSE is the seed-averaged one and its paired interval covers 
 (not seeds; the per-seed rows show the spread between seeds). When
 `benchmarks/peer_donkeycar/run.py` has written its predictions for the same folds into
 --work, Donkeycar's models join the table, scored on the same frames (its seeded runs
-`donkey_linear_s0`, … pooled the same way).
+`donkey_linear_s0`, … pooled the same way). With `--ensemble`, `steertime ensemble`
+averages each model's K runs into one (`m_ens`), scored beside them; its training time is
+the sum of its members'.
 """
 
 from __future__ import annotations
@@ -113,6 +115,14 @@ def folds(protocol: str, work: Path) -> list[dict]:
     ]
 
 
+def ensembles(models: list[str]) -> dict[str, list[str]]:
+    """`m_ens` -> the seeded runs of `m` it averages (models trained with several seeds)."""
+    out: dict[str, list[str]] = {}
+    for m in models:
+        out.setdefault(f"{base(m)}_ens", []).append(m)
+    return {k: v for k, v in out.items() if len(v) > 1}
+
+
 def base(run: str) -> str:
     """`cnn_lstm_s2` -> `cnn_lstm`: the model a seeded run name trains."""
     head, sep, tail = run.rpartition("_s")
@@ -127,6 +137,7 @@ def run_fold(
     epochs: int,
     jobs: int,
     frame: list[str],
+    ensemble: bool = False,
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "cache"
@@ -168,8 +179,26 @@ def run_fold(
 
     with ThreadPoolExecutor(jobs) as pool:
         seconds = dict(zip(models, pool.map(train, models), strict=True))
+    to_best = {}
+    for m in models:
+        mc = pd.read_csv(folder / m / "metrics.csv")
+        best = int(mc["val_rmse_steering"].idxmin())
+        to_best[m] = float(mc["seconds"].iloc[: best + 1].sum())
+    # `steertime ensemble` over each model's seeds: its cost is every member's training.
+    for name, members in ensembles(models).items() if ensemble else ():
+        steertime(
+            "ensemble",
+            *[str(folder / m) for m in members],
+            "--out",
+            str(folder / name),
+            "--overwrite",
+            log=folder / f"{name}.log",
+        )
+        seconds[name] = sum(seconds[m] for m in members)
+        to_best[name] = sum(to_best[m] for m in members)
+    scored = list(seconds)
     ev = folder / "eval"
-    runs = [str(folder / m) for m in models]
+    runs = [str(folder / m) for m in scored]
     steertime(
         "evaluate",
         runs[-1],
@@ -184,11 +213,6 @@ def run_fold(
     )
     preds = pd.read_parquet(ev / "predictions.parquet")
     preds["fold"] = fold["name"]
-    to_best = {}
-    for m in models:
-        mc = pd.read_csv(folder / m / "metrics.csv")
-        best = int(mc["val_rmse_steering"].idxmin())
-        to_best[m] = float(mc["seconds"].iloc[: best + 1].sum())
     return {"preds": preds, "train_seconds": seconds, "seconds_to_best": to_best}
 
 
@@ -203,7 +227,10 @@ def peer_predictions(work: Path, protocol: str, preds: pd.DataFrame) -> list[str
     key = (preds["t"] * 1000).round().astype("int64")
     names = []
     for col in [c for c in peer.columns if c.endswith(":steering") or c.endswith(":throttle")]:
-        lookup = dict(zip(peer["timestamp_ms"].astype("int64"), peer[col], strict=True))
+        # A command beyond full lock steers at full lock: the rule steertime's outputs follow
+        # (`data.clip_outputs`); it moves Donkeycar's RMSE by under 0.001 on the tub.
+        vals = peer[col].clip(-1.0, 1.0) if col.endswith(":steering") else peer[col]
+        lookup = dict(zip(peer["timestamp_ms"].astype("int64"), vals, strict=True))
         preds[col] = key.map(lookup)
         names.append(col.split(":")[0])
     return sorted(set(names))
@@ -379,6 +406,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=0, help="default: EPOCHS per protocol")
     ap.add_argument("--jobs", type=int, default=2, help="models trained at once")
     ap.add_argument("--seeds", type=int, default=1, help="runs of every model (train.seed)")
+    ap.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="with --seeds K: also score `steertime ensemble` of each model's K runs (m_ens)",
+    )
     a = ap.parse_args()
     models = [m if k == 0 else f"{m}_s{k}" for m in a.models.split(",") for k in range(a.seeds)]
     if models[0] != "pilotnet":
@@ -394,18 +426,20 @@ def main() -> None:
                 a.epochs or EPOCHS[protocol],
                 a.jobs,
                 FRAME[protocol],
+                a.ensemble,
             )
             for f in folds(protocol, a.work)
         ]
         preds = pd.concat([r["preds"] for r in fold_res], ignore_index=True)
         peers = peer_predictions(a.work, protocol, preds)
+        scored = [*models, *(ensembles(models) if a.ensemble else [])]
         extra = {
-            k: {m: sum(r[k][m] for r in fold_res) for m in models}
+            k: {m: sum(r[k][m] for r in fold_res) for m in scored}
             for k in ("train_seconds", "seconds_to_best")
         }
         extra["train_seconds"] |= peer_seconds(a.work, protocol)
-        results[protocol] = table(preds, models, peers, extra)
-        print(markdown(protocol, results[protocol], models), "\n", flush=True)
+        results[protocol] = table(preds, scored, peers, extra)
+        print(markdown(protocol, results[protocol], scored), "\n", flush=True)
     write_json(a.work / "results.json", json.loads(json.dumps(results, default=float)))
 
 

@@ -37,6 +37,7 @@ FORBIDDEN = {
     "evaluate": ("steertime.train", "steertime.sim"),
     "sim": ("steertime.train", "steertime.evaluate"),
     "diagnostics": ("steertime.train",),
+    "integrations": ("steertime.train", "steertime.evaluate", "steertime.sim", "steertime.cli"),
 }
 # The one deliberate exception (docs/architecture.md): the features store builds the
 # frozen encoder whose outputs it stores.

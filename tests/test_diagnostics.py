@@ -63,7 +63,7 @@ def test_training_warnings_and_detailed_logging(tiny_cache, tmp_path):
         "train.epochs=4",
         "model.hidden=8",
         "model.feat_dim=8",
-        "optim.lr=0",
+        "optim.lr=1e-12",  # not learning, and still a valid value
         "optim.clip_norm=1e-9",
         "train.diagnostics=true",
         "train.patience=100",

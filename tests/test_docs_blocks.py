@@ -89,6 +89,8 @@ def test_docs_block_parses_and_uses_what_it_made(block):
         used = list(opts.get("--compare", []))
         if cmd in RUN_FIRST and pos:
             used.append(pos[0])
+        if cmd == "ensemble":
+            used.extend(pos)
         if trains:
             for run in used:
                 assert run in runs, (
@@ -96,7 +98,7 @@ def test_docs_block_parses_and_uses_what_it_made(block):
                 )
         if cmd == "train" and prepares and "--data" in opts:
             assert opts["--data"][0] in caches, f"{opts['--data'][0]} is prepared nowhere above"
-        if cmd == "train" and out:
+        if cmd in ("train", "ensemble") and out:
             runs.add(out)
         if cmd == "prepare" and out:
             caches.add(out)

@@ -199,6 +199,8 @@ def test_demo_pipeline_small(tmp_path):
     closed = json.loads((tmp_path / "demo" / "closed_loop.json").read_text())
     assert set(closed) == {"pilotnet", "cnn_lstm"}
     assert all(0 <= r["autonomy_pct"] <= 100 for r in closed.values())
+    # both models predict the car's steering torque, scored in the loop and in the report
+    assert all(r["torque_rmse_nm"] > 0 for r in closed.values()) and "torque RMSE" in text
     assert "95% CI" in text and "%</td>" in text
     paired = json.loads((tmp_path / "demo" / "closed_loop_compare.json").read_text())
     assert (paired["a"], paired["b"], paired["roads"]) == ("cnn_lstm", "pilotnet", 1)

@@ -55,7 +55,8 @@ def demo_train_config(
     model: str, epochs: int, cache: Path, run: Path, overrides: Sequence[str] = ()
 ) -> TrainConfig:
     """The demo's recipe (also the closed-loop benchmarks'): every epoch runs, no early stop,
-    and the expert's speed command `target_speed` is learnt beside steering and speed."""
+    and the expert's speed command `target_speed` and the car's steering torque are learnt
+    beside steering and speed."""
     cfg = apply_overrides(
         TrainConfig(),
         [
@@ -64,7 +65,7 @@ def demo_train_config(
             "train.patience=100",
             "optim.lr=1e-3",
             "optim.warmup_steps=20",
-            "data.outputs=steering,speed,target_speed",
+            "data.outputs=steering,speed,target_speed,torque",
             *overrides,
         ],
     )
@@ -149,20 +150,26 @@ def _closed_loop_section(closed: dict, paired: dict) -> str:
         f"<td>{r['autonomy_ci95_pct'][0]:.1f}–{r['autonomy_ci95_pct'][1]:.1f}%</td>"
         f"<td>{r['interventions']}</td>"
         f"<td>{r['interventions_per_km']:.2f}</td><td>{r['mean_abs_offset_m']:.3f}</td>"
-        f"<td>{r['mean_abs_wheel_rate_degps']:.1f}</td><td>{r['km']:.2f}</td></tr>"
+        f"<td>{r['mean_abs_wheel_rate_degps']:.1f}</td>"
+        f"<td>{_fmt_nm(r.get('torque_rmse_nm'))}</td><td>{r['km']:.2f}</td></tr>"
         for m, r in closed.items()
     )
     section = (
         '<h2>Closed loop on unseen roads</h2><table id="closed-loop"><tr><th>model</th>'
         "<th>autonomy</th><th>95% CI</th><th>interventions</th><th>per km</th>"
         "<th>mean |offset| m</th>"
-        f"<th>|wheel rate| deg/s</th><th>km</th></tr>{rows}</table>"
+        f"<th>|wheel rate| deg/s</th><th>torque RMSE N·m</th><th>km</th></tr>{rows}</table>"
         "<p>Autonomy = 1 − interventions·6 s / elapsed time (NVIDIA PilotNet paper). An "
         "intervention: the car left its lane by more than 1 m and was put back. The interval "
         "resamples roads (and never claims more than the exact Poisson bound on the count "
-        "allows); a few minutes of roads cannot separate two good models.</p>"
+        "allows); a few minutes of roads cannot separate two good models. Torque RMSE: "
+        "the model's steering-torque output against the torque the car had at each frame.</p>"
         f"{_paired_table(paired)}"
         "<details><summary>raw</summary><pre>"
         f"{html.escape(json.dumps(closed, indent=1))}</pre></details>"
     )
     return section
+
+
+def _fmt_nm(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"

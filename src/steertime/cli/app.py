@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -71,12 +72,21 @@ def progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
 
 
 def read_options(
-    max_gap: float, strict: bool, mapping: Path | None, maps: list[str], keep_pilot: bool = False
+    max_gap: float,
+    strict: bool,
+    mapping: Path | None,
+    maps: list[str],
+    keep_pilot: bool = False,
+    camera: str | None = None,
 ) -> data.ReadOptions:
+    if not max_gap > 0:  # NaN too; inf is allowed: never split
+        raise SteertimeError(f"--max-gap must be a number of seconds > 0, got {max_gap}")
     m = load_mapping(mapping) if mapping is not None else None
     if maps:
         m = _merge(m or {}, mapping_from_pairs(maps))
-    return data.ReadOptions(max_gap_s=max_gap, strict=strict, mapping=m, keep_pilot=keep_pilot)
+    return data.ReadOptions(
+        max_gap_s=max_gap, strict=strict, mapping=m, keep_pilot=keep_pilot, camera=camera
+    )
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -94,6 +104,9 @@ MAPPING = typer.Option(None, "--mapping", help="Generic format: mapping YAML/TOM
 KEEP_PILOT = typer.Option(
     False, "--keep-pilot", help="Donkeycar: keep records the pilot drove (user/mode local*)."
 )
+CAMERA = typer.Option(
+    None, "--camera", help="Udacity bags: center (default), left or right camera."
+)
 MAP = typer.Option([], "--map", help="Generic format: KEY=VALUE, e.g. steering=angle:deg.")
 # one thread by default: at batch 1 a second thread only waits for a busy core
 THREADS = typer.Option(
@@ -101,10 +114,39 @@ THREADS = typer.Option(
 )
 
 
+# Faults of the machine, not of steertime: one line and exit status 2, not a traceback.
+# Every output is written atomically, so what was there before (the previous checkpoint, the
+# old cache) is still intact; the message says so.
+_OS_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def os_fault_line(e: OSError) -> str | None:
+    """The one-line message for a full disk or a read-only/forbidden output, else None."""
+    what = _OS_FAULTS.get(e.errno or 0)
+    if what is None:
+        return None
+    where = e.filename or ""
+    return (
+        f"{where}: {what}" if where else what
+    ) + "; nothing was half-written (earlier outputs and checkpoints are intact)"
+
+
 def main() -> None:
     """Entry point: user-facing errors become one clear line and exit status 2."""
     try:
         app()
     except (SteertimeError, FileExistsError) as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as e:
+        line = os_fault_line(e)
+        if line is None:
+            raise
+        err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
         sys.exit(2)

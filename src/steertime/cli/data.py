@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from rich.table import Column, Table
 
 from steertime import data
 from steertime.cli.app import (
+    CAMERA,
     FORMAT,
     KEEP_PILOT,
     MAP,
@@ -35,9 +37,17 @@ VAL_SESSION = typer.Option(
 
 @app.command()
 def formats() -> None:
-    """List the data formats steertime reads."""
+    """List the data formats steertime reads, and those it writes."""
     for name, desc in data.available_formats().items():
         console.print(f"[bold]{name}[/]: {desc}")
+    console.print(
+        "written by `export-dataset --format`: [bold]lerobot[/]: LeRobot v3.0 dataset "
+        "(Parquet + MP4 per camera), read back by the lerobot reader"
+    )
+    console.print(
+        "scored by `evaluate --udacity-ch2`: Udacity Challenge 2 CH2_final_evaluation.csv "
+        "(frame_id, steering_angle, public)"
+    )
 
 
 @app.command()
@@ -50,13 +60,11 @@ def inspect(
     map: list[str] = MAP,
     keep_pilot: bool = KEEP_PILOT,
     decode: bool = typer.Option(False, "--decode", help="Decode every frame to find bad ones."),
+    camera: str = CAMERA,
 ) -> None:
     """Validate a recording and print its drives, signals and problems."""
-    _print_summary(
-        data.inspect(
-            path, format, read_options(max_gap, strict, mapping, map, keep_pilot), decode=decode
-        )
-    )
+    options = read_options(max_gap, strict, mapping, map, keep_pilot, camera)
+    _print_summary(data.inspect(path, format, options, decode=decode))
 
 
 def _print_summary(s: data.Summary) -> None:
@@ -159,19 +167,16 @@ def prepare(
     mapping: Path = MAPPING,
     map: list[str] = MAP,
     keep_pilot: bool = KEEP_PILOT,
+    camera: str = CAMERA,
 ) -> None:
     """Decode, crop and resize every frame once into a fast random-access cache."""
     from steertime.data.cache import frame_spec_for
 
     top, bottom = parse_crop(crop)
     if size.strip().lower() != "native":
-        parse_size(size)  # a bad --size fails before the recording is read
-    rec = data.read_recording(path, format, read_options(max_gap, strict, mapping, map, keep_pilot))
-    spec, squashed = frame_spec_for(rec.drives, size, top, bottom)
-    if squashed:
-        err.print(f"[yellow]warning:[/] {squashed}", highlight=False)
+        data.FrameSpec(*parse_size(size))  # a bad --size fails before the recording is read
+    # every value is checked (PrepareConfig, SplitConfig) before the recording is read
     cfg = data.PrepareConfig(
-        frame=spec,
         fps=fps,
         workers=workers,
         skip_bad_frames=not strict,
@@ -179,6 +184,12 @@ def prepare(
             split, val, test, guard, blocks, seed, tuple(test_session), tuple(val_session)
         ),
     )
+    options = read_options(max_gap, strict, mapping, map, keep_pilot, camera)
+    rec = data.read_recording(path, format, options)
+    spec, squashed = frame_spec_for(rec.drives, size, top, bottom)
+    if squashed:
+        err.print(f"[yellow]warning:[/] {squashed}", highlight=False)
+    cfg = dataclasses.replace(cfg, frame=spec)
     _prepare_and_report(rec.drives, path, out, cfg, overwrite, rec.skipped)
 
 
@@ -208,8 +219,52 @@ def _prepare_and_report(
         f"{cfg.frame.height}x{cfg.frame.width}; {rate:.0f} frames/s; hash {cache.content_hash}"
     )
     _print_split(cache)
+    if (cfg.split.val > 0 or cfg.split.val_sessions) and not cache.segments("val"):
+        err.print(
+            f"[yellow]warning:[/] {out}: the val split is empty (too few frames for "
+            f"--val {cfg.split.val} and --guard {cfg.split.guard}); training will not validate",
+            highlight=False,
+        )
     for p in cache.manifest["skipped"]:
         console.print(f"[yellow]skipped[/] {p}", markup=True)
+
+
+@app.command("export-dataset")
+def export_dataset(
+    source: Path,
+    out: Path,
+    to: str = typer.Option("lerobot", "--format", help="Dataset format to write: lerobot (v3.0)."),
+    codec: str = typer.Option(
+        "h264", help="h264 (yuv420p, CRF 18: small, lossy) or lossless (libx264rgb: exact)."
+    ),
+    fps: int = typer.Option(None, help="Nominal frame rate (default: the drives' median)."),
+    task: str = typer.Option("drive the car: steer and keep speed", help="The task text."),
+    overwrite: bool = typer.Option(False, help="Replace an existing dataset."),
+    from_format: str = typer.Option(None, "--from-format", help="Reader for SOURCE."),
+    camera: str = CAMERA,
+) -> None:
+    """Write a prepared cache or a recording as a LeRobot v3.0 dataset (Parquet + MP4)."""
+    from steertime.data.lerobot import ExportOptions, dataset_drives, export_lerobot
+
+    if to != "lerobot":
+        raise typer.BadParameter(f"unknown dataset format {to!r}; known: lerobot")
+    options = read_options(MAX_GAP.default, False, None, [], camera=camera)
+    drives = dataset_drives(source, from_format, options)
+    with progress("export", sum(len(d) for d in drives if d.frames is not None)) as advance:
+        info = export_lerobot(
+            drives,
+            out,
+            ExportOptions(codec=codec, fps=fps, task=task),
+            source=str(source),
+            overwrite=overwrite,
+            progress=advance,
+        )
+    console.print(
+        f"wrote {out}: LeRobot v3.0, {info['total_episodes']} episode(s), "
+        f"{info['total_frames']} frames at {info['fps']} fps, codec {codec}"
+    )
+    for p in info["steertime"]["problems"]:
+        console.print(f"[yellow]note:[/] {p}", highlight=False)
 
 
 @app.command("split")
@@ -261,3 +316,17 @@ def features(
         f"wrote {out} ({c.n_frames} frames, {rate:.0f} frames/s); "
         f"train with --set data.features={out} --model feat_lstm"
     )
+
+
+@app.command()
+def verify(cache: Path = typer.Argument(..., help="A prepared cache.")) -> None:
+    """Re-read every frame and label of a cache and check its content hash (bit flips)."""
+    from steertime.data.verify import verify_cache
+    from steertime.errors import DataError
+
+    c = data.Cache.open(cache)
+    with progress("verify", c.n_frames) as advance:
+        r = verify_cache(str(cache), advance)
+    if not r.ok:
+        raise DataError(r.line())
+    console.print(r.line(), highlight=False)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Column, Table
 
 from steertime.cli.app import (
+    CAMERA,
     FORMAT,
     MAP,
     MAPPING,
@@ -59,12 +60,59 @@ def _print_leaderboard(result: dict) -> None:
         console.print(("" if v.ok else "[yellow]warning:[/] ") + v.text, highlight=False)
 
 
+def _print_ch2(r: dict) -> None:
+    parts = ("public", "private", "overall")
+    t = Table(
+        "Challenge 2 (HMB_3)",
+        *(f"{p} RMSE" for p in parts),
+        title=f"RMSE in {r['unit']}, {r['frames']['public']} public + "
+        f"{r['frames']['private']} private frames",
+    )
+    t.add_row(r["name"], *(f"{r['rmse'][p]:.4f}" for p in parts), style="bold")
+    t.add_row("all zeros (this file)", *(f"{r['zeros'][p]:.4f}" for p in parts))
+    for b in r["board"]:
+        t.add_row(f"{b['team']} (final board)", f"{b['public']:.4f}", f"{b['private']:.4f}", "–")
+    console.print(t)
+    console.print(f"a file of zeros scored {r['zeros_published']} as published with the board")
+
+
+def _print_faults(result: dict) -> None:
+    t = Table(
+        "output",
+        "model",
+        "RMSE in faults",
+        "RMSE clean",
+        title=(
+            f"camera faults {result['data'].get('faults')}: {result.get('fault_frames', 0)} of "
+            f"{result['frames']} frames"
+        ),
+    )
+    for name, entry in result["outputs"].items():
+        for m, sc in entry["models"].items():
+            t.add_row(name, m, f"{sc['rmse_fault']:.4g}", f"{sc['rmse_clean']:.4g}")
+    console.print(t)
+
+
 @app.command()
 def evaluate(
     run: Path,
-    data_: Path = typer.Option(..., "--data", help="Prepared cache, or a recording in any format."),
+    data_: Path = typer.Option(
+        None,
+        "--data",
+        help="Prepared cache, or a recording in any format (required, except "
+        "for --udacity-ch2 with a predictions file).",
+    ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Folder for metrics.json, plots, report.html."
+        None,
+        "--out",
+        "-o",
+        help="Folder for metrics.json, plots, report.html (required, except for --udacity-ch2).",
+    ),
+    udacity_ch2: Path = typer.Option(
+        None,
+        "--udacity-ch2",
+        help="Score on Udacity Challenge 2's CH2_final_evaluation.csv by frame_id; RUN may "
+        "be a predictions CSV (frame_id,steering_angle or steertime predict's).",
     ),
     split: str = typer.Option("test", help="Cache split to score (train, val, test, all)."),
     compare: list[str] = typer.Option([], help="Other runs to score on the same frames."),
@@ -72,14 +120,46 @@ def evaluate(
     mapping: Path = MAPPING,
     map: list[str] = MAP,
     threads: int = THREADS,
+    faults: str = typer.Option(
+        "",
+        help="Camera faults over the frames, KIND:LENGTH_S@EVERY_S,... (a cache): RMSE "
+        "inside fault events and on clean frames is reported apart.",
+    ),
+    fault_seed: int = typer.Option(0, help="Seed of the fault schedule (same for every run)."),
 ) -> None:
     """Score a run streaming over held-out data against predict-zero, predict-mean and others."""
     from steertime.evaluate import evaluate_to_dir
 
     options = read_options(DEFAULT_MAX_GAP_S, False, mapping, map)
+    if udacity_ch2 is not None:
+        from steertime.atomic import write_json
+        from steertime.evaluate.udacity_ch2 import evaluate_ch2
+
+        r = evaluate_ch2(udacity_ch2, run, data_, format, options, threads)
+        _print_ch2(r)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "udacity_ch2.json", r)
+            console.print(f"wrote {out / 'udacity_ch2.json'}")
+        return
+    if data_ is None or out is None:
+        raise typer.BadParameter("--data and --out are required (except with --udacity-ch2)")
     split_ = None if split == "all" else split
-    result = evaluate_to_dir(run, data_, out, split_, compare, format, options, threads=threads)
+    result = evaluate_to_dir(
+        run,
+        data_,
+        out,
+        split_,
+        compare,
+        format,
+        options,
+        threads=threads,
+        faults=faults or None,
+        fault_seed=fault_seed,
+    )
     _print_leaderboard(result)
+    if faults:
+        _print_faults(result)
     console.print(f"report: {out / 'report.html'}")
 
 
@@ -115,13 +195,15 @@ def render(
     mapping: Path = MAPPING,
     map: list[str] = MAP,
     threads: int = THREADS,
+    camera: str = CAMERA,
 ) -> None:
     """Draw true and predicted steering wheels over the camera video (H.264)."""
     from steertime.evaluate.render import render as render_video
     from steertime.stream import Predictor
     from steertime.stream.run import load_source
 
-    drives = load_source(source, format, read_options(DEFAULT_MAX_GAP_S, False, mapping, map))
+    options = read_options(DEFAULT_MAX_GAP_S, False, mapping, map, camera=camera)
+    drives = load_source(source, format, options)
     p = Predictor.from_run(run, threads=threads)
     with progress("render", sum(len(d) for d in drives)) as advance:
         render_video(p, drives, out, output=output, progress=advance, heldout_from=p.meta.data_path)

@@ -46,9 +46,13 @@ def drive(
     out: Path = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
     video: Path = typer.Option(None, help="Also render camera + bird's-eye view (.mp4)."),
     threads: int = THREADS,
+    faults: str = typer.Option(
+        "", help="Camera faults KIND:LENGTH_S@EVERY_S,... e.g. blackout:0.5@10 (docs/simulator.md)."
+    ),
 ) -> None:
     """Drive a trained model closed-loop on unseen simulated roads; report autonomy."""
     from steertime.atomic import write_json
+    from steertime.data.faults import parse_faults
     from steertime.sim import drive as run_drive
     from steertime.sim import heldout_seeds
     from steertime.sim.video import compose
@@ -56,6 +60,7 @@ def drive(
     from steertime.video import h264_writer
 
     seeds = heldout_seeds(seed, roads)
+    fault_specs = parse_faults(faults)
     with contextlib.ExitStack() as stack:
         hook = None
         if video is not None:
@@ -65,7 +70,7 @@ def drive(
                 writer.write(compose(world, frame, pred, n))
 
         p = Predictor.from_run(run, threads=threads)
-        report = run_drive(p, seeds, minutes * 60, fps, offset_limit, hook)
+        report = run_drive(p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs)
     s = report.summary()
     t = Table("road", "seconds", "km", "interventions", "mean |offset| m", "max |offset| m")
     for r in s["per_road"]:
@@ -85,6 +90,13 @@ def drive(
         f"({s['interventions_per_km']:.2f}/km)  mean |offset| {s['mean_abs_offset_m']:.3f} m  "
         f"|wheel rate| {s['mean_abs_wheel_rate_degps']:.1f} deg/s over {s['km']:.1f} km"
     )
+    if fault_specs:
+        console.print(
+            f"camera faults ({faults}): {s['fault_minutes'] * 60:.0f} s faulty, "
+            f"{s['fault_interventions']} of the interventions during or just after a fault"
+        )
+    if s["torque_rmse_nm"] is not None:
+        console.print(f"torque RMSE against the car's {s['torque_rmse_nm']:.3f} N·m")
     if out:
         write_json(out, s)
 

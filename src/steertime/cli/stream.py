@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from steertime.cli.app import (
+    CAMERA,
     FORMAT,
     MAP,
     MAPPING,
@@ -34,6 +35,7 @@ def predict(
     mapping: Path = MAPPING,
     map: list[str] = MAP,
     threads: int = THREADS,
+    camera: str = CAMERA,
 ) -> None:
     """Run a trained model frame by frame over a recording or a bare video."""
     from steertime.stream import OnnxPredictor, Predictor
@@ -44,7 +46,8 @@ def predict(
         if onnx
         else Predictor.from_run(run, threads=threads, max_gap_s=max_gap)
     )
-    drives = load_source(source, format, read_options(DEFAULT_MAX_GAP_S, False, mapping, map))
+    options = read_options(DEFAULT_MAX_GAP_S, False, mapping, map, camera=camera)
+    drives = load_source(source, format, options)
     total = sum(len(d) for d in drives)
     started = time.perf_counter()
     with progress("predict", total) as advance:
@@ -63,11 +66,24 @@ def export(
     run: Path,
     out: Path = typer.Option(None, "--out", "-o", help="Folder for model.onnx + model.json."),
     format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    quantize: str = typer.Option(
+        None, "--quantize", help="int8: static quantization (default out: RUN/export-int8)."
+    ),
+    calibrate: Path = typer.Option(
+        None, help="Cache whose training frames calibrate int8 (default: the run's cache)."
+    ),
 ) -> None:
     """Export one streaming step of a trained model, state as explicit inputs/outputs."""
     from steertime.stream import export_onnx
 
     if format != "onnx":
         raise SteertimeError(f"export format {format!r} is not supported (onnx)")
-    folder = export_onnx(run, out or Path(run) / "export")
+    if quantize is not None and quantize != "int8":
+        raise SteertimeError(f"--quantize {quantize!r} is not supported (int8)")
+    if quantize:
+        from steertime.stream.quantize import export_int8
+
+        folder = export_int8(run, out or Path(run) / "export-int8", calibrate)
+    else:
+        folder = export_onnx(run, out or Path(run) / "export")
     console.print(f"wrote {folder / 'model.onnx'} and {folder / 'model.json'}")

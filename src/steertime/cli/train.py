@@ -27,28 +27,34 @@ def train(
     """Train a model on a prepared cache (stateful truncated BPTT by default)."""
     from steertime.train import TrainConfig, apply_overrides, load_config
     from steertime.train import train as run_training
+    from steertime.train.loop import resume_config
 
+    pairs = [
+        f"{k}={v}"
+        for k, v in [
+            ("model.name", model),
+            ("train.seq_len", seq_len),
+            ("train.epochs", epochs),
+            ("train.batch_size", batch_size),
+            ("optim.lr", lr),
+            ("data.outputs", outputs),
+            ("data.cache", data_),
+        ]
+        if v is not None
+    ]
     if resume:
         if out is None:
             raise SteertimeError("--resume needs --out RUN")
-        cfg = TrainConfig(out=str(out))
+        if config is not None:
+            raise SteertimeError("--resume continues the run's own config; drop --config")
+        # options given with --resume are compared with the run's config: a change that
+        # would mix two runs is refused, naming it; a safe one (more epochs) is applied
+        cfg, safe = resume_config(out, pairs + list(set_))
+        for line in safe:
+            console.print(f"resuming with {line}", highlight=False)
     else:
         cfg = load_config(config) if config else TrainConfig()
-        pairs = [
-            f"{k}={v}"
-            for k, v in [
-                ("model.name", model),
-                ("train.seq_len", seq_len),
-                ("train.epochs", epochs),
-                ("train.batch_size", batch_size),
-                ("optim.lr", lr),
-                ("data.outputs", outputs),
-            ]
-            if v is not None
-        ]
         cfg = apply_overrides(cfg, pairs + list(set_))
-        if data_ is not None:
-            cfg.data.cache = str(data_)
         if out is not None:
             cfg.out = str(out)
         if not cfg.data.cache or not cfg.out:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,8 +29,14 @@ from steertime import __version__
 from steertime.atomic import atomic_dir, write_json
 from steertime.data.drive import Drive
 from steertime.data.frames import FrameError
-from steertime.data.preprocess import FrameSpec, native_size, parse_size, squash_warning
-from steertime.data.splits import Segment, SplitConfig, make_splits
+from steertime.data.preprocess import (
+    FrameSpec,
+    native_size,
+    parse_size,
+    spec_for_size,
+    squash_warning,
+)
+from steertime.data.splits import Segment, SplitConfig, make_splits, refuse_empty_train
 from steertime.data.units import Unit
 from steertime.errors import DataError, SteertimeError
 
@@ -45,6 +52,12 @@ class PrepareConfig:
     workers: int = 2
     skip_bad_frames: bool = True  # False: a frame that fails to decode is an error
     split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise SteertimeError(f"fps must be a finite number > 0, got {self.fps}")
+        if self.workers < 0:
+            raise SteertimeError(f"workers must be >= 0, got {self.workers}")
 
 
 def _npy_header(shape: tuple[int, ...], descr: str = "|u1") -> bytes:
@@ -80,9 +93,20 @@ def _decoded(
     def one(i: int, frame) -> np.ndarray | FrameError:
         if isinstance(frame, FrameError):
             return frame
-        seen.setdefault("source_size", [int(frame.shape[0]), int(frame.shape[1])])
-        return spec.apply(frame, src.describe(i))
+        h, w = int(frame.shape[0]), int(frame.shape[1])
+        ref = seen.setdefault("source_size", [h, w]) if h and w else None
+        # the rule `predict` follows too: rescale a same-aspect frame, skip another aspect
+        fitted = spec_for_size(spec, frame.shape[:2], ref)
+        if isinstance(fitted, str):
+            return FrameError(f"{src.describe(i)}: {fitted}; dropped")
+        return fitted.apply(frame, src.describe(i))
 
+    # A source read forward that decodes in its own threads (ROS bags) runs the resize
+    # there too, beside the decode, rather than in this thread.
+    mapped = getattr(src, "iter_mapped", None)
+    if mapped is not None and workers > 1:
+        yield from mapped(one, workers)
+        return
     load = getattr(src, "load", None)
     if load is None or workers <= 1:
         for i, frame in src.iter_frames():
@@ -275,7 +299,7 @@ def is_cache(path: str | Path) -> bool:
 
 
 def _split_entry(lengths: list[int], cfg: SplitConfig, names: list[str]) -> dict:
-    segs = make_splits(lengths, cfg, names)
+    segs = refuse_empty_train(make_splits(lengths, cfg, names), lengths, cfg)
     return {
         "config": cfg.to_dict(),
         "segments": [[s.drive, s.split, s.start, s.stop] for s in segs],

@@ -70,6 +70,9 @@ def _rows_text(rows: np.ndarray, limit: int = 8) -> str:
     return shown + (f" … ({len(rows)} in all)" if len(rows) > limit else "")
 
 
+ABSURD = 1e9  # no steering, speed, torque or throttle reading comes near this
+
+
 def assemble_drives(
     *,
     name: str,
@@ -118,6 +121,11 @@ def assemble_drives(
         if bad.any():
             complain(f"non-finite {k!r} values", "rows dropped", rows[bad])
             keep &= ~bad
+        # 1e308 is finite, but its square is not: the label std, then the loss, go NaN
+        huge = keep & (np.abs(np.where(np.isfinite(v), v, 0.0)) > ABSURD)
+        if huge.any():
+            complain(f"{k!r} values beyond ±{ABSURD:g} (not a reading)", "rows dropped", rows[huge])
+            keep &= ~huge
     idx = np.flatnonzero(keep)
 
     order = np.argsort(t[idx], kind="stable")

@@ -8,6 +8,7 @@ split into drives or rows are dropped.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -165,6 +166,10 @@ class VideoFrames:
         return f"{self.path} frame {int(self.frame_numbers[i])}"
 
     def iter_frames(self) -> Iterator[tuple[int, np.ndarray | FrameError]]:
+        """Frames in order, decoding past damaged packets: a frame lost to them is a
+        FrameError naming its number (counted and reported by prepare and predict), and
+        the frames after it keep their numbers (from their timestamps), so labels stay
+        aligned."""
         import av
 
         if len(self.frame_numbers) == 0:
@@ -176,35 +181,119 @@ class VideoFrames:
         except (av.error.FFmpegError, OSError) as e:
             raise DataError(f"video cannot be opened ({e})", self.path) from None
         with container:
-            try:
-                for n, frame in enumerate(container.decode(video=0)):
-                    if n < target:
-                        continue
+            stream = container.streams.video[0]
+            clock = _FrameClock(container, stream)
+            n = -1  # number of the last decoded frame
+            for frame in _decode_past_damage(container, stream):
+                n = max(n + 1, clock.index(frame.pts))  # a jump: frames were lost
+                while target < n:
+                    yield (
+                        i,
+                        FrameError(
+                            f"frame {target} lost (damaged video data before frame {n})", self.path
+                        ),
+                    )
+                    nxt = next(want, None)
+                    if nxt is None:
+                        return
+                    i, target = nxt
+                if target == n:
                     yield i, frame.to_ndarray(format="rgb24")
                     nxt = next(want, None)
                     if nxt is None:
                         return
                     i, target = nxt
-            except av.error.FFmpegError as e:
-                yield i, FrameError(f"video decoding failed at frame {target} ({e})", self.path)
-                return
         # The video ended before the frames we were promised: report, do not invent.
         yield i, FrameError(f"video ends before frame {target}", self.path)
+        for i, target in want:
+            yield i, FrameError(f"video ends before frame {target}", self.path)
 
     def subset(self, indices: Sequence[int]) -> VideoFrames:
         return VideoFrames(self.path, self.frame_numbers[np.asarray(indices, dtype=np.int64)])
 
 
-def count_video_frames(path: Path) -> int:
+RAW_STREAMS = {"hevc", "h264", "h265", "m4v", "mjpeg", "rawvideo"}
+
+
+class _FrameClock:
+    """A frame's number from its timestamp (None where the stream has none, e.g. a raw
+    .hevc): the first timestamp is frame 0, then one frame every 1/average_rate."""
+
+    def __init__(self, container, stream) -> None:
+        self.rate = stream.average_rate
+        self.base = stream.time_base
+        self.origin = stream.start_time
+        # A raw elementary stream (comma2k19's .hevc) has made-up timestamps: count there.
+        if set(container.format.name.split(",")) & RAW_STREAMS:
+            self.rate = None
+
+    def index(self, pts: int | None) -> int:
+        if pts is None or not self.rate or self.base is None:
+            return -1
+        if self.origin is None:
+            self.origin = pts
+        return round(float((pts - self.origin) * self.base * self.rate))
+
+
+def _decode_past_damage(container, stream) -> Iterator:
+    """Decoded frames, packet by packet: a packet the decoder rejects is skipped (its
+    frame is lost), where `container.decode()` would stop at the first one."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError:
+                continue
+    except av.error.FFmpegError:
+        return  # the container itself is cut short: what follows is unreadable
+
+
+@dataclass(frozen=True)
+class VideoCount:
+    """A video's frames: `total` by the timestamps of its last packet, `present` packets
+    that are there; the difference was lost to damage in the middle."""
+
+    total: int
+    present: int
+
+    @property
+    def lost(self) -> int:
+        return self.total - self.present
+
+    def note(self, path: Path) -> str:
+        return (
+            f"{self.lost} of {self.total} frames of {Path(path).name} are lost to damaged "
+            "video data (their rows are dropped)"
+        )
+
+
+def video_frame_count(path: Path) -> VideoCount:
     """Frames in a video's first stream, counted by demuxing packets (no decoding)."""
     import av
 
     try:
         with av.open(str(path)) as c:
             stream = c.streams.video[0]
-            return sum(1 for p in c.demux(stream) if p.size > 0)
+            clock = _FrameClock(c, stream)
+            present, last = 0, -1
+            try:
+                for p in c.demux(stream):
+                    if p.size > 0:
+                        present += 1
+                        last = max(last, clock.index(p.pts))
+            except av.error.FFmpegError:
+                if not present:
+                    raise
+            return VideoCount(max(present, last + 1), present)
     except (av.error.FFmpegError, OSError, IndexError) as e:
         raise DataError(f"video cannot be read ({e})", path) from None
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames in a video's first stream, lost ones included (see `video_frame_count`)."""
+    return video_frame_count(path).total
 
 
 class ArrayFrames:

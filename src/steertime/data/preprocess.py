@@ -10,6 +10,8 @@ from PIL import Image
 
 from steertime.errors import SteertimeError
 
+MAX_SIDE = 4096  # a model input larger than a 4K camera frame is a typo
+
 
 @dataclass(frozen=True)
 class FrameSpec:
@@ -23,6 +25,12 @@ class FrameSpec:
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
             raise SteertimeError(f"frame size must be positive, got {self.height}x{self.width}")
+        if max(self.height, self.width) > MAX_SIDE:
+            # 100000x100000 was killed by the OOM killer mid-prepare: refuse it up front
+            raise SteertimeError(
+                f"frame size {self.height}x{self.width} is beyond {MAX_SIDE} pixels a side; "
+                "a model input is a few hundred (e.g. 66x200)"
+            )
         if self.crop_top < 0 or self.crop_bottom < 0:
             raise SteertimeError("crop rows must be >= 0")
 
@@ -46,6 +54,31 @@ class FrameSpec:
             return np.ascontiguousarray(frame)
         im = Image.fromarray(np.ascontiguousarray(frame))
         return np.asarray(im.resize((self.width, self.height), Image.Resampling.BILINEAR))
+
+
+# One rule for a frame whose size differs from the camera's (the first frame of a drive in
+# `prepare`, the training camera in `predict`): the same aspect ratio within this share is
+# rescaled, its crop rows scaled with it; another aspect ratio is skipped and reported.
+FRAME_ASPECT_TOLERANCE = 0.02
+
+
+def spec_for_size(
+    spec: FrameSpec, hw: tuple[int, int], reference: tuple[int, int] | None
+) -> FrameSpec | str:
+    """`spec` for a frame of size `hw` from a camera of size `reference`, or why the
+    frame must be skipped (an empty frame, another aspect ratio)."""
+    h, w = int(hw[0]), int(hw[1])
+    if h <= 0 or w <= 0:
+        return f"frame is empty ({w}x{h} pixels)"
+    if not reference or (h, w) == tuple(reference):
+        return spec
+    h0, w0 = int(reference[0]), int(reference[1])
+    if abs((w / h) / (w0 / h0) - 1) > FRAME_ASPECT_TOLERANCE:
+        return f"frame is {w}x{h}, the camera's frames are {w0}x{h0} (another aspect ratio)"
+    scale = h / h0
+    return FrameSpec(
+        spec.height, spec.width, round(spec.crop_top * scale), round(spec.crop_bottom * scale)
+    )
 
 
 ASPECT_TOLERANCE = 0.05  # below this a resize is not a visible squash

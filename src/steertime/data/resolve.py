@@ -17,7 +17,7 @@ import numpy as np
 
 from steertime.data.cache import is_cache
 from steertime.data.drive import Drive
-from steertime.data.frames import VideoFrames, count_video_frames
+from steertime.data.frames import VideoFrames, video_frame_count
 from steertime.data.readers import ReadOptions, Recording, readers
 from steertime.errors import DataError
 
@@ -146,7 +146,8 @@ def bare_video_drive(path: str | Path) -> Drive:
     except (av.error.FFmpegError, IndexError) as e:
         raise DataError(f"video cannot be read ({e})", path) from None
     fps = float(rate) if rate else 30.0
-    n = count_video_frames(path)
+    count = video_frame_count(path)
+    n = count.total
     if n == 0:
         raise DataError("video has no frames", path)
     return Drive(
@@ -158,4 +159,5 @@ def bare_video_drive(path: str | Path) -> Drive:
         units={},
         frames=VideoFrames(path, np.arange(n)),
         rows=np.arange(n),
+        problems=[count.note(path)] if count.lost else [],
     )

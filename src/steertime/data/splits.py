@@ -157,3 +157,14 @@ def make_splits(
             ]
         segs += _blocks_to_segments(d, [b for b in bounds if b[1] > b[0]], cfg.guard)
     return segs
+
+
+def refuse_empty_train(segs: list[Segment], lengths: list[int], cfg: SplitConfig) -> list:
+    """A split without training frames cannot train: say so when it is made (prepare,
+    split), not at the first `train`."""
+    if sum(lengths) and not any(s.split == "train" and len(s) for s in segs):
+        raise SteertimeError(
+            f"the {cfg.mode} split (val {cfg.val}, test {cfg.test}, guard {cfg.guard}) leaves "
+            f"no training frames in {sum(lengths)} frames; lower --val/--test or --guard"
+        )
+    return segs

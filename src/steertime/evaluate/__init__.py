@@ -28,14 +28,20 @@ def evaluate_to_dir(
     options: ReadOptions | None = None,
     sections: Sequence[str] = (),
     threads: int = DEFAULT_THREADS,
+    faults: str | None = None,
+    fault_seed: int = 0,
 ) -> dict:
     """Evaluate and write metrics.json, predictions.parquet, PNG plots and report.html
     (with extra HTML `sections`, each opening with its `<h2>`, before the configuration)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result, frames, layout = evaluate(run, data, split, compare, format, options, threads)
+    result, frames, layout = evaluate(
+        run, data, split, compare, format, options, threads, faults, fault_seed
+    )
     write_json(out / "metrics.json", _json_safe(result))
     table = {"drive": frames.drive, "t": frames.t}
+    if frames.fault is not None:
+        table["camera_fault"] = frames.fault
     for name, v in frames.truth.items():
         table[f"true_{name}"] = v
     for model, preds in frames.preds.items():

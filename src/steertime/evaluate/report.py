@@ -31,11 +31,13 @@ def _fmt(v) -> str:
 def metrics_table(result: dict, name: str) -> str:
     entry = result["outputs"][name]
     rad = any("rmse_rad" in m for m in entry["models"].values())
+    faulty = any("rmse_fault" in m for m in entry["models"].values())
     head = [
         "model",
         "RMSE",
         "95% CI",
         *(["RMSE rad"] if rad else []),
+        *(["RMSE in faults", "RMSE clean"] if faulty else []),
         "MAE",
         "R²",
         "lag s",
@@ -49,6 +51,8 @@ def metrics_table(result: dict, name: str) -> str:
         cells = [model, m["rmse"], f"{m['rmse_ci95'][0]:.4g} – {m['rmse_ci95'][1]:.4g}"]
         if rad:
             cells.append(m.get("rmse_rad", ""))
+        if faulty:
+            cells += [m.get("rmse_fault", ""), m.get("rmse_clean", "")]
         cells += [m["mae"], m["r2"], m["lag_s"], m["rate_ratio_to_driver"]]
         if model in diffs and all(math.isfinite(c) for c in diffs[model]):
             lo, hi = diffs[model]

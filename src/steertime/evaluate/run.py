@@ -9,6 +9,12 @@ trained with `data.lead=L` learned the log L frames later (the driver's command 
 their reaction delay), so it is also scored against that target (`rmse_vs_trained_target`):
 the first number compares runs, the second says how well a led run learned what it was
 taught.
+
+With camera faults (`faults="blackout:0.5@10"`, on a cache), every model sees the same
+faulted frames (the schedule is drawn from `fault_seed` and the segment, not the model);
+a model trained with the frame-missing flag carries on from memory, any other holds its
+last output. Each output then also gets `rmse_fault` and `rmse_clean`: the frames inside
+a fault event against the rest (`fault_frames` counts them).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 
 from steertime.data import Cache, ReadOptions
+from steertime.data.faults import FaultSpec, fault_schedule, parse_faults
 from steertime.data.lead import lead_rows
 from steertime.data.resolve import CACHE, RECORDING, resolve
 from steertime.data.splits import session_of
@@ -46,6 +53,7 @@ class Frames:
     leads: dict[str, int] = field(default_factory=dict)  # model -> data.lead it trained with
     # lead -> name -> (N,): the log `lead` frames later, the target a led run was taught
     truth_led: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    fault: np.ndarray | None = None  # (N,) camera fault codes when evaluated with faults
 
     def merge(self, other: Frames) -> None:
         """Add another run's predictions on the same frames."""
@@ -81,8 +89,21 @@ def _run_name(run: Path) -> str:
     return Path(run).resolve().name
 
 
+def segment_faults(seg, rate_hz: float, faults: list[FaultSpec], seed: int) -> np.ndarray | None:
+    """The fault codes of one segment's frames: the same for every model scored."""
+    if not faults:
+        return None
+    rng = np.random.default_rng([seed, seg.drive, seg.start])
+    return fault_schedule(len(seg), rate_hz or 10.0, faults, rng)
+
+
 def predict_on_cache(
-    run: Path, cache: Cache, split: str | None, threads: int = DEFAULT_THREADS
+    run: Path,
+    cache: Cache,
+    split: str | None,
+    threads: int = DEFAULT_THREADS,
+    faults: list[FaultSpec] = (),
+    fault_seed: int = 0,
 ) -> tuple[Frames, OutputLayout]:
     model, meta = load_model(run)
     layout = meta.layout
@@ -91,12 +112,18 @@ def predict_on_cache(
         from steertime.errors import SteertimeError
 
         raise SteertimeError(f"{cache.path}: split {split!r} is empty")
-    ts, drives, preds = [], [], []
+    ts, drives, preds, codes = [], [], [], []
     for s in segs:
         d = cache.drives[s.drive]
+        rate = float(cache.manifest["drives"][s.drive].get("rate_hz") or 0.0)
+        c = segment_faults(s, rate, list(faults), fault_seed)
         with torch_threads(threads):
-            y = predict_segment(model, cache, s, torch.device("cpu"))
+            y = predict_segment(
+                model, cache, s, torch.device("cpu"), faults=c, fault_seed=fault_seed
+            )
         preds.append(layout.denormalize(y))
+        if c is not None:
+            codes.append(c)
         ts.append(d.timestamps[s.start : s.stop])
         drives += [f"{d.name}[{s.start}:{s.stop}]"] * len(s)
     p = np.concatenate(preds)
@@ -107,6 +134,7 @@ def predict_on_cache(
         truth=_cache_truth(cache, segs),
         units={n: u.to_dict() for n, u in cache.drives[0].units.items()},
         rate_hz=float(np.median([e["rate_hz"] for e in cache.manifest["drives"]])),
+        fault=np.concatenate(codes) if codes else None,
     )
     frames.preds[_run_name(run)] = {n: p[:, k] for k, n in enumerate(layout.names)}
     lead = frames.leads[_run_name(run)] = meta.lead
@@ -211,6 +239,12 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
         entry = {"unit": frames.units.get(name, {}), "models": {}}
         for m, pred in {**models, **refs}.items():
             entry["models"][m] = _score(pred, true, frames, name, layout.std[k])
+            if frames.fault is not None:
+                bad = frames.fault != 0
+                entry["models"][m]["rmse_fault"] = (
+                    M.rmse(pred[bad], true[bad]) if bad.any() else float("nan")
+                )
+                entry["models"][m]["rmse_clean"] = M.rmse(pred[~bad], true[~bad])
             if lead := frames.leads.get(m, 0):
                 entry["models"][m]["lead_frames"] = lead
                 target = frames.truth_led[lead][name]
@@ -223,6 +257,8 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
         }
         result["outputs"][name] = entry
     result["primary"] = primary
+    if frames.fault is not None:
+        result["fault_frames"] = int(np.count_nonzero(frames.fault))
     return result
 
 
@@ -234,17 +270,26 @@ def evaluate(
     format: str | None = None,
     options: ReadOptions | None = None,
     threads: int = DEFAULT_THREADS,
+    faults: str | None = None,
+    fault_seed: int = 0,
 ) -> tuple[dict, Frames, OutputLayout]:
     """Predict with `run` (and every `compare` run) on the same frames and score them all
-    (`threads`: intra-op threads for inference, see `steertime.stream.threads`)."""
+    (`threads`: intra-op threads for inference, see `steertime.stream.threads`).
+    `faults`: camera faults drawn over the frames (a cache only), see the module doc."""
     run = Path(run)
+    fault_specs = parse_faults(faults)
     src = resolve(data, format, options, accept=(CACHE, RECORDING))
     data = src.path
+    if fault_specs and src.kind != CACHE:
+        from steertime.errors import SteertimeError
+
+        raise SteertimeError(f"{data}: --faults needs a prepared cache (steertime prepare)")
     if src.kind == CACHE:
         cache = Cache.open(data)
-        frames, layout = predict_on_cache(run, cache, split, threads)
+        fk = {"faults": fault_specs, "fault_seed": fault_seed}
+        frames, layout = predict_on_cache(run, cache, split, threads, **fk)
         for other in compare:
-            f2, _ = predict_on_cache(Path(other), cache, split, threads)
+            f2, _ = predict_on_cache(Path(other), cache, split, threads, **fk)
             frames.merge(f2)
         segs = cache.segments(split) if split else cache.segments()
         source = {
@@ -255,6 +300,9 @@ def evaluate(
             "sessions": sorted({session_of(cache.drives[s.drive].name) for s in segs}),
             "content_hash": cache.content_hash,
         }
+        if fault_specs:
+            source["faults"] = ",".join(map(str, fault_specs))
+            source["fault_seed"] = fault_seed
     else:
         frames, layout = predict_on_path(run, data, src.format, options, threads)
         for other in compare:

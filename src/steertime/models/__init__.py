@@ -4,7 +4,13 @@ The package imports every model file (below) so their `@register_model` /
 `@register_encoder` run; `registry.py` itself imports none of them.
 """
 
-from steertime.models import cnn_rnn, efficientnet, encoders, pilotnet  # noqa: F401  (register)
+from steertime.models import (  # noqa: F401  (register)
+    cnn_rnn,
+    efficientnet,
+    encoders,
+    ensemble,
+    pilotnet,
+)
 from steertime.models.base import SequenceModel, State, detach_state
 from steertime.models.layout import OutputLayout
 from steertime.models.registry import (

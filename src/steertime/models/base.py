@@ -11,6 +11,10 @@ The contract every model keeps, declared here rather than guessed with `hasattr`
 - `model_name`, `config`: the registered name and its config dataclass (set by
   `create_model`; a checkpoint stores both, so it can rebuild the model);
 - `n_outputs`, `autoregressive`;
+- `missing_input`: whether `core` reads a per-frame "frame missing" flag (a dropped,
+  frozen, black or glaring frame; see `steertime.data.faults`) and rolls its state
+  forward on memory alone. A model without it is held at its last output by the
+  streaming predictor instead;
 - `init_state`, `encode` (frames -> per-frame features) and `core` (features -> outputs);
 - `cached_encoder()` / `encode_features()`: whether, and how, the model trains over a
   features store (the encoder's outputs computed once, `steertime.data.features`).
@@ -31,6 +35,7 @@ class SequenceModel(nn.Module):
     config: Any  # the registered config dataclass (set by `create_model`)
     n_outputs: int
     autoregressive: bool = False
+    missing_input: bool = False
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         return {}
@@ -51,9 +56,14 @@ class SequenceModel(nn.Module):
         raise NotImplementedError
 
     def core(
-        self, feats: torch.Tensor, state: State, teacher: torch.Tensor | None = None
+        self,
+        feats: torch.Tensor,
+        state: State,
+        teacher: torch.Tensor | None = None,
+        missing: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
-        """(B, T, F) features -> (B, T, K) outputs. `teacher` (B, T, K): feed truth back."""
+        """(B, T, F) features -> (B, T, K) outputs. `teacher` (B, T, K): feed truth back.
+        `missing` (B, T) bool: frames that carried no image (read by `missing_input` models)."""
         raise NotImplementedError
 
     def cached_encoder(self) -> tuple[str, dict] | None:
@@ -67,12 +77,14 @@ class SequenceModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} cannot run over cached features")
 
     def forward(
-        self, frames: torch.Tensor, state: State | None = None
+        self, frames: torch.Tensor, state: State | None = None, missing: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         if state is None:
             state = self.init_state(frames.shape[0], frames.device)
         feats, state = self.encode(frames, state)
-        return self.core(feats, state)
+        if missing is None:
+            return self.core(feats, state)
+        return self.core(feats, state, missing=missing)
 
 
 def detach_state(state: State) -> State:

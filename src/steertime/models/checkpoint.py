@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -61,17 +63,48 @@ class RunMeta:
     @classmethod
     def parse(cls, meta: dict, where: str = "checkpoint") -> RunMeta:
         """The record of a `meta.json` dict (as every version of steertime wrote it)."""
+        if not isinstance(meta, dict):
+            raise SteertimeError(f"{where}/meta.json: expected a JSON object")
         missing = [k for k in ("model", "model_config", "layout") if k not in meta]
         if missing:
-            raise SteertimeError(f"{where}: meta.json lacks {missing}")
-        size = meta.get("source_size")
+            raise SteertimeError(f"{where}/meta.json: lacks {missing}")
+        # A tampered or hand-edited meta.json must fail here, naming the key, not later
+        # inside torch with a shape error.
+        key = "layout"
+        try:
+            layout = OutputLayout.from_dict(meta["layout"])
+            key = "model_config"
+            model_config = dict(meta["model_config"])
+            key = "frame"
+            frame = FrameSpec.from_dict(meta["frame"]) if meta.get("frame") else None
+            key = "source_size"
+            size = meta.get("source_size")
+            source_size = (int(size[0]), int(size[1])) if size else None
+            key = "lead_frames"
+            lead = int(meta.get("lead_frames", 0) or 0)
+        except (TypeError, ValueError, KeyError, IndexError) as e:
+            raise SteertimeError(f"{where}/meta.json: key {key!r} is malformed ({e})") from None
+        if source_size is not None and min(source_size) <= 0:
+            raise SteertimeError(
+                f"{where}/meta.json: key 'source_size' is {size}; a frame size must be positive"
+            )
+        bad = [
+            f"{n} mean {m} std {sd}"
+            for n, m, sd in zip(layout.names, layout.mean, layout.std, strict=True)
+            if not (_finite(m) and _finite(sd) and float(sd) > 0)
+        ]
+        if bad:
+            raise SteertimeError(
+                f"{where}/meta.json: key 'layout' has a non-finite or non-positive "
+                f"normalisation ({'; '.join(bad)}); this run cannot be used"
+            )
         return cls(
             model=meta["model"],
-            model_config=dict(meta["model_config"]),
-            layout=OutputLayout.from_dict(meta["layout"]),
-            frame=FrameSpec.from_dict(meta["frame"]) if meta.get("frame") else None,
-            source_size=(int(size[0]), int(size[1])) if size else None,
-            lead=int(meta.get("lead_frames", 0) or 0),
+            model_config=model_config,
+            layout=layout,
+            frame=frame,
+            source_size=source_size,
+            lead=lead,
             epoch=meta.get("epoch"),
             score=meta.get("score"),
             data_hash=meta.get("data_hash"),
@@ -91,6 +124,21 @@ class RunMeta:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.raw.get(key, default)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [
+        k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+
+
+class NonFiniteWeights(SteertimeError):
+    """A model whose weights hold NaN/inf: never saved, never used."""
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -135,8 +183,16 @@ def save_checkpoint(
     carried: dict[str, torch.Tensor] | None = None,
     ema: dict[str, torch.Tensor] | None = None,
 ) -> None:
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # A NaN model written as `best` or `last` would be served by predict/export as if it
+    # were trained (and a resume would continue from it): refuse before anything is written.
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise NonFiniteWeights(
+            f"{folder}: not written, the weights hold NaN/inf ({', '.join(bad[:3])}"
+            f"{' …' if len(bad) > 3 else ''}); the previous checkpoint is intact"
+        )
     with atomic_dir(folder, overwrite=True) as tmp:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors")
         meta = dict(meta)
         if optimizer is not None:
@@ -179,7 +235,23 @@ def read_meta(folder: Path) -> dict:
     f = Path(folder) / "meta.json"
     if not f.is_file():
         raise SteertimeError(f"{folder}: not a checkpoint (meta.json missing)")
-    return json.loads(f.read_text())
+    try:
+        meta = json.loads(f.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SteertimeError(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise SteertimeError(f"{f}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def read_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing, truncated or garbled file is one line."""
+    if not path.is_file():
+        raise SteertimeError(f"{path}: missing")
+    try:
+        return load_file(path, device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise SteertimeError(f"{path}: cannot be read, truncated or corrupt ({e})") from None
 
 
 def read_run_meta(folder: str | Path) -> RunMeta:
@@ -196,8 +268,24 @@ def _checkpoint_folder(folder: str | Path) -> Path:
 
 
 def load_weights(folder: str | Path, model: nn.Module, device: str | torch.device = "cpu") -> None:
-    """Load a checkpoint folder's weights into `model` (same architecture)."""
-    model.load_state_dict(load_file(Path(folder) / "model.safetensors", device=str(device)))
+    """Load a checkpoint folder's weights into `model` (same architecture).
+
+    Weights that do not fit the model (missing keys, wrong shapes) or hold NaN/inf are
+    refused with one line naming the file: such a run must not predict or export."""
+    path = Path(folder) / "model.safetensors"
+    tensors = read_tensors(path, device)
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        raise NonFiniteWeights(
+            f"{path}: the weights hold NaN/inf ({', '.join(bad[:3])}"
+            f"{' …' if len(bad) > 3 else ''}); this run diverged and cannot be used"
+        )
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise SteertimeError(f"{path}: does not fit the model in meta.json ({detail})") from None
 
 
 def load_model(
@@ -206,7 +294,10 @@ def load_model(
     """Rebuild a model from a checkpoint folder (or a run folder: its best checkpoint)."""
     folder = _checkpoint_folder(folder)
     meta = RunMeta.parse(read_meta(folder), str(folder))
-    model = create_model(meta.model, **meta.model_config)
+    try:
+        model = create_model(meta.model, **meta.model_config)
+    except TypeError as e:
+        raise SteertimeError(f"{folder}/meta.json: key 'model_config' is malformed ({e})") from None
     load_weights(folder, model, device)
     return model.to(device), meta
 
@@ -215,7 +306,7 @@ def load_train_state(
     folder: Path, optimizer: torch.optim.Optimizer
 ) -> tuple[dict, dict[str, torch.Tensor]]:
     meta = read_meta(folder)
-    tensors = load_file(folder / "train_state.safetensors")
+    tensors = read_tensors(folder / "train_state.safetensors")
     _restore_optimizer(optimizer, tensors, meta["optimizer"])
     torch.set_rng_state(tensors["rng.torch"])
     carried = {k[len("carried.") :]: v for k, v in tensors.items() if k.startswith("carried.")}
@@ -224,5 +315,5 @@ def load_train_state(
 
 def load_ema(folder: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The averaged weights a resumable checkpoint holds (empty without `optim.ema`)."""
-    tensors = load_file(Path(folder) / "train_state.safetensors", device=str(device))
+    tensors = read_tensors(Path(folder) / "train_state.safetensors", device)
     return {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}

@@ -9,7 +9,11 @@ Options, all in `CnnRnnConfig`:
   car's own motion (how fast the image turns: the steering it is applying) is visible;
 - `autoregressive`: the previous step's outputs are an input of the next step (Komanda).
   `core(..., teacher=y)` feeds the truth back (teacher forcing); without it the model
-  feeds back its own predictions, as it must in the car.
+  feeds back its own predictions, as it must in the car;
+- `missing_input`: the recurrent core also reads a "frame missing" flag; on a missing
+  frame (dropped, frozen, black, glaring: `steertime.data.faults`) the frame's features
+  are zeroed and the flag set, so the state rolls forward on memory alone. Train it with
+  `data.faults` so it has seen such frames.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class CnnRnnConfig:
     skip: bool = True  # the head also sees the frame's own features, not only the memory
     head_hidden: int = 64
     act: str = "elu"  # or "relu" (also passed to the encoder unless encoder_cfg sets it)
+    missing_input: bool = False  # a per-frame "frame missing" flag into the core
 
 
 class CnnRnn(SequenceModel):
@@ -66,6 +71,7 @@ class CnnRnn(SequenceModel):
         self.config = cfg  # also set by create_model; one name for one config
         self.n_outputs = cfg.n_outputs
         self.autoregressive = cfg.autoregressive
+        self.missing_input = cfg.missing_input
         if cfg.front3d > 1 and cfg.stack > 1:
             from steertime.errors import SteertimeError
 
@@ -94,6 +100,7 @@ class CnnRnn(SequenceModel):
             nn.Linear(self.encoder.out_dim, cfg.feat_dim), activation(cfg.act)
         )
         rnn_in = cfg.feat_dim + (cfg.n_outputs if cfg.autoregressive else 0)
+        rnn_in += 1 if cfg.missing_input else 0
         self.rnn = _RNN[cfg.rnn](
             rnn_in,
             cfg.hidden,
@@ -205,24 +212,43 @@ class CnnRnn(SequenceModel):
         x = torch.cat([out, feats], dim=-1) if self.config.skip else out
         return self.head(self.drop(x))
 
+    def _blank(self, feats: torch.Tensor, missing: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, F) -> (B, T, F+1): a missing frame's features zeroed, the flag appended
+        (the head's skip path sees the zeroed features too: nothing from a bad image)."""
+        if missing is None:
+            m = feats.new_zeros(*feats.shape[:2], 1)
+        else:
+            m = missing.to(feats.dtype).view(*feats.shape[:2], 1)
+        return torch.cat([feats * (1 - m), m], dim=-1)
+
+    def _head_in(self, x: torch.Tensor) -> torch.Tensor:
+        # the skip path sees the (masked) features, not the flag
+        return x[..., : self.config.feat_dim] if self.missing_input else x
+
     def core(
-        self, feats: torch.Tensor, state: State, teacher: torch.Tensor | None = None
+        self,
+        feats: torch.Tensor,
+        state: State,
+        teacher: torch.Tensor | None = None,
+        missing: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
+        if self.missing_input:
+            feats = self._blank(feats, missing)
         if not self.autoregressive:
             out, state = self._rnn(feats, state)  # (B, T, H)
-            return self._head(out, feats), state
+            return self._head(out, self._head_in(feats)), state
         if teacher is not None:
             # Teacher forcing: step t sees the true outputs of step t-1 (the carried
             # prediction for the chunk's first step), so the whole chunk runs at once.
             prev = torch.cat([state["prev"].unsqueeze(1), teacher[:, :-1]], dim=1)
             out, state = self._rnn(torch.cat([feats, prev], dim=-1), state)
-            y = self._head(out, feats)
+            y = self._head(out, self._head_in(feats))
             return y, {**state, "prev": teacher[:, -1]}
         ys = []
         for t in range(feats.shape[1]):
             x = torch.cat([feats[:, t : t + 1], state["prev"].unsqueeze(1)], dim=-1)
             out, state = self._rnn(x, state)
-            y = self._head(out, feats[:, t : t + 1])  # (B, 1, K)
+            y = self._head(out, self._head_in(feats[:, t : t + 1]))  # (B, 1, K)
             state = {**state, "prev": y[:, 0]}
             ys.append(y)
         return torch.cat(ys, dim=1), state

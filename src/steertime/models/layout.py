@@ -6,6 +6,7 @@ export all go through `OutputLayout`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,6 +20,11 @@ class OutputLayout:
     std: list[float]
     units: list[dict] = field(default_factory=list)  # steertime.data.units.Unit dicts
     weights: list[float] = field(default_factory=list)  # loss weight per output
+    # The range each output took over the training labels: physical outputs are clipped to
+    # it, as the car's actuators clip a command. Empty (runs before the ninth session, or
+    # `train.clip_outputs=false`): no clipping.
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -26,6 +32,13 @@ class OutputLayout:
             self.weights = [1.0] * k
         if not (len(self.mean) == len(self.std) == len(self.weights) == k):
             raise ValueError("layout fields must all have one entry per output")
+        if len(self.low) != len(self.high) or (self.low and len(self.low) != k):
+            raise ValueError("layout low/high must be empty or have one entry per output")
+        if not all(
+            math.isfinite(lo) and math.isfinite(hi) and lo <= hi
+            for lo, hi in zip(self.low, self.high, strict=True)
+        ):
+            raise ValueError(f"layout range low {self.low} / high {self.high} is not ordered")
 
     @property
     def k(self) -> int:
@@ -38,9 +51,24 @@ class OutputLayout:
         mean, std = self._stats(y)
         return (y - mean) / std
 
+    @property
+    def clips(self) -> bool:
+        return bool(self.low)
+
     def denormalize(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Normalised model outputs -> physical units, within the training range."""
         mean, std = self._stats(y)
-        return y * std + mean
+        return self.clip(y * std + mean)
+
+    def clip(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """(..., K) physical outputs clipped to [low, high] (unchanged without a range)."""
+        if not self.clips:
+            return y
+        if isinstance(y, torch.Tensor):
+            low = torch.tensor(self.low, dtype=y.dtype, device=y.device)
+            high = torch.tensor(self.high, dtype=y.dtype, device=y.device)
+            return torch.maximum(torch.minimum(y, high), low)
+        return np.clip(y, np.asarray(self.low), np.asarray(self.high))
 
     def _stats(self, like):
         if isinstance(like, torch.Tensor):

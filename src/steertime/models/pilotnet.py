@@ -49,7 +49,10 @@ class PilotNet(SequenceModel):
         feats = self.encoder(to_float(frames.flatten(0, 1)))  # (B*T, F)
         return feats.view(b, t, -1), state
 
-    def core(self, feats: torch.Tensor, state: State, teacher=None) -> tuple[torch.Tensor, State]:
+    def core(
+        self, feats: torch.Tensor, state: State, teacher=None, missing=None
+    ) -> tuple[torch.Tensor, State]:
+        # No memory to carry through a missing frame: the predictor holds the last output.
         return self.head(feats), state  # (B, T, K)
 
 

@@ -1,6 +1,11 @@
 """`steertime drive`: a trained model in the loop. Its steering (and speed, if it predicts
 speed) moves the car; leaving the lane counts an intervention and puts the car back on
 the lane centre. Autonomy as in NVIDIA's PilotNet paper: 1 − interventions·6 s / time.
+
+With `faults` the camera misbehaves on a schedule (`steertime.data.faults`): dropped
+frames reach the predictor as `step(None, t)`, the others as the faulty image, and the
+predictor's fault gate decides what counts as missing. Each road reports how long it was
+faulty and how many interventions fell inside a fault or within `FAULT_AFTER_S` of one.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from steertime.data.faults import FaultSpec, FaultyCamera, fault_schedule, fault_windows
 from steertime.errors import SteertimeError
 from steertime.sim.camera import CameraSpec
 from steertime.sim.expert import ExpertParams, speed_control, target_speed
@@ -19,6 +25,7 @@ from steertime.stream.predictor import StreamingPredictor
 
 INTERVENTION_S = 6.0  # the PilotNet paper's time charged per intervention
 OFFSET_LIMIT = 1.0  # m from the lane centre: beyond this a safety driver would take over
+FAULT_AFTER_S = 2.0  # an intervention this soon after a fault ends is charged to the fault
 
 
 @dataclass
@@ -30,6 +37,11 @@ class RoadResult:
     mean_abs_offset: float
     max_abs_offset: float
     mean_abs_wheel_rate: float  # deg/s: steering smoothness
+    fault_seconds: float = 0.0  # time the camera was faulty (drives with `faults`)
+    fault_interventions: int = 0  # interventions inside a fault or FAULT_AFTER_S after it
+    # RMSE of the model's `torque` output against the car's steering torque (N·m), when
+    # the model predicts torque; the sim's torque follows the model's own steering
+    torque_rmse: float | None = None
 
 
 @dataclass
@@ -64,8 +76,20 @@ class DriveReport:
             / max(n, 1e-9),
             "mean_abs_wheel_rate_degps": sum(r.mean_abs_wheel_rate * r.seconds for r in self.roads)
             / max(n, 1e-9),
+            "fault_minutes": sum(r.fault_seconds for r in self.roads) / 60,
+            "fault_interventions": sum(r.fault_interventions for r in self.roads),
+            "torque_rmse_nm": _pooled_rmse(self.roads),
             "per_road": [asdict(r) for r in self.roads],
         }
+
+
+def _pooled_rmse(roads: Sequence[RoadResult]) -> float | None:
+    """Torque RMSE over all roads' frames (each road weighted by its time)."""
+    have = [r for r in roads if r.torque_rmse is not None]
+    if not have:
+        return None
+    t = sum(r.seconds for r in have)
+    return math.sqrt(sum(r.torque_rmse**2 * r.seconds for r in have) / max(t, 1e-9))
 
 
 def autonomy_fraction(interventions: np.ndarray, seconds: np.ndarray) -> np.ndarray:
@@ -152,16 +176,28 @@ def drive_road(
     cam: CameraSpec | None = None,
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
+    faults: Sequence[FaultSpec] = (),
 ) -> RoadResult:
     cam = cam or CameraSpec(*(predictor.source_size or (160, 320)))
     world = World(seed, dt=1.0 / fps, cam=cam, noise_seed=seed)
     expert = ExpertParams()
     predictor.reset()
-    interventions, offsets, rates = 0, [], []
+    interventions, offsets, rates, torque_err = 0, [], [], []
     start_s = world.s
-    for _ in range(int(round(seconds * fps))):
-        frame = world.frame()
+    n_steps = int(round(seconds * fps))
+    # the same road seed gives the same faults for every model: a paired comparison
+    codes = fault_schedule(n_steps, fps, list(faults), np.random.default_rng([seed, 7]))
+    camera = FaultyCamera(codes, seed)
+    charged = fault_windows(codes, int(round(FAULT_AFTER_S * fps)))
+    fault_hits = 0
+    for i in range(n_steps):
+        clean = world.frame()
+        frame, _ = camera(i, clean) if faults else (clean, 0)
         out = predictor.step(frame, world.t)
+        if "torque" in out:  # the torque the car has at this frame, as simulate records it
+            torque_err.append(out["torque"] - world.telemetry().torque)
+        if frame is None:  # what the video shows of a dropped frame
+            frame = np.zeros_like(clean)
         v_target = speed_command(out)
         if v_target is None:
             v_target = target_speed(world.road, world.s, world.state.v, expert)
@@ -173,6 +209,7 @@ def drive_road(
             on_frame(world, out, frame, interventions)
         if abs(world.offset) > offset_limit:
             interventions += 1
+            fault_hits += int(charged[i])
             world.place(world.s + 5.0)
             predictor.reset()  # the scene jumped: the model's memory no longer fits it
         if world.at_end:
@@ -185,6 +222,9 @@ def drive_road(
         mean_abs_offset=float(np.mean(offsets)),
         max_abs_offset=float(np.max(offsets)),
         mean_abs_wheel_rate=float(np.mean(rates)),
+        fault_seconds=float(np.count_nonzero(codes[: len(offsets)])) / fps,
+        fault_interventions=fault_hits,
+        torque_rmse=float(np.sqrt(np.mean(np.square(torque_err)))) if torque_err else None,
     )
 
 
@@ -195,10 +235,28 @@ def drive(
     fps: float = FPS,
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
+    faults: Sequence[FaultSpec] = (),
 ) -> DriveReport:
+    """Drive `predictor` on each road seed. With `faults`, the predictor's fault gate is
+    switched on for the drive, so black, glaring and frozen frames count as missing for
+    every model alike (a model without memory holds its last output through them)."""
     report = DriveReport()
-    for seed in seeds:
-        report.roads.append(
-            drive_road(predictor, seed, seconds, fps, offset_limit=offset_limit, on_frame=on_frame)
-        )
+    if faults:  # (only then: a stand-in predictor need not know about faults)
+        gate, predictor.fault_gate = predictor.fault_gate, True
+    try:
+        for seed in seeds:
+            report.roads.append(
+                drive_road(
+                    predictor,
+                    seed,
+                    seconds,
+                    fps,
+                    offset_limit=offset_limit,
+                    on_frame=on_frame,
+                    faults=faults,
+                )
+            )
+    finally:
+        if faults:
+            predictor.fault_gate = gate
     return report

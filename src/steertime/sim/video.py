@@ -54,5 +54,12 @@ def compose(world: World, frame: np.ndarray, out: dict, interventions: int) -> n
         f"speed {world.state.v:5.1f} m/s  model steering {out.get('steering', 0):+6.1f} deg  "
         f"interventions {interventions}"
     )
-    ImageDraw.Draw(img).text((8, h + 12), text, fill=(255, 255, 255))
+    more = ""
+    if "torque" in out:
+        more += f"torque car {world.telemetry().torque:+.2f} model {out['torque']:+.2f} N*m  "
+    if out.get("fault"):  # the camera gave no usable image: memory (or a held output) drives
+        more += f"CAMERA {out['fault'].upper()} ({out['status']})"
+    draw = ImageDraw.Draw(img)
+    draw.text((8, h + 6), text, fill=(255, 255, 255))
+    draw.text((8, h + 22), more, fill=(255, 200, 80))
     return np.asarray(img)

@@ -4,7 +4,8 @@ The graph takes one preprocessed frame and the state as explicit inputs and retu
 outputs (physical units) and the next state, so any runtime (C++, a Raspberry Pi) can
 carry the state itself:
 
-    inputs:  frame (1, H, W, 3) uint8, then one tensor per state entry (sorted names)
+    inputs:  frame (1, H, W, 3) uint8, [missing (1, 1) float32: 1 = no image, for models
+             trained with the frame-missing flag], then one tensor per state entry (sorted)
     outputs: outputs (1, K) float32, then `<name>_out` for each state entry
 
 A JSON sidecar (`model.json`) records the preprocessing, the output names, units and
@@ -14,6 +15,7 @@ normalisation, and the state tensors' names and shapes.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -35,12 +37,18 @@ class _OneStep(nn.Module):
     def __init__(self, model, layout: OutputLayout, names: list[str]) -> None:
         super().__init__()
         self.model, self.names = model, names
+        self.flag = bool(model.missing_input)
         self.register_buffer("mean", torch.tensor(layout.mean))
         self.register_buffer("std", torch.tensor(layout.std))
+        inf = [math.inf] * layout.k
+        self.register_buffer("low", torch.tensor(layout.low or [-x for x in inf]))
+        self.register_buffer("high", torch.tensor(layout.high or inf))
 
-    def forward(self, frame: torch.Tensor, *state: torch.Tensor):
-        y, new = self.model(frame.unsqueeze(1), dict(zip(self.names, state, strict=True)))
-        return (y[:, 0] * self.std + self.mean, *[new[n] for n in self.names])
+    def forward(self, frame: torch.Tensor, *inputs: torch.Tensor):
+        missing, state = (inputs[0] > 0.5, inputs[1:]) if self.flag else (None, inputs)
+        y, new = self.model(frame.unsqueeze(1), dict(zip(self.names, state, strict=True)), missing)
+        y = torch.maximum(torch.minimum(y[:, 0] * self.std + self.mean, self.high), self.low)
+        return (y, *[new[n] for n in self.names])
 
 
 def export_onnx(run: str | Path, out: str | Path) -> Path:
@@ -52,6 +60,8 @@ def export_onnx(run: str | Path, out: str | Path) -> Path:
     names = sorted(state)
     step = _OneStep(model, layout, names).eval()
     x = torch.zeros(1, frame.height, frame.width, 3, dtype=torch.uint8)
+    flag = ["missing"] if step.flag else []
+    extra = [torch.zeros(1, 1)] if step.flag else []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / "model.onnx") as f, warnings.catch_warnings():
@@ -59,9 +69,9 @@ def export_onnx(run: str | Path, out: str | Path) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             step,
-            (x, *[state[n] for n in names]),
+            (x, *extra, *[state[n] for n in names]),
             f,
-            input_names=["frame", *names],
+            input_names=["frame", *flag, *names],
             output_names=["outputs", *[f"{n}_out" for n in names]],
             opset_version=OPSET,
             dynamo=False,
@@ -73,8 +83,11 @@ def export_onnx(run: str | Path, out: str | Path) -> Path:
         "frame": frame.to_dict(),
         "source_size": list(meta.source_size) if meta.source_size else None,
         "layout": layout.to_dict(),
-        "outputs_are": "physical units (de-normalised in the graph)",
-        "inputs": ["frame", *names],
+        "outputs_are": "physical units (de-normalised and clipped to layout low/high in the graph)",
+        "inputs": ["frame", *flag, *names],
+        # with "missing" among the inputs: feed 1.0 for a frame that never arrived (or was
+        # black, glaring or frozen), with any frame (zeros); the state rolls on memory
+        "missing_input": step.flag,
         "state": {n: {"shape": list(state[n].shape), "dtype": "float32"} for n in names},
         "data_hash": meta.data_hash,
         "code_version": meta.code_version,
@@ -96,6 +109,7 @@ class OnnxPredictor(StreamingPredictor):
             OutputLayout.from_dict(self.sidecar["layout"]),
             FrameSpec.from_dict(self.sidecar["frame"]),
             self.sidecar.get("source_size"),
+            missing_input=bool(self.sidecar.get("missing_input", False)),
             **kw,
         )
         opts = ort.SessionOptions()
@@ -105,14 +119,17 @@ class OnnxPredictor(StreamingPredictor):
         self.session = ort.InferenceSession(
             str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
         )
-        self.names = self.sidecar["inputs"][1:]
+        self.names = [n for n in self.sidecar["inputs"][1:] if n != "missing"]
         self._reset_state()
 
     def _reset_state(self) -> None:
         st = self.sidecar["state"]
         self.state = {n: np.zeros(st[n]["shape"], np.float32) for n in self.names}
 
-    def _run(self, frame: np.ndarray) -> np.ndarray:
-        res = self.session.run(None, {"frame": frame[None], **self.state})
+    def _run(self, frame: np.ndarray, missing: bool = False) -> np.ndarray:
+        flag = {}
+        if self.missing_input:
+            flag["missing"] = np.full((1, 1), float(missing), np.float32)
+        res = self.session.run(None, {"frame": frame[None], **flag, **self.state})
         self.state = dict(zip(self.names, res[1:], strict=True))
         return res[0][0]

@@ -11,7 +11,12 @@ never re-implement it. Real streams are messy:
 - a duplicated or earlier timestamp is refused (StreamError);
 - a frame of another size is rescaled (crop rows scaled with it) when its aspect ratio
   matches the training camera, else refused;
-- a frame that cannot be decoded is skipped (status "skipped") and the state is kept.
+- a frame that cannot be decoded is skipped (status "skipped") and the state is kept;
+- `step(None, t)` is a frame that never arrived. With `fault_gate` on, a frame that is
+  black or glaring (`data.faults.is_blank`) or an exact repeat of the previous one (a
+  frozen camera) counts as missing too. A model trained with the frame-missing flag
+  (`missing_input`) rolls its state forward on memory (status "missing"); any other
+  model holds its last outputs (status "held"), the single-frame equivalent.
 """
 
 from __future__ import annotations
@@ -25,17 +30,20 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from steertime.data.drive import DEFAULT_MAX_GAP_S
-from steertime.data.preprocess import FrameSpec
+from steertime.data.faults import is_blank
+from steertime.data.preprocess import FrameSpec, spec_for_size
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import RunMeta, load_model
 from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
-ASPECT_TOLERANCE = 0.02
-
 
 class StreamError(SteertimeError):
     pass
+
+
+class FrameSizeError(StreamError):
+    """One frame of another aspect ratio: `predict` skips it and reports its row."""
 
 
 class StreamingPredictor:
@@ -48,6 +56,8 @@ class StreamingPredictor:
         source_size: tuple[int, int] | list[int] | None,
         max_gap_s: float = DEFAULT_MAX_GAP_S,
         strict_size: bool = False,
+        missing_input: bool = False,
+        fault_gate: bool | None = None,
     ) -> None:
         self.layout, self.frame, self.max_gap_s, self.strict_size = (
             layout,
@@ -57,44 +67,79 @@ class StreamingPredictor:
         )
         self.source_size = tuple(source_size) if source_size else None
         self.last_t: float | None = None
+        self.missing_input = missing_input
+        # Off by default for models without the flag: a night drive's dark frames or a
+        # test's constant frames are real input to them, not a fault.
+        self.fault_gate = missing_input if fault_gate is None else fault_gate
+        self.last_out: dict[str, float] | None = None
+        self._last_raw: np.ndarray | None = None
 
     # --- to be provided by the backend (PyTorch, onnxruntime) --------------------------
     def _reset_state(self) -> None:
         raise NotImplementedError
 
-    def _run(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 model-sized frame -> (K,) outputs in physical units; advances state."""
+    def _run(self, frame: np.ndarray, missing: bool = False) -> np.ndarray:
+        """(H, W, 3) uint8 model-sized frame -> (K,) outputs in physical units; advances
+        state. `missing`: the frame carries no image (only for `missing_input` models)."""
         raise NotImplementedError
 
     # --- public API --------------------------------------------------------------------
     def reset(self) -> None:
         self._reset_state()
         self.last_t = None
+        self.last_out, self._last_raw = None, None
+
+    def _fault(self, image: np.ndarray | None) -> str | None:
+        """Why this frame carries no usable image (None: it does)."""
+        if image is None:
+            return "dropped"
+        if not self.fault_gate:
+            return None
+        frozen = self._last_raw is not None and np.array_equal(image, self._last_raw)
+        self._last_raw = image.copy()  # a camera may refill the same buffer
+        if frozen:
+            return "frozen"
+        return "blank" if is_blank(image) else None
+
+    def _missing_step(self, t: float, status: str, fault: str) -> dict:
+        if self.missing_input:
+            blank = np.zeros((self.frame.height, self.frame.width, 3), np.uint8)
+            y = self.layout.parse(self._run(blank, missing=True))
+            self.last_out = {k: float(v) for k, v in y.items()}
+            kind = "missing" if status == "ok" else status  # a reset says so first
+            return {"t": t, "status": kind, "fault": fault, **self.last_out}
+        if self.last_out is None:  # nothing to hold yet: the training mean
+            mean = self.layout.denormalize(np.zeros(self.layout.k, np.float32))
+            held = {k: float(v) for k, v in self.layout.parse(mean).items()}
+        else:
+            held = self.last_out
+        return {"t": t, "status": "held" if status == "ok" else status, "fault": fault, **held}
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         """A raw camera frame -> the model's (H, W, 3) uint8 input, as at training time."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise StreamError(f"frame must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
-        spec = self.frame
-        if self.source_size and tuple(frame.shape[:2]) != self.source_size:
-            h0, w0 = self.source_size
-            h, w = frame.shape[:2]
-            if self.strict_size or abs((w / h) / (w0 / h0) - 1) > ASPECT_TOLERANCE:
-                raise StreamError(
-                    f"frame is {w}x{h} but the model was trained on {w0}x{h0} frames "
-                    "(different aspect ratio; crop or resize it the way the training data was)"
-                )
-            scale = h / h0
-            spec = FrameSpec(
-                spec.height,
-                spec.width,
-                round(spec.crop_top * scale),
-                round(spec.crop_bottom * scale),
+        spec = spec_for_size(self.frame, frame.shape[:2], self.source_size)
+        if self.strict_size and self.source_size and frame.shape[:2] != self.source_size:
+            spec = f"frame is {frame.shape[1]}x{frame.shape[0]} (strict_size: no rescaling)"
+        if isinstance(spec, str):
+            h0, w0 = self.source_size or (0, 0)
+            trained = f"; the model was trained on {w0}x{h0} frames" if h0 else ""
+            raise FrameSizeError(
+                f"{spec}{trained} (crop or resize it the way the training data was)"
             )
         return spec.apply(frame)
 
-    def step(self, frame: np.ndarray | bytes | str | Path, timestamp: float) -> dict:
-        """Advance one frame. `frame`: RGB array, encoded image bytes, or an image path."""
+    def step(self, frame: np.ndarray | bytes | str | Path | None, timestamp: float) -> dict:
+        """Advance one frame. `frame`: RGB array, encoded image bytes, an image path, or
+        None for a frame that never arrived (time moves on without it)."""
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float | np.number):
+            raise StreamError(f"timestamp must be a number of seconds, got {timestamp!r}")
+        if frame is not None and not isinstance(frame, np.ndarray | bytes | bytearray | str | Path):
+            raise StreamError(
+                "frame must be an (H, W, 3) uint8 array, encoded image bytes, an image "
+                f"path or None (no frame arrived), got {type(frame).__name__}"
+            )
         t = float(timestamp)
         if not math.isfinite(t):
             raise StreamError(f"timestamp {timestamp!r} is not finite")
@@ -104,15 +149,21 @@ class StreamingPredictor:
         status = "ok"
         if self.last_t is not None and t - self.last_t > self.max_gap_s:
             self._reset_state()
+            self.last_out, self._last_raw = None, None
             status = "reset"
         try:
-            image = _decode(frame)
+            image = None if frame is None else _decode(frame)
         except (UnidentifiedImageError, OSError, ValueError) as e:
             return {"t": t, "status": "skipped", "error": f"undecodable frame ({e})"}
+        fault = self._fault(image)
+        if fault is not None:
+            self.last_t = t
+            return self._missing_step(t, status, fault)
         x = self.preprocess(image)
         self.last_t = t
         y = self._run(x)
-        return {"t": t, "status": status, **{k: float(v) for k, v in self.layout.parse(y).items()}}
+        self.last_out = {k: float(v) for k, v in self.layout.parse(y).items()}
+        return {"t": t, "status": status, **self.last_out}
 
 
 def _decode(frame) -> np.ndarray:
@@ -138,6 +189,7 @@ class Predictor(StreamingPredictor):
     ) -> None:
         if not isinstance(meta, RunMeta):
             meta = RunMeta.parse(meta)
+        kw.setdefault("missing_input", bool(model.missing_input))
         super().__init__(meta.layout, meta.require_frame(), meta.source_size, **kw)
         self.model, self.meta, self.device = model.eval(), meta, torch.device(device)
         self.threads = threads
@@ -155,9 +207,10 @@ class Predictor(StreamingPredictor):
         self.state = self.model.init_state(1, self.device)
 
     @torch.no_grad()
-    def _run(self, frame: np.ndarray) -> np.ndarray:
+    def _run(self, frame: np.ndarray, missing: bool = False) -> np.ndarray:
         frame = np.require(frame, requirements=["C", "W"])  # torch wants writable memory
         x = torch.from_numpy(frame).to(self.device)[None, None]  # (1, 1, H, W, 3)
+        flag = torch.tensor([[missing]], device=self.device) if self.missing_input else None
         with torch_threads(self.threads):
-            y, self.state = self.model(x, self.state)
+            y, self.state = self.model(x, self.state, flag)
         return self.layout.denormalize(y[0, 0].float().cpu().numpy())

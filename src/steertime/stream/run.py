@@ -13,7 +13,7 @@ from steertime.data.frames import FrameError
 from steertime.data.resolve import RECORDING, VIDEO, read_source, resolve
 from steertime.data.resolve import bare_video_drive as bare_video_drive  # its older home
 from steertime.errors import DataError
-from steertime.stream.predictor import StreamingPredictor
+from steertime.stream.predictor import FrameSizeError, StreamingPredictor
 
 
 def load_source(
@@ -42,7 +42,12 @@ def predict_drives(
             if isinstance(frame, FrameError):
                 out = {"t": t, "status": "skipped", "error": str(frame)}
             else:
-                out = predictor.step(frame, t)
+                try:
+                    out = predictor.step(frame, t)
+                except FrameSizeError as e:
+                    # one odd frame must not cost the rows after it (prepare drops it too)
+                    where = f"{d.frames.describe(i)} (row {int(d.rows[i])})"
+                    out = {"t": t, "status": "skipped", "error": f"{where}: {e}"}
             row = {"drive": d.name, "row": int(d.rows[i]), **out}
             for name in predictor.layout.names:
                 if name in d.signals:

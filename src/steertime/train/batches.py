@@ -15,7 +15,12 @@ drive's end (`steertime.data.lead`).
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
 - `flip`: mirror left-right and negate the antisymmetric signals (steering, torque, …);
-- `brightness`: multiply the frames by a gain in [1 - b, 1 + b].
+- `brightness`: multiply the frames by a gain in [1 - b, 1 + b];
+- `faults` (`data.faults`, e.g. `blackout:0.5@5,drop:0.3@10`): camera faults on a
+  schedule drawn per run of chunks (`steertime.data.faults`), continuous across its
+  chunks. Blanking faults (drop, freeze, blackout, glare) zero the frame and set the
+  reader's `missing` flags (B, T) — what the predictor's fault gate hands the model — and
+  are only drawn for models that read the flag; blobs are drawn over the frames.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from steertime.data import Cache, Segment
+from steertime.data.faults import (
+    BLANKING,
+    CODES,
+    FaultSpec,
+    apply_offline,
+    event_starts,
+    fault_schedule,
+)
 from steertime.data.lead import lead_rows
 from steertime.errors import SteertimeError
 
@@ -39,22 +52,27 @@ class Chunk:
     reset: bool  # the state must start fresh here
     flip: bool = False
     gain: float = 1.0
+    fault_seed: int = -1  # >= 0: the seed of this run of chunks' fault schedule
 
 
 @dataclass(frozen=True)
 class Augment:
     flip: bool = False
     brightness: float = 0.0
+    faults: tuple[FaultSpec, ...] = ()
 
     @property
     def active(self) -> bool:
-        return self.flip or self.brightness > 0
+        return self.flip or self.brightness > 0 or bool(self.faults)
 
     def draw(self, rng: np.random.Generator) -> dict:
-        return {
+        out = {
             "flip": bool(self.flip and rng.random() < 0.5),
             "gain": float(1 + rng.uniform(-self.brightness, self.brightness)),
         }
+        if self.faults:
+            out["fault_seed"] = int(rng.integers(0, 2**31 - 1))
+        return out
 
 
 def _augment(lanes: list[list[Chunk]], aug: Augment | None, rng) -> list[list[Chunk]]:
@@ -141,10 +159,17 @@ class BatchReader:
         rows: int,
         features=None,
         lead: int = 0,
+        faults: tuple[FaultSpec, ...] = (),
+        missing_input: bool = False,
     ) -> None:
         d0 = cache.drives[0]
         self.cache, self.outputs, self.length, self.features = cache, outputs, length, features
         self.lead = lead
+        # A model without the flag cannot be told a frame is missing (the predictor holds
+        # its last output there instead): it trains on the faults that leave an image.
+        self.faults = tuple(f for f in faults if missing_input or CODES[f.kind] not in BLANKING)
+        self.missing = np.zeros((rows, length), bool)  # set by read(): frames with no image
+        self._schedules: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         if features is None:
             self.frames = np.empty((rows, length, d0.height, d0.width, 3), np.uint8)
         else:  # precomputed encoder outputs instead of frames
@@ -169,5 +194,25 @@ class BatchReader:
             if c.gain != 1.0:
                 lit = self.frames[b].astype(np.float32) * c.gain
                 self.frames[b] = np.clip(lit, 0, 255).astype(np.uint8)
+            self.missing[b] = False
+            if self.faults and c.fault_seed >= 0 and self.features is None:
+                codes, starts = self._schedule(c.drive, c.fault_seed)
+                sl = slice(c.start, c.start + self.length)
+                _, self.missing[b] = apply_offline(
+                    self.frames[b], codes[sl], starts[sl], c.fault_seed
+                )
         reset = np.array([c.reset for c in chunks])
         return self.frames, self.targets, reset
+
+    def _schedule(self, drive: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, event starts) over a whole drive for one run of chunks; kept while its
+        chunks are read (a few per lane), then dropped."""
+        key = (drive, seed)
+        if key not in self._schedules:
+            if len(self._schedules) > 256:
+                self._schedules.clear()
+            d = self.cache.drives[drive]
+            rate = float(self.cache.manifest["drives"][drive].get("rate_hz") or 10.0)
+            codes = fault_schedule(d.n, rate, list(self.faults), np.random.default_rng(seed))
+            self._schedules[key] = (codes, event_starts(codes))
+        return self._schedules[key]

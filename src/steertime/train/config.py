@@ -7,6 +7,8 @@ cfg = apply_overrides(cfg, ["optim.lr=3e-4", "model.hidden=128"])   # unknown ke
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,12 @@ class DataConfig:
     # Train frame t on the log at t + lead (frames): undoes the demonstrator's reaction
     # delay, which a model otherwise learns to copy (see docs/training.md).
     lead: int = 0
+    # Clip every physical output to the range its training labels took (steering cannot
+    # exceed full lock): a free gain where a model overshoots a tap, never a loss.
+    clip_outputs: bool = True
+    # Camera faults drawn over training sequences, `KIND:LENGTH_S@EVERY_S,...` (see
+    # steertime.data.faults), e.g. "blackout:0.5@5,drop:0.3@10"; empty: none.
+    faults: str = ""
 
 
 @dataclass
@@ -73,6 +81,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def validate(self) -> TrainConfig:
+        """Refuse every value that cannot train, naming the key: called before any data is
+        opened or anything written, so a bad value costs nothing and leaves nothing."""
+        validate(self)
+        return self
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
@@ -83,22 +97,187 @@ class TrainConfig:
             )
         cfg = cls()
         for section in ("data", "optim", "train"):
-            if section in d:
+            if d.get(section) is not None:
+                if not isinstance(d[section], dict):
+                    raise SteertimeError(f"config section {section!r} must be a mapping")
                 sub = getattr(cfg, section)
                 for k, v in d[section].items():
                     _check_key(sub, k, section)
-                    setattr(sub, k, v)
+                    setattr(sub, k, _typed(v, _hints(sub)[k], f"{section}.{k}"))
         if "model" in d:
-            cfg.model = dict(d["model"])
+            if not isinstance(d["model"], dict) or not isinstance(d["model"].get("name"), str):
+                raise SteertimeError("config section 'model' must be a mapping with a name")
+            cfg.model = _typed_model(dict(d["model"]))
         if "out" in d:
-            cfg.out = d["out"]
+            cfg.out = _typed(d["out"] or "", str, "out")
         return cfg
+
+
+def _hints(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """`value` (from YAML or JSON) as the type `hint` declares, or a one-line error.
+
+    YAML 1.1 reads `1e-3` as a string (it wants `1.0e-3`): numbers written as strings
+    are converted, so a config means what it looks like; anything else of the wrong type
+    is refused here rather than crashing deep in training."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (elem,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [s for s in value.split(",") if s.strip()]
+        if not isinstance(value, list | tuple):
+            raise SteertimeError(f"{key}: expected a list, got {value!r}")
+        return [_typed(v, elem, key) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _coerce(value, False, key)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            return _coerce(value.strip(), 0, key)
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return _coerce(value.strip(), 0.0, key)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is dict or hint is dict:
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise SteertimeError(f"{key}: expected a {name}, got {value!r}")
+
+
+def _typed_model(model: dict) -> dict:
+    """The model section with each value checked against the model's config types."""
+    from steertime.models import model_config
+
+    cfg = model_config(model["name"])
+    hints = _hints(cfg)
+    out = {"name": model["name"]}
+    for k, v in model.items():
+        if k == "name":
+            continue
+        if k not in hints:
+            raise SteertimeError(
+                f"unknown config key model.{k} for {model['name']}; valid: {sorted(hints)}"
+            )
+        out[k] = _typed(v, hints[k], f"model.{k}")
+    return out
+
+
+SCHEDULES = ("cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adam", "sgd")
+MODES = ("stateful", "windows")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Every value range a training needs, checked up front (see `TrainConfig.validate`)."""
+    o, t, d = cfg.optim, cfg.train, cfg.data
+
+    def need(ok: bool, key: str, value: Any, rule: str) -> None:
+        if not ok:
+            raise SteertimeError(f"{key} must be {rule}, got {value!r}")
+
+    def finite(x: Any) -> bool:
+        return isinstance(x, int | float) and math.isfinite(x)
+
+    need(finite(o.lr) and o.lr > 0, "optim.lr", o.lr, "a finite number > 0")
+    need(o.name in OPTIMIZERS, "optim.name", o.name, " or ".join(OPTIMIZERS))
+    need(o.schedule in SCHEDULES, "optim.schedule", o.schedule, " or ".join(SCHEDULES))
+    need(finite(o.clip_norm) and o.clip_norm >= 0, "optim.clip_norm", o.clip_norm, ">= 0")
+    need(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0")
+    need(finite(o.momentum) and o.momentum >= 0, "optim.momentum", o.momentum, ">= 0")
+    need(
+        finite(o.weight_decay) and o.weight_decay >= 0,
+        "optim.weight_decay",
+        o.weight_decay,
+        ">= 0",
+    )
+    need(finite(o.ema) and 0 <= o.ema < 1, "optim.ema", o.ema, "in [0, 1)")
+    need(t.mode in MODES, "train.mode", t.mode, " or ".join(MODES))
+    need(t.device in DEVICES, "train.device", t.device, " or ".join(DEVICES))
+    for key in ("seq_len", "batch_size", "epochs", "checkpoint_every", "patience"):
+        v = getattr(t, key)
+        need(v > 0, f"train.{key}", v, "> 0")
+    for key in ("burn_in", "max_steps", "threads", "seed"):
+        v = getattr(t, key)
+        need(v >= 0, f"train.{key}", v, ">= 0")
+    need(finite(t.ar_lambda) and t.ar_lambda >= 0, "train.ar_lambda", t.ar_lambda, ">= 0")
+    need(bool(d.outputs), "data.outputs", d.outputs, "at least one signal")
+    need(len(set(d.outputs)) == len(d.outputs), "data.outputs", d.outputs, "without repeats")
+    if d.weights:
+        need(
+            len(d.weights) == len(d.outputs),
+            "data.weights",
+            d.weights,
+            f"one weight per output ({len(d.outputs)}: {','.join(d.outputs)})",
+        )
+        need(
+            all(finite(w) and w >= 0 for w in d.weights) and sum(d.weights) > 0,
+            "data.weights",
+            d.weights,
+            "finite, >= 0, not all 0",
+        )
+    need(
+        finite(d.brightness) and 0 <= d.brightness < 1,
+        "data.brightness",
+        d.brightness,
+        "in [0, 1)",
+    )
+    need(d.lead >= 0, "data.lead", d.lead, ">= 0 frames")
+    if d.faults:
+        from steertime.data.faults import parse_faults
+
+        try:
+            parse_faults(d.faults)
+        except SteertimeError as e:
+            raise SteertimeError(f"config key data.faults: {e}") from None
+    _validate_model(cfg.model, need)
+
+
+def _validate_model(model: dict, need: Any) -> None:
+    from steertime.models import model_config
+
+    kw = {k: v for k, v in _typed_model(model).items() if k != "name"}
+    m = dataclasses.asdict(model_config(model["name"], **kw))
+    for key, v in m.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if key in ("dropout", "conv_dropout"):
+            need(math.isfinite(v) and 0 <= v < 1, f"model.{key}", v, "in [0, 1)")
+        elif key in ("hidden", "head_hidden", "feat_dim", "layers"):
+            need(v > 0, f"model.{key}", v, "> 0")
 
 
 def _check_key(obj: Any, key: str, section: str) -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     if key not in names:
         raise SteertimeError(f"unknown config key {section}.{key}; valid: {sorted(names)}")
+
+
+def _like(obj: Any, name: str) -> Any:
+    """A value of the type field `name` declares (an empty list says nothing of its items:
+    `data.weights=1,2` must give floats, not strings)."""
+    value = getattr(obj, name)
+    hint = _hints(obj)[name]
+    if typing.get_origin(hint) is list and not value:
+        (elem,) = typing.get_args(hint)
+        return [elem()]
+    return value
 
 
 def _coerce(text: str, like: Any, key: str) -> Any:
@@ -145,7 +324,7 @@ def apply_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
         elif section in ("data", "optim", "train"):
             sub = getattr(cfg, section)
             _check_key(sub, name, section)
-            setattr(sub, name, _coerce(value, getattr(sub, name), key))
+            setattr(sub, name, _coerce(value, _like(sub, name), key))
         else:
             raise SteertimeError(f"unknown config section {section!r} in {pair!r}")
     return cfg
@@ -154,6 +333,11 @@ def apply_overrides(cfg: TrainConfig, pairs: list[str]) -> TrainConfig:
 def load_config(path: str | Path) -> TrainConfig:
     try:
         d = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise SteertimeError(f"{path}: cannot read config ({e})") from None
-    return TrainConfig.from_dict(d or {})
+    if d is not None and not isinstance(d, dict):
+        raise SteertimeError(f"{path}: a config must be a mapping of sections")
+    try:
+        return TrainConfig.from_dict(d or {})
+    except SteertimeError as e:
+        raise SteertimeError(f"{path}: {e}") from None

@@ -27,6 +27,7 @@ import csv
 import dataclasses
 import io
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from tqdm import tqdm
 
 from steertime.atomic import write_json, write_text
 from steertime.data import Cache
+from steertime.data.faults import parse_faults
 from steertime.data.features import FeatureStore
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout, SequenceModel, State, create_model, detach_state
@@ -52,6 +54,7 @@ from steertime.models.checkpoint import (
     load_train_state,
     load_weights,
     model_meta,
+    read_meta,
     save_checkpoint,
 )
 from steertime.train import dist as D
@@ -59,6 +62,13 @@ from steertime.train.batches import Augment, BatchReader, stateful_schedule, win
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
+from steertime.train.runfolder import (
+    check_data_hash,
+    check_resume,
+    recover_checkpoints,
+    run_lock,
+    started,
+)
 from steertime.train.validate import stream_metrics
 
 
@@ -117,17 +127,24 @@ class StepLoss(nn.Module):
         # (B, T, K): weighted mean over outputs of the per-output MSE, burn-in excluded
         return ((y - t)[:, self.skip :].square().mean(dim=(0, 1)) * self.w).sum()
 
-    def forward(self, frames: torch.Tensor, target: torch.Tensor, state: State):
+    def forward(
+        self,
+        frames: torch.Tensor,
+        target: torch.Tensor,
+        state: State,
+        missing: torch.Tensor | None = None,
+    ):
         if self.features:  # precomputed encoder outputs: the CNN does not run
             feats = self.model.encode_features(frames)  # (B, T, E) -> (B, T, F)
         else:
             feats, state = self.model.encode(frames, state)  # (B, T, F), once per frame
+        kw = {} if missing is None else {"missing": missing}  # only flag models get it
         if not self.model.autoregressive:
-            y, state = self.model.core(feats, state)
+            y, state = self.model.core(feats, state, **kw)
             return self._mse(y, target), state
         # Komanda: own-prediction steering + λ·(teacher-forced and own, all outputs)
-        y_own, new_state = self.model.core(feats, state)
-        y_tf, _ = self.model.core(feats, state, teacher=target)
+        y_own, new_state = self.model.core(feats, state, **kw)
+        y_tf, _ = self.model.core(feats, state, teacher=target, **kw)
         s = self.steer
         own_steer = (y_own - target)[:, self.skip :, s].square().mean()
         loss = own_steer + self.lam * (self._mse(y_tf, target) + self._mse(y_own, target))
@@ -151,8 +168,10 @@ def train_values(cache: Cache, outputs: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-def fit_layout(cache: Cache, outputs: list[str], weights: list[float]) -> OutputLayout:
-    """Mean/std of each output over the training split (never val or test)."""
+def fit_layout(
+    cache: Cache, outputs: list[str], weights: list[float], clip: bool = True
+) -> OutputLayout:
+    """Mean/std (and, with `clip`, min/max) of each output over the training split."""
     vals = train_values(cache, outputs)
     units = [cache.drives[0].units[n].to_dict() for n in outputs]
     return OutputLayout(
@@ -161,6 +180,8 @@ def fit_layout(cache: Cache, outputs: list[str], weights: list[float]) -> Output
         std=[max(float(vals[n].std()), 1e-6) for n in outputs],
         units=units,
         weights=list(weights) if weights else [1.0] * len(outputs),
+        low=[float(vals[n].min()) for n in outputs] if clip else [],
+        high=[float(vals[n].max()) for n in outputs] if clip else [],
     )
 
 
@@ -231,30 +252,61 @@ def train(
     `on_epoch(epoch, metrics)` is called after each validation (metrics include `score`,
     the value early stopping uses); it may raise to stop the run (e.g. Optuna pruning).
     """
-    cfg = _run_config(cfg, resume)
-    info = D.setup(cfg.train.device)
-    tr: _Training | None = None
-    try:
-        tr = _Training(cfg, resume, info)
-        while tr.pos.epoch < cfg.train.epochs and not tr.pos.done:
-            tr.run_epoch(progress, on_epoch)
-        tr.write_warnings()
-        return tr.run
-    finally:  # also when training diverges or on_epoch stops it
-        if tr is not None and tr.writer is not None:
-            tr.writer.close()
-        D.teardown(info)
+    if not cfg.out:
+        raise SteertimeError("train needs an output run folder (out)")
+    cfg.validate()  # before any data is opened or anything written
+    main = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 writes the run
+    with run_lock(Path(cfg.out)) if main else contextlib.nullcontext():
+        cfg = _run_config(cfg, resume, main)
+        info = D.setup(cfg.train.device)
+        tr: _Training | None = None
+        try:
+            tr = _Training(cfg, resume, info)
+            while tr.pos.epoch < cfg.train.epochs and not tr.pos.done:
+                tr.run_epoch(progress, on_epoch)
+            tr.write_warnings()
+            return tr.run
+        finally:  # also when training diverges or on_epoch stops it
+            if tr is not None and tr.writer is not None:
+                tr.writer.close()
+            D.teardown(info)
 
 
-def _run_config(cfg: TrainConfig, resume: bool) -> TrainConfig:
-    """The config to run: a resumed run's own, else `cfg` (which must not overwrite a run)."""
+def resume_config(run: str | Path, overrides: list[str] = ()) -> tuple[TrainConfig, list[str]]:
+    """A run's stored config with `overrides` applied, and the (safe) changes they make.
+
+    Raises naming every key that may not change on resume (see `SAFE_ON_RESUME`)."""
+    from steertime.train.config import apply_overrides
+
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise SteertimeError(f"{run}: nothing to resume (no config.yaml)")
+    stored = load_config(run / "config.yaml")
+    wanted = apply_overrides(load_config(run / "config.yaml"), list(overrides))
+    wanted.out = str(run)
+    safe = check_resume(run, stored.to_dict(), wanted.to_dict())
+    return wanted, safe
+
+
+def _run_config(cfg: TrainConfig, resume: bool, main: bool = True) -> TrainConfig:
+    """The config to run: on resume `cfg` if it changes only what is safe to change (else
+    an error naming what changed), else `cfg` (which must not overwrite a run)."""
     run = Path(cfg.out)
     if resume:
+        if main:  # the lock is held: no other process writes the checkpoints
+            for note in recover_checkpoints(run):
+                tqdm.write(f"note: {note}", file=sys.stderr)
         if not (run / "checkpoints" / "last").is_dir():
             raise SteertimeError(f"{run}: nothing to resume (no checkpoints/last)")
-        return load_config(run / "config.yaml")
-    if (run / "config.yaml").exists():
+        stored = load_config(run / "config.yaml")
+        if check_resume(run, stored.to_dict(), {**cfg.to_dict(), "out": stored.out}) and main:
+            # the run records what it goes on with
+            write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return cfg
+    if (run / "config.yaml").exists() and started(run):
         raise SteertimeError(f"{run} already holds a run; use --resume, or another --out")
+    # a config.yaml without any checkpoint is a start that failed before its first save:
+    # the lock is held, so nobody is training there, and starting again loses nothing
     return cfg
 
 
@@ -262,7 +314,7 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
     t = cfg.train
     if t.batch_size % world:
         raise SteertimeError(f"train.batch_size {t.batch_size} must divide by {world} processes")
-    augment = Augment(cfg.data.flip, cfg.data.brightness)
+    augment = Augment(cfg.data.flip, cfg.data.brightness, tuple(parse_faults(cfg.data.faults)))
     if not 0 <= augment.brightness < 1:
         raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
     if cfg.data.lead < 0:
@@ -289,8 +341,13 @@ class _Training:
         self.rows = t.batch_size // info.world
 
         self.cache = cache = Cache.open(cfg.data.cache)
+        if resume:
+            stored = read_meta(self.last_dir).get("data_hash")
+            check_data_hash(self.run, stored, cfg.data.cache, cache.content_hash)
         _check_lead_within_guard(cfg.data.lead, cache)
-        self.layout = layout = fit_layout(cache, cfg.data.outputs, cfg.data.weights)
+        self.layout = layout = fit_layout(
+            cache, cfg.data.outputs, cfg.data.weights, cfg.data.clip_outputs
+        )
         self.val_segs = cache.segments("val")
         self.model = model = self._build_model()
         steer = layout.index("steering") if "steering" in layout.names else 0
@@ -315,7 +372,14 @@ class _Training:
         self.warmup, warmup_note = effective_warmup(cfg.optim.warmup_steps, self.total_steps)
         self.frames_per_step = t.batch_size * t.seq_len
         self.reader = BatchReader(
-            cache, layout.names, t.seq_len + self.skip, self.rows, self.store, cfg.data.lead
+            cache,
+            layout.names,
+            t.seq_len + self.skip,
+            self.rows,
+            self.store,
+            cfg.data.lead,
+            self.augment.faults,
+            model.missing_input,
         )
         self.carried = model.init_state(self.rows, info.device)
         self.pos = Position()
@@ -449,7 +513,10 @@ class _Training:
         lr = lr_at(pos.global_step, self.total_steps, self.cfg.optim, self.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, new_state = self.ddp(x, y, state)
+        missing = None
+        if model.missing_input:  # frames the fault augmentation left without an image
+            missing = torch.from_numpy(self.reader.missing).to(info.device)
+        loss, new_state = self.ddp(x, y, state, missing)
         if not torch.isfinite(loss):
             where = ", ".join(f"{self.cache.drives[c.drive].name}@{c.start}" for c in chunks[:4])
             raise TrainingDiverged(
@@ -468,6 +535,15 @@ class _Training:
             )
         self.monitor.after_backward(pos.global_step, float(gnorm), lr)
         opt.step()
+        # A finite loss and gradient can still give NaN/inf weights (optim.lr huge): stop
+        # here, before anything is validated or saved from them.
+        norms = torch._foreach_norm([p.detach() for p in self.params])
+        if norms and not bool(torch.isfinite(torch.stack(norms)).all()):
+            raise TrainingDiverged(
+                f"the weights became NaN/inf after the optimiser step at epoch {epoch} step "
+                f"{i} (global step {pos.global_step}, lr {lr:.3g}); nothing was saved from "
+                "them and the last checkpoint is intact. Lower optim.lr."
+            )
         if self.ema is not None:
             self.ema.update(model)
         value = loss.item()

@@ -25,6 +25,7 @@ class ReadOptions:
     # Keep frames an autopilot drove (Donkeycar `user/mode` local/local_angle): their
     # `user/*` values are not a human's label, so they are skipped by default.
     keep_pilot: bool = False
+    camera: str | None = None  # udacity_bag: center (default), left or right
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,17 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"cannot parse CSV ({e})", path) from None
 
 
+def read_text_rows(path: Path) -> str:
+    """A text file's content, or a DataError naming the row of its first non-UTF-8 byte
+    (a log saved in another encoding)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        row = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"not UTF-8 text (byte 0x{raw[e.start]:02x})", path, row=row) from None
+
+
 def register_reader(name: str, description: str, mismatch: Callable[[Path], str | None]):
     def deco(fn: Callable[[Path, ReadOptions], list[Drive] | Recording]):
         _READERS[name] = Reader(name, description, mismatch, fn)
@@ -113,7 +125,17 @@ def read_recording(
     return read_source(resolve(path, format, options, accept=(RECORDING,)), options)
 
 
-_PRIORITY = ("comma2k19", "deeptesla", "donkey", "generic", "udacity_real", "udacity_sim")
+_PRIORITY = (
+    "comma2k19",
+    "deeptesla",
+    "donkey",
+    "generic",
+    "udacity_bag",
+    "udacity_real",
+    "udacity_sim",
+    "lerobot",
+    "udacity_bag_frames",
+)
 
 
 def _load_all() -> None:
@@ -123,6 +145,8 @@ def _load_all() -> None:
         deeptesla,
         donkey,
         generic,
+        lerobot,
+        udacity_bag,
         udacity_real,
         udacity_sim,
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from steertime.data.drive import Drive, assemble_drives
-from steertime.data.frames import VideoFrames, count_video_frames
+from steertime.data.frames import VideoFrames, video_frame_count
 from steertime.data.readers import ReadOptions, read_csv, register_reader
 from steertime.data.units import DEG_STEERING_WHEEL
 from steertime.errors import DataError
@@ -64,7 +64,10 @@ def _read_epoch(csv: Path, opts: ReadOptions) -> list[Drive]:
     video = csv.with_name(f"{epoch}_front.mkv")
     frames = None
     if video.is_file():
-        n_video = count_video_frames(video)
+        count = video_frame_count(video)
+        n_video = count.total
+        if count.lost:  # damage in the middle: those frames are dropped, and counted
+            problems.append(count.note(video))
         past = frame >= n_video
         if past.any():
             problems.append(

@@ -72,6 +72,8 @@ def _manifest(tub: Path) -> tuple[list[dict], dict]:
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON ({e})", f, row=e.lineno) from None
     catalog_meta = parsed[4]
+    if not isinstance(catalog_meta, dict):
+        raise DataError("the catalog line is not a JSON object", f, row=5)
     if "paths" not in catalog_meta:
         raise DataError("the catalog line has no 'paths'", f, row=5)
     return parsed, catalog_meta
@@ -117,17 +119,45 @@ def _unread_note(unread: list[Path]) -> str:
     )
 
 
-def _records(catalogs: list[Path]) -> Iterator[tuple[Path, int, dict]]:
-    for cat in catalogs:
-        with open(cat) as fh:
-            for ln, line in enumerate(fh, start=1):
-                if not line.strip():
+def _deleted(catalog_meta: dict, mf: Path) -> set[int]:
+    deleted = catalog_meta.get("deleted_indexes", [])
+    if not isinstance(deleted, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in deleted
+    ):
+        raise DataError("is not a list of record indexes", mf, row=5, field="deleted_indexes")
+    return set(deleted)
+
+
+def _records(
+    catalogs: list[Path], notes: list[str] | None = None
+) -> Iterator[tuple[Path, int, dict]]:
+    """Each catalog's records. The last line of the last catalog may be cut short by a
+    crash while recording: it is skipped and reported in `notes`, the tub is kept."""
+    for k, cat in enumerate(catalogs):
+        try:
+            lines = cat.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataError(f"not UTF-8 text (byte {e.start})", cat) from None
+        last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+        for i, line in enumerate(lines):
+            ln = i + 1
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                if notes is not None and k == len(catalogs) - 1 and i == last:
+                    notes.append(
+                        f"{cat.name} row {ln}: the last record is cut short (a crash while "
+                        "recording?); skipped"
+                    )
                     continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON record ({e.msg})", cat, row=ln) from None
-                yield cat, ln, rec
+                raise DataError(f"invalid JSON record ({e.msg})", cat, row=ln) from None
+            if not isinstance(rec, dict):
+                raise DataError(
+                    f"a record must be a JSON object, found {type(rec).__name__}", cat, row=ln
+                )
+            yield cat, ln, rec
 
 
 def _image_names(images: Path) -> set[str]:
@@ -175,7 +205,7 @@ def tub_view(src: str | Path, out: str | Path, hide: set[int]) -> Path:
 def read(path: Path, opts: ReadOptions) -> Recording:
     tub = _tub(path)
     _, catalog_meta = _manifest(tub)
-    deleted = set(catalog_meta.get("deleted_indexes", []))
+    deleted = _deleted(catalog_meta, tub / "manifest.json")
     catalogs, unread = _catalogs(tub, catalog_meta)
     images = (tub / "images").resolve()
     on_disk = _image_names(images)
@@ -183,7 +213,8 @@ def read(path: Path, opts: ReadOptions) -> Recording:
     counts: dict[str, list[int]] = {}  # session -> [records, with images]
     n_deleted = 0
     n_pilot: dict[str, int] = {}
-    for cat, ln, rec in _records(catalogs):
+    cut: list[str] = []
+    for cat, ln, rec in _records(catalogs, cut):
         for key in ("_index", "_timestamp_ms", IMAGE_KEY, ANGLE_KEY):
             if key not in rec:
                 raise DataError("record lacks a required key", cat, row=ln, field=key)
@@ -210,7 +241,7 @@ def read(path: Path, opts: ReadOptions) -> Recording:
     if kept and not on_disk and not images.is_dir():
         raise DataError("the tub has no images/ folder", images)
 
-    notes = _tub_notes(n_deleted, n_pilot, unread)
+    notes = cut + _tub_notes(n_deleted, n_pilot, unread)
     skipped: list[str] = []
     whole = skip_imageless_groups(
         [r[4] for r in kept],

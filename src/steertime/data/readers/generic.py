@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from steertime.data.drive import Drive, assemble_drives
-from steertime.data.frames import ImageFiles, VideoFrames, count_video_frames, keep_present
+from steertime.data.frames import ImageFiles, VideoFrames, keep_present, video_frame_count
 from steertime.data.readers import ReadOptions, read_csv, register_reader
 from steertime.data.units import MPS, Unit, angle_unit, speed_factor
 from steertime.errors import DataError
@@ -171,7 +171,10 @@ def read_with_mapping(m: dict, base: Path, where: str, opts: ReadOptions) -> lis
         frame_index = np.arange(len(df))
         source = None
     else:
-        n_video = count_video_frames(frames_path)
+        count = video_frame_count(frames_path)
+        n_video = count.total
+        if count.lost:  # damage in the middle: those frames are dropped, and counted
+            problems.append(count.note(frames_path))
         frame_index = (
             numeric(column(m["frame"], "frame"), "frame").astype(np.int64)
             if "frame" in m

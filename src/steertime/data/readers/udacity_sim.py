@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import numpy as np
 
 from steertime.data.drive import Drive, assemble_drives
 from steertime.data.frames import ImageFiles, keep_present
-from steertime.data.readers import ReadOptions, register_reader
+from steertime.data.readers import ReadOptions, read_text_rows, register_reader
 from steertime.data.units import FRACTION, MPS, ROAD_WHEEL, SPEED_TO_MPS, Unit
 from steertime.errors import DataError
 
@@ -61,7 +62,7 @@ def read(path: Path, opts: ReadOptions) -> list[Drive]:
     present = {p.name for p in img_dir.iterdir()}
     times, paths, rows, values = [], [], [], {k: [] for k in COLUMNS[3:]}
     missing_center, missing_side = [], 0
-    with open(log, newline="") as f:
+    with io.StringIO(read_text_rows(log), newline="") as f:
         for r, rec in enumerate(csv.reader(f)):
             if not rec or all(not c.strip() for c in rec):
                 continue

@@ -1,0 +1,26 @@
+"""`steertime ensemble`: several trained runs averaged into one run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from steertime.cli.app import app, console
+
+
+@app.command()
+def ensemble(
+    runs: list[Path] = typer.Argument(..., help="Two or more trained run folders."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write the ensemble to."),
+    overwrite: bool = typer.Option(False, help="Replace a run already in --out."),
+) -> None:
+    """Average trained runs (other seeds, other families) into one run that predict,
+    evaluate, export and the Donkeycar part use like any other."""
+    from steertime.models.checkpoint import read_run_meta
+    from steertime.models.ensemble import build_ensemble
+
+    folder = build_ensemble(runs, out, overwrite=overwrite)
+    meta = read_run_meta(folder)
+    names = ", ".join(f"{m['model']} ({Path(m['run']).name})" for m in meta["members"])
+    console.print(f"wrote {folder}: {len(runs)} members: {names}")

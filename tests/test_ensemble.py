@@ -1,0 +1,124 @@
+"""`steertime ensemble` and output clipping: averages in physical units, streams and exports
+like any run, refuses members that see frames differently; outputs stay in the training
+range."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from steertime.cli import app
+from steertime.data import FrameSpec, read_drives
+from steertime.data.cache import Cache
+from steertime.errors import SteertimeError
+from steertime.models import OutputLayout
+from steertime.models.checkpoint import read_run_meta, save_untrained_run
+from steertime.models.ensemble import build_ensemble
+from steertime.stream import OnnxPredictor, Predictor, export_onnx
+from steertime.train.loop import fit_layout
+from tests.conftest import LAYOUT, SPEC, make_run
+
+
+@pytest.fixture(scope="module")
+def frames(shared_data) -> list[np.ndarray]:
+    (d,) = read_drives(shared_data / "udacity_sim_track1")
+    return [f for _, f in d.frames.subset(np.arange(2000, 2006)).iter_frames()]
+
+
+def _run(tmp_path, name: str, layout: OutputLayout, seed: int, spec=SPEC):
+    folder = tmp_path / f"{name}_{seed}"
+    return save_untrained_run(folder, name, layout, spec.to_dict(), (160, 320), seed=seed)
+
+
+def test_ensemble_is_the_mean_of_its_members_in_physical_units(tmp_path, frames):
+    # Members trained on different data: other normalisation of the same outputs.
+    other = dataclasses.replace(LAYOUT, mean=[-0.2, 4.0], std=[0.7, 5.0])
+    runs = [_run(tmp_path, "cnn_lstm", LAYOUT, 1), _run(tmp_path, "pilotnet", other, 2)]
+    runs.append(_run(tmp_path, "cnn_lstm_ar", LAYOUT, 3))  # feeds back its own outputs
+    ens = build_ensemble(runs, tmp_path / "ens")
+    members = [Predictor.from_run(r) for r in runs]
+    p = Predictor.from_run(ens)
+    for i, f in enumerate(frames):
+        got = p.step(f, 0.1 * i)
+        each = [m.step(f, 0.1 * i) for m in members]
+        for k in ("steering", "speed", "steering_rad"):
+            assert got[k] == pytest.approx(np.mean([e[k] for e in each]), abs=1e-4), (i, k)
+    assert [m["model"] for m in read_run_meta(ens)["members"]] == [
+        "cnn_lstm",
+        "pilotnet",
+        "cnn_lstm_ar",
+    ]
+
+
+def test_ensemble_exports_to_onnx_with_the_same_outputs(tmp_path, frames):
+    runs = [_run(tmp_path, "cnn_gru", LAYOUT, 1), _run(tmp_path, "cnn_lstm", LAYOUT, 2)]
+    ens = build_ensemble(runs, tmp_path / "ens")
+    folder = export_onnx(ens, tmp_path / "onnx")
+    a, b = Predictor.from_run(ens), OnnxPredictor(folder)
+    for i, f in enumerate(frames):
+        x, y = a.step(f, 0.1 * i), b.step(f, 0.1 * i)
+        assert abs(x["steering"] - y["steering"]) < 1e-4
+
+
+def test_ensemble_refuses_members_that_differ(tmp_path):
+    a = _run(tmp_path, "pilotnet", LAYOUT, 1)
+    other_crop = _run(tmp_path, "pilotnet", LAYOUT, 2, FrameSpec(66, 200, crop_top=40))
+    with pytest.raises(SteertimeError, match="same frames"):
+        build_ensemble([a, other_crop], tmp_path / "e1")
+    fewer = OutputLayout(["steering"], [0.0], [1.0])
+    with pytest.raises(SteertimeError, match=r"predicts \['steering'\]"):
+        build_ensemble([a, _run(tmp_path, "pilotnet", fewer, 3)], tmp_path / "e2")
+    with pytest.raises(SteertimeError, match="at least two"):
+        build_ensemble([a], tmp_path / "e3")
+    build_ensemble([a, a], tmp_path / "e4")
+    with pytest.raises(SteertimeError, match="already holds a run"):
+        build_ensemble([a, a], tmp_path / "e4")
+
+
+def test_ensemble_cli(tmp_path):
+    runs = [str(make_run(tmp_path / str(i), "pilotnet")) for i in range(2)]
+    res = CliRunner().invoke(app, ["ensemble", *runs, "--out", str(tmp_path / "ens")])
+    assert res.exit_code == 0, res.output
+    assert "2 members" in res.output
+    res = CliRunner().invoke(app, ["ensemble", runs[0], "--out", str(tmp_path / "e2")])
+    assert isinstance(res.exception, SteertimeError) and "at least two" in str(res.exception)
+
+
+def test_layout_clips_physical_outputs_numpy_and_torch():
+    lay = OutputLayout(["steering"], [0.0], [1.0], low=[-1.0], high=[0.5])
+    assert lay.denormalize(np.array([[-3.0], [0.2], [2.0]]))[:, 0].tolist() == [-1.0, 0.2, 0.5]
+    t = lay.denormalize(torch.tensor([[-3.0], [0.2], [2.0]]))
+    assert torch.allclose(t[:, 0], torch.tensor([-1.0, 0.2, 0.5]))
+    free = OutputLayout(["steering"], [0.0], [1.0])
+    assert free.denormalize(np.array([5.0])).tolist() == [5.0]
+    with pytest.raises(ValueError, match="not ordered"):
+        OutputLayout(["steering"], [0.0], [1.0], low=[1.0], high=[0.0])
+
+
+def test_clipped_run_streams_and_exports_inside_its_range(tmp_path, frames):
+    # A range so narrow that an untrained model's outputs land outside it.
+    lay = dataclasses.replace(LAYOUT, low=[0.04, 9.9], high=[0.06, 10.1])
+    run = _run(tmp_path, "cnn_lstm", lay, 0)
+    folder = export_onnx(run, tmp_path / "onnx")
+    a, b = Predictor.from_run(run), OnnxPredictor(folder)
+    for i, f in enumerate(frames):
+        x, y = a.step(f, 0.1 * i), b.step(f, 0.1 * i)
+        assert 0.04 <= x["steering"] <= 0.06 and 9.9 <= x["speed"] <= 10.1
+        assert abs(x["steering"] - y["steering"]) < 1e-5 and abs(x["speed"] - y["speed"]) < 1e-4
+
+
+def test_fit_layout_records_the_training_range(tiny_cache):
+    cache = Cache.open(tiny_cache)
+    lay = fit_layout(cache, ["steering", "speed"], [])
+    train = np.concatenate(
+        [
+            cache.drives[s.drive].signals["steering"][s.start : s.stop]
+            for s in cache.segments("train")
+        ]
+    )
+    assert lay.low[0] == pytest.approx(train.min()) and lay.high[0] == pytest.approx(train.max())
+    assert fit_layout(cache, ["steering"], [], clip=False).low == []
