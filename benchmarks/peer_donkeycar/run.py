@@ -95,6 +95,13 @@ def main() -> None:
     ap.add_argument("--models", default="linear,rnn,3d")
     ap.add_argument("--folds", default="", help="only these fold names (default: all)")
     ap.add_argument("--seeds", default="", help="e.g. 0,1,2 (default: one unseeded run)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="TensorFlow intra-op threads (0: its default, every core); 1 to time it beside "
+        "a one-thread steertime run on the same machine",
+    )
     a = ap.parse_args()
 
     import random
@@ -102,6 +109,10 @@ def main() -> None:
     import donkeycar as dk
     import tensorflow as tf
     from donkeycar.pipeline.training import train
+
+    if a.threads:  # before TensorFlow builds its thread pools
+        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     from donkeycar.utils import get_model_by_type, load_image
 
     cfg = dk.load_config(str(Path(dk.__file__).parent / "templates" / "cfg_complete.py"))
