@@ -52,7 +52,10 @@ def calibration_samples(
         a = seg.start + int(rng.integers(0, len(seg) - n + 1))
         p.reset()
         for f in cache.drives[seg.drive].read_frames(a, a + n):
-            samples.append({"frame": f[None], **p.state})
+            # A model trained with the frame-missing flag takes it as an input: calibrate on
+            # frames that arrived (the flag is a float32 input the quantizer leaves alone).
+            flag = {"missing": np.zeros((1, 1), np.float32)} if p.missing_input else {}
+            samples.append({"frame": f[None], **flag, **p.state})
             p._run(f)
     return samples
 
