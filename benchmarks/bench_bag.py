@@ -47,14 +47,13 @@ def camera_jpegs(n_distinct: int = 60) -> list[bytes]:
 def write_bag(path: Path, n: int, compress: str, jpegs: list[bytes]) -> None:
     from rosbags.rosbag1 import Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-    from tests.hmb_bags import REPORT_TYPE, STEERING_REPORT, T0_NS
+    from tests.hmb_bags import REPORT_TYPE, STEERING_REPORT, T0_NS, steering_report
 
     store = get_typestore(Stores.ROS1_NOETIC)
     store.register(get_types_from_msg(STEERING_REPORT, REPORT_TYPE))
     Header = store.types["std_msgs/msg/Header"]
     Time = store.types["builtin_interfaces/msg/Time"]
     Img = store.types["sensor_msgs/msg/CompressedImage"]
-    Report = store.types[REPORT_TYPE]
     w = Writer(path)
     if compress == "bz2":
         w.set_compression(Writer.CompressionFormat.BZ2)
@@ -77,20 +76,8 @@ def write_bag(path: Path, n: int, compress: str, jpegs: list[bytes]) -> None:
         for ns, what, k in events:
             stamp = Time(sec=ns // 10**9, nanosec=ns % 10**9)
             if what == "steer":
-                msg = Report(
-                    header=Header(seq=k, stamp=stamp, frame_id=""),
-                    steering_wheel_angle=float(np.sin(k / 50)),
-                    steering_wheel_angle_cmd=0.0,
-                    steering_wheel_torque=0.1,
-                    speed=12.0,
-                    enabled=False,
-                    override=False,
-                    driver=True,
-                    fault_wdc=False,
-                    fault_bus1=False,
-                    fault_bus2=False,
-                    fault_calibration=False,
-                    fault_connector=False,
+                msg = steering_report(
+                    store, ns, k, float(np.sin(k / 50)), 12.0, steering_wheel_torque=0.1
                 )
                 w.write(steer, ns, store.serialize_ros1(msg, REPORT_TYPE))
             else:

@@ -52,6 +52,28 @@ def jpeg(value: int, size=(64, 48), noise: int = 0, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def steering_report(store, ns: int, seq: int, angle: float, speed: float, **torque) -> object:
+    """A `dbw_mkz_msgs/SteeringReport` stamped `ns` (its type registered in `store`);
+    `torque`: `steering_wheel_torque=…` where the report's type has the field."""
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    return store.types[REPORT_TYPE](
+        header=Header(seq=seq, stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id=""),
+        steering_wheel_angle=angle,
+        steering_wheel_angle_cmd=0.0,
+        **torque,
+        speed=speed,
+        enabled=False,
+        override=False,
+        driver=True,
+        fault_wdc=False,
+        fault_bus1=False,
+        fault_bus2=False,
+        fault_calibration=False,
+        fault_connector=False,
+    )
+
+
 def write_hmb_bag(
     path: Path,
     n_frames: int,
@@ -81,7 +103,6 @@ def write_hmb_bag(
     Header = store.types["std_msgs/msg/Header"]
     Time = store.types["builtin_interfaces/msg/Time"]
     Image_ = store.types["sensor_msgs/msg/CompressedImage"]
-    Report = store.types[REPORT_TYPE]
 
     def header(ns: int, seq: int, frame_id: str) -> object:
         return Header(seq=seq, stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id=frame_id)
@@ -101,21 +122,7 @@ def write_hmb_bag(
         for j, ns in enumerate(range(lo, hi, round(1e9 / steering_hz))):
             t = (ns - T0_NS) * 1e-9
             torque = {} if torque_topic else {"steering_wheel_torque": 0.5}
-            msg = Report(
-                header=header(ns, j, ""),
-                steering_wheel_angle=float(steering_at(np.array(t))),
-                steering_wheel_angle_cmd=0.0,
-                **torque,
-                speed=10.0 + t,
-                enabled=False,
-                override=False,
-                driver=True,
-                fault_wdc=False,
-                fault_bus1=False,
-                fault_bus2=False,
-                fault_calibration=False,
-                fault_connector=False,
-            )
+            msg = steering_report(store, ns, j, float(steering_at(np.array(t))), 10.0 + t, **torque)
             msgs.append((ns, "/vehicle/steering_report", store.serialize_ros1(msg, REPORT_TYPE)))
             if torque_topic:
                 f32 = store.types["std_msgs/msg/Float32"](data=0.25 + t)
