@@ -49,6 +49,11 @@ def drive(
     faults: str = typer.Option(
         "", help="Camera faults KIND:LENGTH_S@EVERY_S,... e.g. blackout:0.5@10 (docs/simulator.md)."
     ),
+    takeover_spread: float = typer.Option(
+        None,
+        help="Ask the driver to take over when the steering spread exceeds this (runs "
+        "trained with train.spread); reports warned interventions and false requests.",
+    ),
 ) -> None:
     """Drive a trained model closed-loop on unseen simulated roads; report autonomy."""
     from steertime.atomic import write_json
@@ -70,7 +75,15 @@ def drive(
                 writer.write(compose(world, frame, pred, n))
 
         p = Predictor.from_run(run, threads=threads)
-        report = run_drive(p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs)
+        if takeover_spread is not None and not p.layout.spread:
+            from steertime.errors import SteertimeError
+
+            raise SteertimeError(
+                f"{run}: --takeover-spread needs a run trained with train.spread=true"
+            )
+        report = run_drive(
+            p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs, takeover_spread
+        )
     s = report.summary()
     t = Table("road", "seconds", "km", "interventions", "mean |offset| m", "max |offset| m")
     for r in s["per_road"]:
@@ -97,6 +110,14 @@ def drive(
         )
     if s["torque_rmse_nm"] is not None:
         console.print(f"torque RMSE against the car's {s['torque_rmse_nm']:.3f} N·m")
+    if takeover_spread is not None:
+        per10 = s["false_requests"] / max(s["minutes"] / 10, 1e-9)
+        console.print(
+            f"takeover requests (steering spread > {takeover_spread:g}): "
+            f"{s['takeover_requests']}, {s['warned_interventions']} of "
+            f"{s['interventions']} interventions warned ≥ 0-2 s before, "
+            f"{s['false_requests']} false ({per10:.2f} per 10 min)"
+        )
     if out:
         write_json(out, s)
 

@@ -54,12 +54,18 @@ class Frames:
     # lead -> name -> (N,): the log `lead` frames later, the target a led run was taught
     truth_led: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     fault: np.ndarray | None = None  # (N,) camera fault codes when evaluated with faults
+    # model -> name -> (N,) predicted standard deviation (runs trained with `train.spread`)
+    spreads: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def merge(self, other: Frames) -> None:
         """Add another run's predictions on the same frames."""
         self.preds.update(other.preds)
+        self.spreads.update(other.spreads)
         self.leads.update(other.leads)
         self.truth_led.update(other.truth_led)
+
+
+Z90 = 1.6448536269514722  # mean ± Z90·spread: the central 90% of a Gaussian
 
 
 def led_within_drives(values: np.ndarray, drive: np.ndarray, lead: int) -> np.ndarray:
@@ -112,7 +118,7 @@ def predict_on_cache(
         from steertime.errors import SteertimeError
 
         raise SteertimeError(f"{cache.path}: split {split!r} is empty")
-    ts, drives, preds, codes = [], [], [], []
+    ts, drives, preds, codes, spreads = [], [], [], [], []
     for s in segs:
         d = cache.drives[s.drive]
         rate = float(cache.manifest["drives"][s.drive].get("rate_hz") or 0.0)
@@ -122,6 +128,8 @@ def predict_on_cache(
                 model, cache, s, torch.device("cpu"), faults=c, fault_seed=fault_seed
             )
         preds.append(layout.denormalize(y))
+        if layout.spread:
+            spreads.append(layout.spread_of(y))
         if c is not None:
             codes.append(c)
         ts.append(d.timestamps[s.start : s.stop])
@@ -137,6 +145,9 @@ def predict_on_cache(
         fault=np.concatenate(codes) if codes else None,
     )
     frames.preds[_run_name(run)] = {n: p[:, k] for k, n in enumerate(layout.names)}
+    if spreads:
+        sd = np.concatenate(spreads)
+        frames.spreads[_run_name(run)] = {n: sd[:, k] for k, n in enumerate(layout.names)}
     lead = frames.leads[_run_name(run)] = meta.lead
     if lead:
         frames.truth_led[lead] = _cache_truth(cache, segs, lead)
@@ -169,6 +180,8 @@ def predict_on_path(
         rate_hz=float(np.median([d.rate_hz for d in drives])),
     )
     frames.preds[_run_name(run)] = {n: df[n].to_numpy() for n in p.layout.names}
+    if p.layout.spread:
+        frames.spreads[_run_name(run)] = {n: df[f"{n}_std"].to_numpy() for n in p.layout.names}
     lead = frames.leads[_run_name(run)] = p.meta.lead
     if lead:
         frames.truth_led[lead] = {
@@ -245,6 +258,11 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                     M.rmse(pred[bad], true[bad]) if bad.any() else float("nan")
                 )
                 entry["models"][m]["rmse_clean"] = M.rmse(pred[~bad], true[~bad])
+            if (sd := frames.spreads.get(m, {}).get(name)) is not None:
+                # How often the truth falls in the predicted 90% interval (calibrated on
+                # validation at training time: 0.90 when the spread is honest).
+                entry["models"][m]["coverage90"] = float(np.mean(np.abs(pred - true) <= Z90 * sd))
+                entry["models"][m]["mean_spread"] = float(np.mean(sd))
             if lead := frames.leads.get(m, 0):
                 entry["models"][m]["lead_frames"] = lead
                 target = frames.truth_led[lead][name]

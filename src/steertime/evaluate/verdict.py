@@ -83,6 +83,13 @@ def verdicts(result: dict) -> list[Verdict]:
                     f"(paired 95% CI [{lo:+.3g}, {hi:+.3g}] contains 0): more test data, or "
                     "a model that learned more"
                 )
+        for m in runs:
+            if "coverage90" in models[m]:
+                cov = models[m]["coverage90"]
+                parts.append(
+                    f"{m}'s 90% interval covers {cov:.1%} of frames (mean spread "
+                    f"{models[m]['mean_spread']:.3g} {unit})".replace(" )", ")")
+                )
         if math.isfinite(b.get("r2", math.nan)) and b["r2"] < POOR_R2:
             ok = False
             parts.append(

@@ -129,6 +129,11 @@ def build_ensemble(runs: list[str | Path], out: str | Path, overwrite: bool = Fa
     for run, (_, meta) in zip(runs, loaded, strict=True):
         if meta.model == "ensemble":
             raise SteertimeError(f"{run}: is an ensemble; give its member runs instead")
+        if meta.layout.spread:
+            raise SteertimeError(
+                f"{run}: predicts a spread (train.spread); an ensemble averages means only, "
+                "give runs trained without it"
+            )
         if meta.layout.names != first.layout.names:
             raise SteertimeError(
                 f"{run}: predicts {meta.layout.names}, {ref} predicts {first.layout.names}"

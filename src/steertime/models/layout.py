@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+# exp(±7) in normalised units: far beyond any label; keeps a diverging head finite.
+LOG_SPREAD_BOUND = 7.0
+
 
 @dataclass
 class OutputLayout:
@@ -25,6 +28,11 @@ class OutputLayout:
     # `train.clip_outputs=false`): no clipping.
     low: list[float] = field(default_factory=list)
     high: list[float] = field(default_factory=list)
+    # `train.spread`: the model also predicts a spread per output — K more columns, each a
+    # log standard deviation in normalised units (Gaussian NLL) — scaled by `spread_scale`,
+    # calibrated on validation so that mean ± 1.645 spread covers 90% of the frames.
+    spread: bool = False
+    spread_scale: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -44,6 +52,30 @@ class OutputLayout:
     def k(self) -> int:
         return len(self.names)
 
+    @property
+    def n_model_outputs(self) -> int:
+        """Columns the model emits: K means, and K log-spreads with `spread`."""
+        return 2 * self.k if self.spread else self.k
+
+    def means(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """The K normalised means of the model's columns (all of them without `spread`)."""
+        return y[..., : self.k] if y.shape[-1] == 2 * self.k and self.spread else y
+
+    def spread_of(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """(..., 2K) model columns -> (..., K) standard deviations in physical units."""
+        k = self.k
+        scale = self.spread_scale or [1.0] * k
+        if isinstance(y, torch.Tensor):
+            factor = torch.tensor(self.std, dtype=y.dtype) * torch.tensor(scale, dtype=y.dtype)
+            return torch.exp(y[..., k:].clamp(-LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)) * factor
+        factor = np.asarray(self.std) * np.asarray(scale)
+        return np.exp(np.clip(y[..., k:], -LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)) * factor
+
+    def physical(self, y: np.ndarray) -> np.ndarray:
+        """Model columns -> (..., K) physical means, then (with `spread`) K spreads."""
+        mu = self.denormalize(y)
+        return np.concatenate([mu, self.spread_of(y)], -1) if self.spread else mu
+
     def index(self, name: str) -> int:
         return self.names.index(name)
 
@@ -58,7 +90,7 @@ class OutputLayout:
     def denormalize(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Normalised model outputs -> physical units, within the training range."""
         mean, std = self._stats(y)
-        return self.clip(y * std + mean)
+        return self.clip(self.means(y) * std + mean)
 
     def clip(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """(..., K) physical outputs clipped to [low, high] (unchanged without a range)."""
@@ -79,8 +111,11 @@ class OutputLayout:
         return np.asarray(self.mean), np.asarray(self.std)
 
     def parse(self, y: np.ndarray) -> dict[str, np.ndarray]:
-        """(..., K) de-normalised outputs -> {name: (...)}, plus `<name>_rad` where known."""
+        """(..., K) de-normalised outputs -> {name: (...)}, plus `<name>_rad` where known;
+        (..., 2K) from `physical` with `spread` also gives `<name>_std`."""
         out = {n: y[..., i] for i, n in enumerate(self.names)}
+        if y.shape[-1] == 2 * self.k and self.spread:
+            out.update({f"{n}_std": y[..., self.k + i] for i, n in enumerate(self.names)})
         for i, n in enumerate(self.names):
             if i < len(self.units) and self.units[i].get("to_radians"):
                 out[f"{n}_rad"] = y[..., i] * self.units[i]["to_radians"]

@@ -25,6 +25,7 @@ from steertime.stream.predictor import StreamingPredictor
 
 INTERVENTION_S = 6.0  # the PilotNet paper's time charged per intervention
 OFFSET_LIMIT = 1.0  # m from the lane centre: beyond this a safety driver would take over
+TAKEOVER_LEAD_S = 2.0  # a takeover request counts if it comes this long before leaving the lane
 FAULT_AFTER_S = 2.0  # an intervention this soon after a fault ends is charged to the fault
 
 
@@ -42,6 +43,13 @@ class RoadResult:
     # RMSE of the model's `torque` output against the car's steering torque (N·m), when
     # the model predicts torque; the sim's torque follows the model's own steering
     torque_rmse: float | None = None
+    # With `takeover_spread`: how often the model asked for the driver (steering spread
+    # above the threshold; runs trained with `train.spread`), and how that compares with
+    # the interventions that came: warned = a request within TAKEOVER_LEAD_S before it;
+    # false = a request not followed by an intervention within TAKEOVER_LEAD_S.
+    takeover_requests: int = 0
+    warned_interventions: int = 0
+    false_requests: int = 0
 
 
 @dataclass
@@ -79,6 +87,9 @@ class DriveReport:
             "fault_minutes": sum(r.fault_seconds for r in self.roads) / 60,
             "fault_interventions": sum(r.fault_interventions for r in self.roads),
             "torque_rmse_nm": _pooled_rmse(self.roads),
+            "takeover_requests": sum(r.takeover_requests for r in self.roads),
+            "warned_interventions": sum(r.warned_interventions for r in self.roads),
+            "false_requests": sum(r.false_requests for r in self.roads),
             "per_road": [asdict(r) for r in self.roads],
         }
 
@@ -177,6 +188,7 @@ def drive_road(
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
     faults: Sequence[FaultSpec] = (),
+    takeover_spread: float | None = None,
 ) -> RoadResult:
     cam = cam or CameraSpec(*(predictor.source_size or (160, 320)))
     world = World(seed, dt=1.0 / fps, cam=cam, noise_seed=seed)
@@ -190,10 +202,13 @@ def drive_road(
     camera = FaultyCamera(codes, seed)
     charged = fault_windows(codes, int(round(FAULT_AFTER_S * fps)))
     fault_hits = 0
+    asking, hit_steps = np.zeros(n_steps, bool), []
     for i in range(n_steps):
         clean = world.frame()
         frame, _ = camera(i, clean) if faults else (clean, 0)
         out = predictor.step(frame, world.t)
+        if takeover_spread is not None:
+            asking[i] = out.get("steering_std", 0.0) > takeover_spread
         if "torque" in out:  # the torque the car has at this frame, as simulate records it
             torque_err.append(out["torque"] - world.telemetry().torque)
         if frame is None:  # what the video shows of a dropped frame
@@ -209,6 +224,7 @@ def drive_road(
             on_frame(world, out, frame, interventions)
         if abs(world.offset) > offset_limit:
             interventions += 1
+            hit_steps.append(i)
             fault_hits += int(charged[i])
             world.place(world.s + 5.0)
             predictor.reset()  # the scene jumped: the model's memory no longer fits it
@@ -225,7 +241,24 @@ def drive_road(
         fault_seconds=float(np.count_nonzero(codes[: len(offsets)])) / fps,
         fault_interventions=fault_hits,
         torque_rmse=float(np.sqrt(np.mean(np.square(torque_err)))) if torque_err else None,
+        **_takeover_counts(asking[: len(offsets)], hit_steps, int(round(TAKEOVER_LEAD_S * fps))),
     )
+
+
+def _takeover_counts(asking: np.ndarray, hits: list[int], lead: int) -> dict:
+    """Requests (runs of `asking`), interventions with a request within `lead` steps
+    before them, and requests with no intervention during them or `lead` steps after."""
+    starts = np.flatnonzero(asking & ~np.concatenate([[False], asking[:-1]]))
+    ends = np.flatnonzero(asking & ~np.concatenate([asking[1:], [False]]))  # last step asking
+    warned = sum(bool(asking[max(0, h - lead) : h + 1].any()) for h in hits)
+    false = sum(
+        not any(a <= h <= b + lead for h in hits) for a, b in zip(starts, ends, strict=True)
+    )
+    return {
+        "takeover_requests": len(starts),
+        "warned_interventions": warned,
+        "false_requests": false,
+    }
 
 
 def drive(
@@ -236,6 +269,7 @@ def drive(
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
     faults: Sequence[FaultSpec] = (),
+    takeover_spread: float | None = None,
 ) -> DriveReport:
     """Drive `predictor` on each road seed. With `faults`, the predictor's fault gate is
     switched on for the drive, so black, glaring and frozen frames count as missing for
@@ -254,6 +288,7 @@ def drive(
                     offset_limit=offset_limit,
                     on_frame=on_frame,
                     faults=faults,
+                    takeover_spread=takeover_spread,
                 )
             )
     finally:

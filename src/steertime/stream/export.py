@@ -27,6 +27,7 @@ from steertime.atomic import atomic_file, write_json
 from steertime.data.preprocess import FrameSpec
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
+from steertime.models.layout import LOG_SPREAD_BOUND
 from steertime.stream.predictor import StreamingPredictor
 from steertime.stream.threads import DEFAULT_THREADS
 
@@ -43,12 +44,20 @@ class _OneStep(nn.Module):
         inf = [math.inf] * layout.k
         self.register_buffer("low", torch.tensor(layout.low or [-x for x in inf]))
         self.register_buffer("high", torch.tensor(layout.high or inf))
+        # `spread`: K more outputs, the calibrated standard deviations (physical units).
+        self.k, self.spread = layout.k, layout.spread
+        scale = torch.tensor(layout.spread_scale or [1.0] * layout.k)
+        self.register_buffer("spread_factor", torch.tensor(layout.std) * scale)
 
     def forward(self, frame: torch.Tensor, *inputs: torch.Tensor):
         missing, state = (inputs[0] > 0.5, inputs[1:]) if self.flag else (None, inputs)
         y, new = self.model(frame.unsqueeze(1), dict(zip(self.names, state, strict=True)), missing)
-        y = torch.maximum(torch.minimum(y[:, 0] * self.std + self.mean, self.high), self.low)
-        return (y, *[new[n] for n in self.names])
+        mu = y[:, 0, : self.k] * self.std + self.mean
+        out = torch.maximum(torch.minimum(mu, self.high), self.low)
+        if self.spread:
+            log_s = y[:, 0, self.k :].clamp(-LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)
+            out = torch.cat([out, torch.exp(log_s) * self.spread_factor], dim=-1)
+        return (out, *[new[n] for n in self.names])
 
 
 def export_onnx(run: str | Path, out: str | Path) -> Path:
@@ -83,7 +92,8 @@ def export_onnx(run: str | Path, out: str | Path) -> Path:
         "frame": frame.to_dict(),
         "source_size": list(meta.source_size) if meta.source_size else None,
         "layout": layout.to_dict(),
-        "outputs_are": "physical units (de-normalised and clipped to layout low/high in the graph)",
+        "outputs_are": "physical units (de-normalised and clipped to layout low/high in the "
+        "graph); with layout.spread, K calibrated standard deviations follow the K means",
         "inputs": ["frame", *flag, *names],
         # with "missing" among the inputs: feed 1.0 for a frame that never arrived (or was
         # black, glaring or frozen), with any frame (zeros); the state rolls on memory

@@ -213,4 +213,4 @@ class Predictor(StreamingPredictor):
         flag = torch.tensor([[missing]], device=self.device) if self.missing_input else None
         with torch_threads(self.threads):
             y, self.state = self.model(x, self.state, flag)
-        return self.layout.denormalize(y[0, 0].float().cpu().numpy())
+        return self.layout.physical(y[0, 0].float().cpu().numpy())  # (K,) or (2K,)

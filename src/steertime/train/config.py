@@ -68,6 +68,9 @@ class LoopConfig:
     device: str = "auto"  # auto | cpu | cuda
     init_from: str = ""  # start from a run's best weights (e.g. fine-tune after features)
     diagnostics: bool = False  # per-layer grad norms, update ratios, saturation → TensorBoard
+    # Predict a spread per output too (Gaussian negative log-likelihood; calibrated on val):
+    # `predict` gives `<name>_std`, `evaluate` the 90% interval's coverage.
+    spread: bool = False
 
 
 @dataclass

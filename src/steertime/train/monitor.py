@@ -77,6 +77,9 @@ class TrainingMonitor:
         self.saturation: dict[str, list[float]] = {}
         self._before: dict[str, torch.Tensor] = {}
         self.labels = ""  # label_note() of the training labels, for the not-learning hint
+        # A Gaussian NLL (`train.spread`) is not a share of the label variance: the
+        # not-learning threshold does not apply to it.
+        self.nll = False
         self.lr = math.nan
         if detailed:
             for name, mod in model.named_modules():
@@ -156,7 +159,7 @@ class TrainingMonitor:
 
     def _check_learning(self, step: int) -> None:
         now = sum(self.losses) / len(self.losses)
-        if now < NOT_LEARNING:
+        if now < NOT_LEARNING or self.nll:
             return
         labels = f" Labels: {self.labels}." if self.labels else ""
         self._warn(

@@ -1,0 +1,132 @@
+"""`train.spread`: a Gaussian NLL head whose spread is calibrated on validation, streamed,
+exported and scored (90% interval coverage)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from steertime.errors import SteertimeError
+from steertime.evaluate.run import evaluate
+from steertime.evaluate.verdict import verdicts
+from steertime.models import create_model
+from steertime.models.checkpoint import read_run_meta
+from steertime.stream import OnnxPredictor, Predictor, export_onnx
+from steertime.train import train
+from steertime.train.loop import StepLoss
+from tests.conftest import small_train_config
+
+
+def test_spread_loss_is_mse_for_means_and_gaussian_nll_for_spreads():
+    model = create_model("pilotnet", n_outputs=4, height=66, width=200)
+    loss = StepLoss(model, [1.0, 3.0], steer=0, lam=0.5, skip=0, spread=True)
+    w = torch.tensor([0.25, 0.75])
+    y = torch.randn(3, 5, 4, requires_grad=True)
+    t = torch.randn(3, 5, 2)
+    ours = loss._mse(y, t)
+    nll = torch.nn.GaussianNLLLoss(reduction="none", full=False)  # 0.5 (log var + err²/var)
+
+    def ref(mu_for_nll: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
+        per = (yy[..., :2] - t).square() + nll(mu_for_nll, t, torch.exp(2 * yy[..., 2:]))
+        return (per.mean((0, 1)) * w).sum()
+
+    assert torch.allclose(ours, ref(y[..., :2], y), atol=1e-6)
+    g = torch.autograd.grad(ours, y)[0]
+    y2 = y.detach().clone().requires_grad_(True)
+    g_ref = torch.autograd.grad(ref(y2[..., :2].detach(), y2), y2)[0]
+    assert torch.allclose(g, g_ref, atol=1e-6)
+    # The means' gradient is the plain MSE's: the spread never pulls on them.
+    mse_only = StepLoss(model, [1.0, 3.0], steer=0, lam=0.5, skip=0)
+    y3 = y.detach()[..., :2].clone().requires_grad_(True)
+    g_mse = torch.autograd.grad(mse_only._mse(y3, t), y3)[0]
+    assert torch.allclose(g[..., :2], g_mse, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def spread_run(tiny_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("spread") / "run"
+    cfg = small_train_config(
+        tiny_cache, out, "model.name=cnn_lstm", "train.spread=true", "train.epochs=2"
+    )
+    cfg.data.outputs = ["steering", "speed"]
+    return train(cfg, progress=False)
+
+
+def test_spread_is_calibrated_streamed_and_exported(spread_run, tiny_cache, tmp_path):
+    meta = read_run_meta(spread_run)
+    assert meta.layout.spread and len(meta.layout.spread_scale) == 2
+    assert all(s > 0 for s in meta.layout.spread_scale)
+    assert "z90_steering" in meta["val"]
+    from steertime.data import Cache
+
+    frames = Cache.open(tiny_cache).drives[0].read_frames(0, 8)
+    a, b = Predictor.from_run(spread_run), OnnxPredictor(export_onnx(spread_run, tmp_path / "x"))
+    for f in frames:  # cache frames are model-sized: the step after preprocessing
+        x, y = a.layout.parse(a._run(f)), b.layout.parse(b._run(f))
+        assert x["steering_std"] > 0 and x["speed_std"] > 0
+        for k in ("steering", "steering_std", "speed_std"):
+            assert abs(x[k] - y[k]) < 1e-4 * max(1.0, abs(x[k])), (k, x[k], y[k])
+
+
+def test_evaluate_reports_interval_coverage(spread_run, tiny_cache):
+    result, _, _ = evaluate(spread_run, tiny_cache, split="val")
+    m = result["outputs"]["steering"]["models"][result["primary"]]
+    # Calibrated on these very frames: the 90% interval covers 90% of them.
+    assert m["coverage90"] == pytest.approx(0.9, abs=0.03)
+    assert m["mean_spread"] > 0
+    assert any("90% interval covers" in v.text for v in verdicts(result))
+
+
+def test_spread_refused_for_autoregressive_models(tiny_cache, tmp_path):
+    cfg = small_train_config(
+        tiny_cache, tmp_path / "r", "model.name=cnn_lstm_ar", "train.spread=true"
+    )
+    with pytest.raises(SteertimeError, match="feeds its outputs back"):
+        train(cfg, progress=False)
+
+
+def test_spread_runs_cannot_join_an_ensemble(spread_run, tmp_path):
+    from steertime.models.ensemble import build_ensemble
+
+    with pytest.raises(SteertimeError, match="predicts a spread"):
+        build_ensemble([spread_run, spread_run], tmp_path / "ens")
+
+
+def test_layout_without_spread_ignores_extra_columns():
+    from tests.conftest import LAYOUT
+
+    y = np.array([0.1, 0.2])
+    assert LAYOUT.physical(y).shape == (2,) and "steering_std" not in LAYOUT.parse(y)
+
+
+def test_takeover_counts_warned_and_false_requests():
+    from steertime.sim.drive import _takeover_counts
+
+    asking = np.zeros(100, bool)
+    asking[10:13] = True  # warns the intervention at 14 (2 steps after the request)
+    asking[50:52] = True  # nothing follows: a false request
+    c = _takeover_counts(asking, hits=[14, 80], lead=3)
+    assert c == {"takeover_requests": 2, "warned_interventions": 1, "false_requests": 1}
+
+
+class _Unsure:
+    """Steers straight and always says it is unsure: every intervention is warned."""
+
+    source_size = (66, 200)
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, frame, t):
+        return {"steering": 0.0, "steering_std": 5.0}
+
+
+def test_drive_reports_takeover_requests():
+    from steertime.sim import drive, heldout_seeds
+
+    s = drive(_Unsure(), heldout_seeds(0, 1), 40.0, takeover_spread=1.0).summary()
+    assert s["interventions"] > 0 and s["warned_interventions"] == s["interventions"]
+    assert s["takeover_requests"] == 1  # one request that never ends
+    calm = drive(_Unsure(), heldout_seeds(0, 1), 40.0, takeover_spread=9.0).summary()
+    assert calm["takeover_requests"] == 0 and calm["warned_interventions"] == 0
