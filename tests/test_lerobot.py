@@ -34,6 +34,28 @@ def _frames(d) -> list[np.ndarray]:
     return out
 
 
+def _assert_lerobot_column_types(root, info: dict) -> None:
+    """Each Parquet column has the type LeRobot casts it to (its
+    get_hf_features_from_features): shape [1] a scalar, [n] a list of n; else it fails
+    to load (checked against lerobot 0.4.4 by benchmarks/lerobot_load_check.py)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(root / "data/chunk-000/file-000.parquet")
+    for key, ft in info["features"].items():
+        if ft["dtype"] == "video":
+            assert key not in schema.names, key
+            continue
+        typ = schema.field(key).type
+        if ft["shape"] == [1]:
+            assert not pa.types.is_list(typ) and not pa.types.is_fixed_size_list(typ), key
+            assert str(typ) == {"float32": "float", "float64": "double"}.get(
+                ft["dtype"], ft["dtype"]
+            ), key
+        else:
+            assert pa.types.is_fixed_size_list(typ) and typ.list_size == ft["shape"][0], key
+
+
 def test_lossless_round_trip_from_bags_keeps_frames_signals_times(tmp_path):
     write_hmb_bag(tmp_path / "bags" / "a.bag", 25, noise=20)
     write_hmb_bag(tmp_path / "bags" / "b.bag", 10, first_frame=1000, noise=20)
@@ -58,6 +80,7 @@ def test_lossless_round_trip_from_bags_keeps_frames_signals_times(tmp_path):
     eps = pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
     assert eps["dataset_from_index"].tolist() == [0, 25]
     assert eps[f"videos/{CAMERA_KEY}/from_timestamp"].tolist() == [0.0, 1.25]
+    _assert_lerobot_column_types(root, info)
     stats = json.loads((root / "meta/stats.json").read_text())
     assert stats["action"]["max"][1] == pytest.approx(0.5) and stats["action"]["count"] == [35]
 

@@ -282,9 +282,13 @@ def _write_parquet(path: Path, table: dict) -> None:
 
     arrays, names = [], []
     for key, v in table.items():
-        if key in ("observation.state", "action"):
+        if key in ("observation.state", "action") and v.shape[1] > 1:
             flat = pa.array(v.reshape(-1), pa.float32())
             arrays.append(pa.FixedSizeListArray.from_arrays(flat, v.shape[1]))
+        elif key in ("observation.state", "action"):
+            # LeRobot (datasets.Features) takes a feature of shape [1] for a scalar column
+            # and refuses a one-element list: cast error when the dataset loads.
+            arrays.append(pa.array(v[:, 0], pa.float32()))
         else:
             arrays.append(pa.array(v))
         names.append(key)

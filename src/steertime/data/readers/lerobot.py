@@ -104,7 +104,8 @@ def read(path: Path, opts: ReadOptions) -> list[Drive]:
         frames = VideoFrames(video, first + rows["frame_index"].to_numpy(np.int64))
         signals: dict[str, np.ndarray] = {}
         for col, sig_names in vector:
-            m = np.stack(rows[col].to_numpy())
+            # shape [1] is a scalar column (as LeRobot writes it), longer ones lists
+            m = np.stack(rows[col].to_numpy()).reshape(len(rows), -1)
             for j, n in enumerate(sig_names):
                 signals[str(n)] = m[:, j].astype(np.float64)
         t_col = "source_timestamp" if "source_timestamp" in rows else "timestamp"
