@@ -97,6 +97,15 @@ def main() -> None:
         "validation_clean": counts(val, threshold),
         "test_faults": {"faults": a.faults, **counts(faulty, threshold)},
         "test_clean": counts(clean, threshold),
+        # The trade-off the validation threshold sits on: lower thresholds warn more.
+        "sweep": [
+            {
+                "threshold": threshold * f,
+                "warned_share_faults": counts(faulty, threshold * f)["warned_share"],
+                "false_per_10_min_clean": counts(clean, threshold * f)["false_per_10_min"],
+            }
+            for f in (0.25, 0.5, 0.75, 1.0)
+        ],
         "autonomy_pct": {
             "faults": faulty["summary"]["autonomy_pct"],
             "clean": clean["summary"]["autonomy_pct"],
