@@ -23,7 +23,7 @@ from steertime.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-RUN_FIRST = {"predict", "export", "evaluate", "render", "diagnose", "drive"}
+RUN_FIRST = {"predict", "export", "evaluate", "render", "diagnose", "drive", "duckietown drive"}
 
 
 def bash_blocks(path: Path) -> list[list[str]]:
@@ -49,6 +49,9 @@ def parse(args: list[str]) -> tuple[str, dict[str, list[str]], list[str]]:
     group = typer.main.get_command(app)
     assert args and args[0] in group.commands, f"no such command: steertime {args[:1]}"
     cmd = group.commands[args[0]]
+    while hasattr(cmd, "commands"):  # a command group (`steertime duckietown drive`)
+        assert len(args) > 1 and args[1] in cmd.commands, f"no such command: steertime {args[:2]}"
+        args, cmd = [f"{args[0]} {args[1]}", *args[2:]], cmd.commands[args[1]]
     opts: dict[str, object] = {}
     for p in cmd.params:
         for o in (*p.opts, *p.secondary_opts):

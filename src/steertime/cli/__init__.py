@@ -9,7 +9,16 @@ import importlib
 
 from steertime.cli.app import app, main
 
-for _module in ("data", "train", "ensemble", "stream", "evaluate", "sim", "diagnostics"):
+for _module in (
+    "data",
+    "train",
+    "ensemble",
+    "stream",
+    "evaluate",
+    "sim",
+    "duckietown",
+    "diagnostics",
+):
     importlib.import_module(f"steertime.cli.{_module}")
 
 __all__ = ["app", "main"]

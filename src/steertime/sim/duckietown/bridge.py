@@ -22,6 +22,8 @@ import sys
 import numpy as np
 import protocol  # beside this file: the bridge runs as a script, not as part of steertime
 
+LOOKAHEAD_M = 0.25  # the expert's pure-pursuit point: this far along the lane centre
+
 
 class StubBackend:
     """A 1-D lane: offset d and heading phi, driven by [v, omega]; the frame draws the lane
@@ -35,12 +37,17 @@ class StubBackend:
         rng = np.random.default_rng(seed)
         self.dt, self.h, self.w = 1.0 / fps, height, width
         self.drift = 0.3 if map == "stub_drift" else 0.0  # a constant curve to follow
-        self.d, self.phi, self.t, self.v = rng.uniform(-0.05, 0.05), rng.uniform(-0.1, 0.1), 0.0, 0.0
+        self.d, self.phi, self.t, self.v = (
+            rng.uniform(-0.05, 0.05),
+            rng.uniform(-0.1, 0.1),
+            0.0,
+            0.0,
+        )
         return self.observe()
 
     def step(self, action: list) -> dict:
         v, omega = float(action[0]), float(action[1])
-        self.phi += (omega - self.drift) * self.dt
+        self.phi += (self.drift - omega) * self.dt  # signs as Duckietown's lane pose
         self.d += v * math.sin(self.phi) * self.dt
         self.t, self.v = self.t + self.dt, v
         return self.observe()
@@ -54,12 +61,16 @@ class StubBackend:
         rows = np.arange(self.h // 2, self.h)
         depth = (rows - self.h / 2 + 1) / (self.h / 2)  # 1 at the bottom, → 0 at the horizon
         ahead = 0.3 / depth
-        lateral = -self.d - self.phi * ahead  # where the lane centre is, seen from the robot
-        cols = np.clip(self.w / 2 + lateral * self.w * depth * 2, 0, self.w - 1).astype(int)
-        for r, c in zip(rows, cols):
+        left = self.d + self.phi * ahead  # how far left the lane centre is, seen from the robot
+        cols = np.clip(self.w / 2 - left * self.w * depth * 2, 0, self.w - 1).astype(int)
+        for r, c in zip(rows, cols, strict=True):
             img[r, max(0, c - 2) : c + 3] = (240, 220, 40)
         done = abs(self.d) > 0.4
+        # the lane centre LOOKAHEAD_M along the lane, in the robot's frame
+        c, si = math.cos(self.phi), math.sin(self.phi)
+        ahead = [LOOKAHEAD_M * c - self.d * si, LOOKAHEAD_M * si + self.d * c]
         return {
+            "ahead": ahead,
             "frame": img,
             "t": self.t,
             "dist": self.d,
@@ -80,10 +91,12 @@ class DuckietownBackend:
         import logging
 
         logging.getLogger("gym-duckietown").setLevel(logging.WARNING)
+        from gym_duckietown import simulator
         from gym_duckietown.envs import DuckietownEnv
         from gym_duckietown.simulator import NotInLane
 
         self.Env, self.NotInLane, self.env, self.key = DuckietownEnv, NotInLane, None, None
+        self.sim = simulator
         import duckietown_world
 
         root = os.path.join(os.path.dirname(duckietown_world.__file__), "data", "gd1", "maps")
@@ -112,9 +125,11 @@ class DuckietownBackend:
             )
             self.key = key
         self.env.seed(seed)  # the start pose comes from the simulator's seeded generator
-        frame = self.env.reset()
+        self.env.reset()
+        # Duckietown may start the robot anywhere on a drivable tile, even in the other
+        # lane: start every episode on the centre of the lane it is heading along.
         self.good = (self.env.cur_pos.copy(), float(self.env.cur_angle))
-        return self.observe(frame, False)
+        return self.recover(0.0)
 
     def step(self, action: list) -> dict:
         frame, _, done, _ = self.env.step(np.array([float(action[0]), float(action[1])]))
@@ -130,15 +145,42 @@ class DuckietownBackend:
             pos, angle = self.good
             point, tangent = env.closest_curve_point(pos, angle)
         step = 0.05
-        for _ in range(max(1, int(ahead_m / step))):
-            nxt, tan = env.closest_curve_point(point + step * tangent, math.atan2(-tangent[2], tangent[0]))
+        for _ in range(int(ahead_m / step)):
+            nxt, tan = env.closest_curve_point(
+                point + step * tangent, math.atan2(-tangent[2], tangent[0])
+            )
             if nxt is None:
                 break
             point, tangent = nxt, tan
         env.cur_pos = np.array(point, float)
         env.cur_angle = math.atan2(-tangent[2], tangent[0])
         env.speed = 0.0
+        # The pose lives in the dynamics model's state too (as Simulator.reset sets it);
+        # without this the next step would jump back to where the robot was.
+        sim = self.sim
+        q = env.cartesian_from_weird(env.cur_pos, env.cur_angle)
+        v0 = sim.geometry.se2_from_linear_angular(np.array([0.0, 0.0]), 0.0)
+        env.state = sim.get_DB18_nominal(delay=0.15).initialize(c0=(q, v0), t0=env.timestamp)
         return self.observe(env.render_obs(), False)
+
+    def ahead(self) -> list[float] | None:
+        """The lane centre LOOKAHEAD_M further along, in the robot's frame [forward, left]
+        (as gym-duckietown's pure-pursuit example finds it)."""
+        env, length = self.env, LOOKAHEAD_M
+        point, tangent = env.closest_curve_point(env.cur_pos, env.cur_angle)
+        if point is None:
+            return None
+        for _ in range(10):  # past the map's end: look less far
+            target, _ = env.closest_curve_point(point + tangent * length, env.cur_angle)
+            if target is not None:
+                break
+            length /= 2
+        else:
+            return None
+        vec, a = target - env.cur_pos, env.cur_angle
+        forward = float(vec[0] * math.cos(a) - vec[2] * math.sin(a))
+        left = float(-(vec[0] * math.sin(a) + vec[2] * math.cos(a)))
+        return [forward, left]
 
     def observe(self, frame: np.ndarray, done: bool) -> dict:
         env = self.env
@@ -150,6 +192,7 @@ class DuckietownBackend:
         except self.NotInLane:
             dist, angle, in_lane = float("nan"), float("nan"), False
         return {
+            "ahead": self.ahead() if in_lane else None,
             "frame": frame,
             "t": float(env.timestamp),
             "dist": dist,
@@ -178,7 +221,12 @@ def serve(backend, inp, out) -> None:
             if op == "hello":
                 protocol.send(
                     out,
-                    {"ok": True, "protocol": protocol.VERSION, "backend": backend.name, "maps": backend.maps},
+                    {
+                        "ok": True,
+                        "protocol": protocol.VERSION,
+                        "backend": backend.name,
+                        "maps": backend.maps,
+                    },
                 )
             elif op == "reset":
                 obs = backend.reset(
@@ -213,7 +261,9 @@ def main() -> int:
     backend = StubBackend() if args.backend == "stub" else DuckietownBackend()
     backend.name = args.backend
     if args.check:
-        obs = backend.reset(backend.maps[0] if args.backend == "stub" else "loop_empty", 0, 10.0, 120, 160)
+        obs = backend.reset(
+            backend.maps[0] if args.backend == "stub" else "loop_empty", 0, 10.0, 120, 160
+        )
         obs = backend.step([0.2, 0.0])
         ok = obs["frame"].shape == (120, 160, 3) and obs["frame"].std() > 0
         print("check ok" if ok else "check failed: blank frame", file=sys.stderr)

@@ -23,6 +23,7 @@ class Observation:
     t: float  # s since reset (simulator clock)
     dist: float | None  # m from the lane centre, positive = left; None when not in a lane
     angle_rad: float | None  # heading relative to the lane
+    ahead: list[float] | None  # [forward, left] m: the lane centre 0.25 m further along
     in_lane: bool
     done: bool  # the simulator ended the episode (off the road)
     speed: float  # m/s
@@ -40,16 +41,21 @@ class Bridge:
                     "run `steertime duckietown install`"
                 )
             python = venv_python()
-        self._log = tempfile.TemporaryFile()  # the simulator's chatter, kept for errors
+        # the simulator's chatter, kept for error messages; closed by close()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(python), str(BRIDGE), "--backend", backend],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
         )
-        hello = self._call({"op": "hello"})[0]
-        if hello.get("protocol") != protocol.VERSION:
-            raise SteertimeError(f"bridge speaks protocol {hello.get('protocol')}, not 1")
+        try:
+            hello = self._call({"op": "hello"})[0]
+            if hello.get("protocol") != protocol.VERSION:
+                raise SteertimeError(f"bridge speaks protocol {hello.get('protocol')}, not 1")
+        except SteertimeError:
+            self.close()  # no orphaned bridge process
+            raise
         self.backend, self.maps = hello["backend"], list(hello["maps"])
 
     def _stderr_tail(self) -> str:
@@ -76,6 +82,7 @@ class Bridge:
             t=float(h["t"]),
             dist=h["dist"],
             angle_rad=h["angle_rad"],
+            ahead=h.get("ahead"),
             in_lane=bool(h["in_lane"]),
             done=bool(h["done"]),
             speed=float(h["speed"]),
@@ -85,9 +92,18 @@ class Bridge:
         self, map: str, seed: int, fps: float = 10.0, size: tuple[int, int] = (120, 160)
     ) -> Observation:
         if map not in self.maps:
-            raise SteertimeError(f"unknown {self.backend} map {map!r}; known: {', '.join(self.maps)}")
+            raise SteertimeError(
+                f"unknown {self.backend} map {map!r}; known: {', '.join(self.maps)}"
+            )
         return self._obs(
-            {"op": "reset", "map": map, "seed": seed, "fps": fps, "height": size[0], "width": size[1]}
+            {
+                "op": "reset",
+                "map": map,
+                "seed": seed,
+                "fps": fps,
+                "height": size[0],
+                "width": size[1],
+            }
         )
 
     def step(self, v: float, omega: float) -> Observation:

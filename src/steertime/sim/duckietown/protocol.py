@@ -19,10 +19,12 @@ Requests (`op`):
     recover {ahead_m}              → observation: back on the lane centre ahead_m further on
     close                          → {} and the bridge exits
 
-An observation header: {"ok": true, "t", "dist", "angle_rad", "in_lane", "done", "speed",
+An observation header: {"ok": true, "t", "dist", "angle_rad", "ahead", "in_lane", "done", "speed",
 "shape": [H, W, 3], "dtype": "uint8", "nbytes": H·W·3}, payload = the RGB frame, row
-major. `dist` is the signed distance (m) of the robot from its lane's centre (positive =
-left of it), `angle_rad` its heading relative to the lane; `in_lane` false when the
+major. `dist` is the signed distance (m) of the robot from its lane's centre and
+`angle_rad` its heading relative to the lane (signs as gym-duckietown's `get_lane_pos2`:
+steering `+dist, +angle` brings it back); `ahead` = [forward, left] (m, robot frame) of
+the lane centre 0.25 m further along (the expert's pure-pursuit point); `in_lane` false when the
 simulator found no lane under the robot; `done` true when the simulator ended the
 episode (off the road). Failures answer {"ok": false, "error": "one line"}.
 
