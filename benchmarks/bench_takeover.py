@@ -54,11 +54,21 @@ def traced_drive(run: Path, seeds: list[int], seconds: float, faults: str) -> di
     return {"summary": s, "roads": roads}
 
 
-def counts(trace: dict, threshold: float) -> dict:
+def held(asking: np.ndarray, frames: int) -> np.ndarray:
+    """True where `asking` has held for the last `frames` steps (a debounced request)."""
+    if frames <= 1:
+        return asking
+    run = np.zeros(len(asking), int)
+    for i, a in enumerate(asking):
+        run[i] = run[i - 1] + 1 if a and i else int(a)
+    return run >= frames
+
+
+def counts(trace: dict, threshold: float, hold: int = 1) -> dict:
     lead = int(round(TAKEOVER_LEAD_S * FPS))
     total = {"takeover_requests": 0, "warned_interventions": 0, "false_requests": 0}
     for r in trace["roads"]:
-        c = _takeover_counts(np.asarray(r["std"]) > threshold, r["hits"], lead)
+        c = _takeover_counts(held(np.asarray(r["std"]) > threshold, hold), r["hits"], lead)
         for k in total:
             total[k] += c[k]
     minutes = trace["summary"]["minutes"]
@@ -105,6 +115,17 @@ def main() -> None:
                 "false_per_10_min_clean": counts(clean, threshold * f)["false_per_10_min"],
             }
             for f in (0.25, 0.5, 0.75, 1.0)
+        ],
+        # Debounced: a request only once the spread has stayed high for `hold` frames.
+        "debounced": [
+            {
+                "hold_frames": h,
+                "threshold": threshold * f,
+                "warned_share_faults": counts(faulty, threshold * f, h)["warned_share"],
+                "false_per_10_min_clean": counts(clean, threshold * f, h)["false_per_10_min"],
+            }
+            for h in (3, 5)
+            for f in (0.5, 0.75, 1.0)
         ],
         "autonomy_pct": {
             "faults": faulty["summary"]["autonomy_pct"],
