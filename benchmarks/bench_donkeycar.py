@@ -127,11 +127,15 @@ class Camera:
         return f
 
 
-def _vehicle(frames: list[np.ndarray], pilot, rate_hz: float, loops: int, extra=()):
+def _vehicle(frames: list[np.ndarray], pilot, rate_hz: float, loops: int, first=(), last=()):
+    """Donkeycar's loop as manage.py builds it (camera -> pilot under `run_pilot`), with
+    `first`/`last` parts around it (timers); returns (vehicle, loops run, seconds)."""
     from donkeycar.vehicle import Vehicle
 
     v = Vehicle()
     v.mem.put(["run_pilot"], [True])
+    for part in first:
+        v.add(part)
     v.add(Camera(frames), outputs=["cam/image_array"])
     v.add(
         pilot,
@@ -139,8 +143,8 @@ def _vehicle(frames: list[np.ndarray], pilot, rate_hz: float, loops: int, extra=
         outputs=["pilot/angle", "pilot/throttle"],
         run_condition="run_pilot",
     )
-    for part, inputs in extra:
-        v.add(part, inputs=inputs)
+    for part in last:
+        v.add(part)
     count, secs = v.start(rate_hz=rate_hz, max_loop_count=loops)
     return v, count, secs
 
@@ -190,25 +194,12 @@ class Deadline:
 
 
 def section_replay(run: Path, work: Path, frames: list[np.ndarray], minutes: float) -> dict:
-    from donkeycar.vehicle import Vehicle
-
     f32 = work / "f32" if (work / "f32").is_dir() else export_onnx(run, work / "f32")
     pilot = SteertimePilot(f32, threads=1)
     start = LoopStart()
     deadline = Deadline(start)
-    v = Vehicle()
-    v.mem.put(["run_pilot"], [True])
-    v.add(start)
-    v.add(Camera(frames), outputs=["cam/image_array"])
-    v.add(
-        pilot,
-        inputs=["cam/image_array"],
-        outputs=["pilot/angle", "pilot/throttle"],
-        run_condition="run_pilot",
-    )
-    v.add(deadline)
     loops = int(minutes * 60 * RATE_HZ)
-    count, secs = v.start(rate_hz=RATE_HZ, max_loop_count=loops)
+    v, count, secs = _vehicle(frames, pilot, RATE_HZ, loops, first=[start], last=[deadline])
     took = np.array(deadline.took)
     pilot_times = np.array(v.profiler.records[pilot]["times"][1:])
     res = {
