@@ -27,7 +27,7 @@ import numpy as np
 from steertime.atomic import write_json
 from steertime.data.faults import parse_faults
 from steertime.sim import drive, heldout_seeds
-from steertime.sim.drive import FPS, TAKEOVER_LEAD_S, _takeover_counts
+from steertime.sim.drive import FPS, TAKEOVER_LEAD_S, takeover_counts
 from steertime.stream import Predictor
 
 
@@ -68,7 +68,7 @@ def counts(trace: dict, threshold: float, hold: int = 1) -> dict:
     lead = int(round(TAKEOVER_LEAD_S * FPS))
     total = {"takeover_requests": 0, "warned_interventions": 0, "false_requests": 0}
     for r in trace["roads"]:
-        c = _takeover_counts(held(np.asarray(r["std"]) > threshold, hold), r["hits"], lead)
+        c = takeover_counts(held(np.asarray(r["std"]) > threshold, hold), r["hits"], lead)
         for k in total:
             total[k] += c[k]
     minutes = trace["summary"]["minutes"]

@@ -100,13 +100,13 @@ def test_layout_without_spread_ignores_extra_columns():
     assert LAYOUT.physical(y).shape == (2,) and "steering_std" not in LAYOUT.parse(y)
 
 
-def test_takeover_counts_warned_and_false_requests():
-    from steertime.sim.drive import _takeover_counts
+def testtakeover_counts_warned_and_false_requests():
+    from steertime.sim.drive import takeover_counts
 
     asking = np.zeros(100, bool)
     asking[10:13] = True  # warns the intervention at 14 (2 steps after the request)
     asking[50:52] = True  # nothing follows: a false request
-    c = _takeover_counts(asking, hits=[14, 80], lead=3)
+    c = takeover_counts(asking, hits=[14, 80], lead=3)
     assert c == {"takeover_requests": 2, "warned_interventions": 1, "false_requests": 1}
 
 

@@ -115,7 +115,7 @@ def drive(
         console.print(
             f"takeover requests (steering spread > {takeover_spread:g}): "
             f"{s['takeover_requests']}, {s['warned_interventions']} of "
-            f"{s['interventions']} interventions warned ≥ 0-2 s before, "
+            f"{s['interventions']} interventions warned up to 2 s before, "
             f"{s['false_requests']} false ({per10:.2f} per 10 min)"
         )
     if out:

@@ -33,6 +33,7 @@ from steertime.data.splits import session_of
 from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
+from steertime.models.layout import Z90
 from steertime.stream.segments import predict_segment
 from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
@@ -63,9 +64,6 @@ class Frames:
         self.spreads.update(other.spreads)
         self.leads.update(other.leads)
         self.truth_led.update(other.truth_led)
-
-
-Z90 = 1.6448536269514722  # mean ± Z90·spread: the central 90% of a Gaussian
 
 
 def led_within_drives(values: np.ndarray, drive: np.ndarray, lead: int) -> np.ndarray:

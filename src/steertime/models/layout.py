@@ -14,6 +14,9 @@ import torch
 
 # exp(±7) in normalised units: far beyond any label; keeps a diverging head finite.
 LOG_SPREAD_BOUND = 7.0
+# mean ± Z90 · spread is the central 90% of a Gaussian: what `spread_scale` is calibrated
+# for (train/validate.py) and what `evaluate` checks on held-out frames.
+Z90 = 1.6448536269514722
 
 
 @dataclass

@@ -241,11 +241,11 @@ def drive_road(
         fault_seconds=float(np.count_nonzero(codes[: len(offsets)])) / fps,
         fault_interventions=fault_hits,
         torque_rmse=float(np.sqrt(np.mean(np.square(torque_err)))) if torque_err else None,
-        **_takeover_counts(asking[: len(offsets)], hit_steps, int(round(TAKEOVER_LEAD_S * fps))),
+        **takeover_counts(asking[: len(offsets)], hit_steps, int(round(TAKEOVER_LEAD_S * fps))),
     )
 
 
-def _takeover_counts(asking: np.ndarray, hits: list[int], lead: int) -> dict:
+def takeover_counts(asking: np.ndarray, hits: list[int], lead: int) -> dict:
     """Requests (runs of `asking`), interventions with a request within `lead` steps
     before them, and requests with no intervention during them or `lead` steps after."""
     starts = np.flatnonzero(asking & ~np.concatenate([[False], asking[:-1]]))

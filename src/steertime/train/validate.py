@@ -10,6 +10,7 @@ import numpy as np
 from steertime.data import Cache, Segment
 from steertime.data.lead import lead_rows
 from steertime.models import OutputLayout, SequenceModel
+from steertime.models.layout import Z90
 from steertime.stream.segments import predict_segment
 
 
@@ -48,9 +49,6 @@ def stream_metrics(
         for i, name in enumerate(layout.names):
             out[f"z90_{name}"] = float(np.quantile(z[:, i], 0.9))
     return out
-
-
-Z90 = 1.6448536269514722  # the standard normal's 95th percentile: ±Z90 holds 90%
 
 
 def calibrated(layout: OutputLayout, metrics: dict[str, float]) -> OutputLayout:
