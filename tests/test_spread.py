@@ -130,3 +130,15 @@ def test_drive_reports_takeover_requests():
     assert s["takeover_requests"] == 1  # one request that never ends
     calm = drive(_Unsure(), heldout_seeds(0, 1), 40.0, takeover_spread=9.0).summary()
     assert calm["takeover_requests"] == 0 and calm["warned_interventions"] == 0
+
+
+def test_takeover_spread_needs_a_spread_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+    from tests.conftest import make_run
+
+    run = make_run(tmp_path, "pilotnet")
+    res = CliRunner().invoke(app, ["drive", str(run), "--roads", "1", "--takeover-spread", "1"])
+    assert isinstance(res.exception, SteertimeError)
+    assert "needs a run trained with train.spread=true" in str(res.exception)
