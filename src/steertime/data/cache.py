@@ -30,6 +30,7 @@ from steertime.atomic import atomic_dir, write_json
 from steertime.data.drive import Drive
 from steertime.data.frames import FrameError
 from steertime.data.preprocess import (
+    FrameSizeMismatch,
     FrameSpec,
     native_size,
     parse_size,
@@ -96,9 +97,10 @@ def _decoded(
         h, w = int(frame.shape[0]), int(frame.shape[1])
         ref = seen.setdefault("source_size", [h, w]) if h and w else None
         # the rule `predict` follows too: rescale a same-aspect frame, skip another aspect
-        fitted = spec_for_size(spec, frame.shape[:2], ref)
-        if isinstance(fitted, str):
-            return FrameError(f"{src.describe(i)}: {fitted}; dropped")
+        try:
+            fitted = spec_for_size(spec, frame.shape[:2], ref)
+        except FrameSizeMismatch as e:
+            return FrameError(f"{src.describe(i)}: {e}; dropped")
         return fitted.apply(frame, src.describe(i))
 
     # A source read forward that decodes in its own threads (ROS bags) runs the resize

@@ -62,19 +62,26 @@ class FrameSpec:
 FRAME_ASPECT_TOLERANCE = 0.02
 
 
+class FrameSizeMismatch(ValueError):
+    """One frame that cannot be fitted to the camera's (empty, another aspect ratio): the
+    caller skips it and reports its row (prepare and predict follow the same rule)."""
+
+
 def spec_for_size(
     spec: FrameSpec, hw: tuple[int, int], reference: tuple[int, int] | None
-) -> FrameSpec | str:
-    """`spec` for a frame of size `hw` from a camera of size `reference`, or why the
-    frame must be skipped (an empty frame, another aspect ratio)."""
+) -> FrameSpec:
+    """`spec` for a frame of size `hw` from a camera of size `reference` (crop rows scaled
+    with a same-aspect frame); raises FrameSizeMismatch saying why it cannot be fitted."""
     h, w = int(hw[0]), int(hw[1])
     if h <= 0 or w <= 0:
-        return f"frame is empty ({w}x{h} pixels)"
+        raise FrameSizeMismatch(f"frame is empty ({w}x{h} pixels)")
     if not reference or (h, w) == tuple(reference):
         return spec
     h0, w0 = int(reference[0]), int(reference[1])
     if abs((w / h) / (w0 / h0) - 1) > FRAME_ASPECT_TOLERANCE:
-        return f"frame is {w}x{h}, the camera's frames are {w0}x{h0} (another aspect ratio)"
+        raise FrameSizeMismatch(
+            f"frame is {w}x{h}, the camera's frames are {w0}x{h0} (another aspect ratio)"
+        )
     scale = h / h0
     return FrameSpec(
         spec.height, spec.width, round(spec.crop_top * scale), round(spec.crop_bottom * scale)

@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from steertime.data.drive import DEFAULT_MAX_GAP_S
 from steertime.data.faults import is_blank
-from steertime.data.preprocess import FrameSpec, spec_for_size
+from steertime.data.preprocess import FrameSizeMismatch, FrameSpec, spec_for_size
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import RunMeta, load_model
@@ -119,16 +119,17 @@ class StreamingPredictor:
         """A raw camera frame -> the model's (H, W, 3) uint8 input, as at training time."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise StreamError(f"frame must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
-        spec = spec_for_size(self.frame, frame.shape[:2], self.source_size)
+        h0, w0 = self.source_size or (0, 0)
+        trained = f"; the model was trained on {w0}x{h0} frames" if h0 else ""
+        hint = f"{trained} (crop or resize it the way the training data was)"
         if self.strict_size and self.source_size and frame.shape[:2] != self.source_size:
-            spec = f"frame is {frame.shape[1]}x{frame.shape[0]} (strict_size: no rescaling)"
-        if isinstance(spec, str):
-            h0, w0 = self.source_size or (0, 0)
-            trained = f"; the model was trained on {w0}x{h0} frames" if h0 else ""
             raise FrameSizeError(
-                f"{spec}{trained} (crop or resize it the way the training data was)"
+                f"frame is {frame.shape[1]}x{frame.shape[0]} (strict_size: no rescaling){hint}"
             )
-        return spec.apply(frame)
+        try:
+            return spec_for_size(self.frame, frame.shape[:2], self.source_size).apply(frame)
+        except FrameSizeMismatch as e:
+            raise FrameSizeError(f"{e}{hint}") from None
 
     def step(self, frame: np.ndarray | bytes | str | Path | None, timestamp: float) -> dict:
         """Advance one frame. `frame`: RGB array, encoded image bytes, an image path, or
