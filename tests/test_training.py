@@ -264,7 +264,7 @@ def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
     with pytest.raises(SteertimeError, match=r"data.brightness must be in \[0, 1\), got 1.5"):
         train(_cfg(tiny_cache, tmp_path / "a", "data.brightness=1.5"))
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
-        train(_cfg(tiny_cache, tmp_path / "b", "data.flip=true", f"data.features={tmp_path}"))
+        train(_cfg(tiny_cache, tmp_path / "b", "data.brightness=0.2", f"data.features={tmp_path}"))
 
 
 def test_lead_reads_targets_ahead_and_clamps_at_the_drive_end(tiny_cache):

@@ -120,3 +120,53 @@ def test_finetune_last_blocks_from_frames(tiny_cache, tmp_path):
     moved = [k for k in a if not torch.equal(a[k], b[k])]
     assert any(k.startswith(f"encoder.net._blocks.{last}.") for k in moved)
     assert not any(k.startswith("encoder.net._blocks.0.") or "_conv_stem" in k for k in moved)
+
+
+def test_mirrored_features_are_the_mirrored_frames_features(tiny_cache, tmp_path):
+    """`--flip` adds the features of every frame mirrored to a complete store (the key is
+    unchanged), and data.flip over features reads them with the labels negated."""
+    from steertime.train import train
+    from steertime.train.batches import BatchReader, Chunk
+
+    cache = Cache.open(tiny_cache)
+    store_path = extract_features(cache, tmp_path / "f")
+    plain = FeatureStore(store_path)
+    assert not plain.has_flip
+    with pytest.raises(SteertimeError, match="--flip"):
+        plain.read(0, 0, 4, flip=True)
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "refused",
+        "model.name=feat_lstm",
+        "data.flip=true",
+        f"data.features={store_path}",
+    )
+    with pytest.raises(SteertimeError, match="mirrored features"):
+        train(cfg, progress=False)
+
+    extract_features(cache, store_path, flip=True)  # adds the mirrored half
+    store = FeatureStore(store_path)
+    assert store.has_flip and store.manifest["key"] == plain.manifest["key"]
+    frames = cache.drives[0].read_frames(0, 4)
+    enc = create_encoder("efficientnet_lite0", height=frames.shape[1], width=frames.shape[2])
+    with torch.no_grad():
+        want = enc.eval()(to_float(torch.from_numpy(frames[:, :, ::-1].copy()))).numpy()
+    got = store.read(0, 0, 4, flip=True)
+    assert np.allclose(got, want, atol=2e-2 * np.abs(want).max())
+    assert not np.allclose(got, store.read(0, 0, 4), atol=1e-3)
+
+    reader = BatchReader(cache, ["steering"], 4, 2, store)
+    feats, targets, _ = reader.read([Chunk(0, 0, True, flip=False), Chunk(0, 0, True, flip=True)])
+    assert np.array_equal(feats[1], got)
+    assert np.allclose(targets[1], -targets[0])
+
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "run",
+        "model.name=feat_lstm",
+        "train.batch_size=2",
+        "train.max_steps=3",
+        "data.flip=true",
+        f"data.features={store_path}",
+    )
+    assert (train(cfg, progress=False) / "checkpoints" / "last").exists()

@@ -302,6 +302,15 @@ def features(
     cache: Path,
     encoder: str = typer.Option("efficientnet_lite0", help="Registered encoder."),
     out: Path = typer.Option(None, "--out", "-o", help="Default: CACHE/features/ENCODER."),
+    flip: bool = typer.Option(
+        False, "--flip", help="Also encode every frame mirrored (for training with data.flip)."
+    ),
+    encoder_cfg: str = typer.Option(
+        "{}",
+        "--encoder-cfg",
+        help="The encoder's settings as YAML, e.g. '{grid: [3, 5]}'; train with the same "
+        "model.encoder_cfg.",
+    ),
 ) -> None:
     """Extract a frozen encoder's features for every cached frame once (resumable)."""
     from steertime.data.features import extract_features
@@ -309,13 +318,29 @@ def features(
     c = data.Cache.open(cache)
     out = out or Path(cache) / "features" / encoder
     started = time.perf_counter()
-    with progress("features", c.n_frames) as advance:
-        extract_features(c, out, encoder, progress=advance)
-    rate = c.n_frames / (time.perf_counter() - started)
+    total = c.n_frames * (2 if flip else 1)
+    with progress("features", total) as advance:
+        extract_features(c, out, encoder, _yaml_dict(encoder_cfg), advance, flip)
+    rate = total / (time.perf_counter() - started)
+    cfg_hint = f" --set 'model.encoder_cfg={encoder_cfg}'" if encoder_cfg.strip() != "{}" else ""
     console.print(
-        f"wrote {out} ({c.n_frames} frames, {rate:.0f} frames/s); "
+        f"wrote {out} ({total} frames{' incl. mirrored' if flip else ''}, {rate:.0f} frames/s); "
         f"train with --set data.features={out} --model feat_lstm"
+        + (" --set data.flip=true" if flip else "")
+        + cfg_hint
     )
+
+
+def _yaml_dict(text: str) -> dict:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise typer.BadParameter(f"--encoder-cfg is not YAML: {e}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"--encoder-cfg must be a mapping, got {text!r}")
+    return value
 
 
 @app.command()

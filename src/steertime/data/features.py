@@ -3,6 +3,8 @@
     FEATS/manifest.json       encoder, its config, weights hash, preprocessing, the
                               cache's content hash, the key, feature dim, complete flag
     FEATS/drives/NNN.npy      (N, F) float16, memory-mappable
+    FEATS/drives_flip/NNN.npy the same for every frame mirrored left-right (`flip=True`):
+                              what `data.flip` reads over features
     FEATS/progress.json       frames done per drive (for resuming)
 
 The key hashes everything the features depend on, so stale features are never reused:
@@ -49,12 +51,16 @@ def extract_features(
     encoder: str = "efficientnet_lite0",
     encoder_cfg: dict | None = None,
     progress: Callable[[int], None] | None = None,
+    flip: bool = False,
 ) -> Path:
-    """Run `encoder` over every frame of `cache` into `out` (resumes an interrupted run)."""
+    """Run `encoder` over every frame of `cache` into `out` (resumes an interrupted run).
+
+    `flip` also encodes every frame mirrored left-right (twice the work), so training over
+    features can mirror sequences (`data.flip`) as training from frames does; asking for
+    it on a complete store without mirrored features adds them."""
     import dataclasses
 
     from steertime.models import create_encoder
-    from steertime.models.encoders import to_float
 
     spec = {"height": cache.frame.height, "width": cache.frame.width, **(encoder_cfg or {})}
     model = create_encoder(encoder, **spec).eval()
@@ -69,10 +75,10 @@ def extract_features(
                 f"{out} holds features of another encoder, preprocessing or cache "
                 f"(key {old['key']} ≠ {key}); choose another --out"
             )
-        if old.get("complete"):
+        if old.get("complete") and (old.get("flip") or not flip):
             return out
+        flip = flip or bool(old.get("flip"))
     dim = model.out_dim
-    (out / "drives").mkdir(parents=True, exist_ok=True)
     manifest = {
         "encoder": encoder,
         "encoder_cfg": cfg,
@@ -81,36 +87,52 @@ def extract_features(
         "dtype": "float16",
         "cache": str(cache.path),
         "cache_hash": cache.content_hash,
+        "flip": flip,
         "complete": False,
     }
     write_json(mf, manifest)
     prog_file = out / "progress.json"
     done = json.loads(prog_file.read_text()) if prog_file.is_file() else {}
-    for k, d in enumerate(cache.drives):
-        f = out / "drives" / f"{k:03d}.npy"
-        start = int(done.get(str(k), 0))
-        if start == 0 or not f.is_file():
-            with open(f, "wb") as fh:
-                fh.write(_npy_header((d.n, dim), "<f2"))
-                fh.truncate(NPY_HEADER + d.n * dim * 2)
-            start = 0
-        if progress and start:
-            progress(start)
-        arr = np.lib.format.open_memmap(f, mode="r+")
-        for a in range(start, d.n, CHUNK):
-            b = min(a + CHUNK, d.n)
-            with torch.no_grad():
-                x = to_float(torch.from_numpy(d.read_frames(a, b)))
-                arr[a:b] = model(x).numpy().astype(np.float16)
-            arr.flush()
-            done[str(k)] = b  # written after the data: a kill repeats at most one chunk
-            write_json(prog_file, done)
-            if progress:
-                progress(b - a)
-        del arr
+    for mirrored in (False, True) if flip else (False,):
+        folder = out / ("drives_flip" if mirrored else "drives")
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, d in enumerate(cache.drives):
+            tag = f"flip{k}" if mirrored else str(k)
+            _encode_drive(
+                model, d, folder / f"{k:03d}.npy", dim, mirrored, tag, done, prog_file, progress
+            )
     manifest["complete"] = True
     write_json(mf, manifest)
     return out
+
+
+def _encode_drive(
+    model, d, f: Path, dim: int, mirrored: bool, tag: str, done: dict, prog_file: Path, progress
+) -> None:
+    from steertime.models.encoders import to_float
+
+    start = int(done.get(tag, 0))
+    if start == 0 or not f.is_file():
+        with open(f, "wb") as fh:
+            fh.write(_npy_header((d.n, dim), "<f2"))
+            fh.truncate(NPY_HEADER + d.n * dim * 2)
+        start = 0
+    if progress and start:
+        progress(start)
+    arr = np.lib.format.open_memmap(f, mode="r+")
+    for a in range(start, d.n, CHUNK):
+        b = min(a + CHUNK, d.n)
+        frames = d.read_frames(a, b)  # (N, H, W, 3)
+        if mirrored:
+            frames = np.ascontiguousarray(frames[:, :, ::-1])
+        with torch.no_grad():
+            arr[a:b] = model(to_float(torch.from_numpy(frames))).numpy().astype(np.float16)
+        arr.flush()
+        done[tag] = b  # written after the data: a kill repeats at most one chunk
+        write_json(prog_file, done)
+        if progress:
+            progress(b - a)
+    del arr
 
 
 class FeatureStore:
@@ -131,6 +153,11 @@ class FeatureStore:
         self.arrays = [
             np.load(self.path / "drives" / f"{k:03d}.npy", mmap_mode="r") for k in range(n)
         ]
+        self.has_flip = bool(self.manifest.get("flip"))
+        self.flipped = [
+            np.load(self.path / "drives_flip" / f"{k:03d}.npy", mmap_mode="r")
+            for k in range(n if self.has_flip else 0)
+        ]
 
     def check(self, encoder: str, encoder_cfg: dict, cache: Cache) -> None:
         key = features_key(encoder, encoder_cfg, cache)
@@ -141,5 +168,12 @@ class FeatureStore:
                 f"{cache.content_hash}; re-run `steertime features`"
             )
 
-    def read(self, drive: int, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.arrays[drive][start:stop], dtype=np.float32)
+    def read(self, drive: int, start: int, stop: int, flip: bool = False) -> np.ndarray:
+        """(stop - start, F) features; `flip`: of the frames mirrored left-right."""
+        if flip and not self.has_flip:
+            raise SteertimeError(
+                f"{self.path}: no mirrored features for data.flip; run "
+                "`steertime features CACHE --flip` (it adds them to this store)"
+            )
+        src = self.flipped if flip else self.arrays
+        return np.asarray(src[drive][start:stop], dtype=np.float32)

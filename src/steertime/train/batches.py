@@ -183,13 +183,13 @@ class BatchReader:
             d = self.cache.drives[c.drive]
             if self.features is None:
                 d.read_frames(c.start, c.start + self.length, out=self.frames[b])
-            else:
-                self.frames[b] = self.features.read(c.drive, c.start, c.start + self.length)
+            else:  # mirrored sequences read the mirrored frames' features
+                self.frames[b] = self.features.read(c.drive, c.start, c.start + self.length, c.flip)
             rows = lead_rows(c.start, c.start + self.length, self.lead, d.n)
             for k, name in enumerate(self.outputs):
                 sign = -1.0 if c.flip and name in ANTISYMMETRIC else 1.0
                 self.targets[b, :, k] = sign * d.signals[name][rows]
-            if c.flip:
+            if c.flip and self.features is None:
                 self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
             if c.gain != 1.0:
                 lit = self.frames[b].astype(np.float32) * c.gain

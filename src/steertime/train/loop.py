@@ -334,8 +334,8 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
         raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
     if cfg.data.lead < 0:
         raise SteertimeError(f"data.lead must be >= 0 frames, got {cfg.data.lead}")
-    if augment.active and cfg.data.features:
-        raise SteertimeError("data.flip / data.brightness need frames, not a features store")
+    if (augment.brightness or augment.faults) and cfg.data.features:
+        raise SteertimeError("data.brightness / data.faults need frames, not a features store")
     return augment
 
 
@@ -447,6 +447,11 @@ class _Training:
         if encoder is None:
             raise SteertimeError(f"{self.cfg.model['name']} cannot train over cached features")
         store.check(*encoder, self.cache)
+        if self.cfg.data.flip and not store.has_flip:
+            raise SteertimeError(
+                f"data.flip over features needs mirrored features in {store.path}: run "
+                "`steertime features CACHE --flip` (it adds them to the store)"
+            )
         return store
 
     def _resume(self) -> None:
