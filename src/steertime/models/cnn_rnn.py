@@ -14,6 +14,12 @@ Options, all in `CnnRnnConfig`:
   frame (dropped, frozen, black, glaring: `steertime.data.faults`) the frame's features
   are zeroed and the flag set, so the state rolls forward on memory alone. Train it with
   `data.faults` so it has seen such frames.
+- `hold_on_missing` (needs `missing_input`): a structural prior for blackouts. On a missing
+  frame the output is the previous output plus the head's output, read as a learned
+  correction (y_t = y_{t-1} + z_t), instead of a fresh output from memory that drifts;
+  on a present frame it is the head's output as before. The last output is carried in
+  the state (`last`). With `train.spread` only the K means are held (`held_outputs`,
+  set by training); the log-spreads come from the head as they are.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class CnnRnnConfig:
     head_hidden: int = 64
     act: str = "elu"  # or "relu" (also passed to the encoder unless encoder_cfg sets it)
     missing_input: bool = False  # a per-frame "frame missing" flag into the core
+    hold_on_missing: bool = False  # missing frame: previous output + a learned correction
+    held_outputs: int = 0  # the leading outputs held (the means with a spread); 0: all
 
 
 class CnnRnn(SequenceModel):
@@ -76,6 +84,8 @@ class CnnRnn(SequenceModel):
             from steertime.errors import SteertimeError
 
             raise SteertimeError("front3d and stack are two ways to see motion: choose one")
+        _check_hold(cfg)
+        self.hold_on_missing = cfg.hold_on_missing
         # Frames the encoder sees at once (not `OutputLayout.k`, the number of outputs).
         self.window = max(cfg.front3d, cfg.stack, 1)
         in_ch = 3
@@ -130,7 +140,12 @@ class CnnRnn(SequenceModel):
             state["started"] = torch.zeros(batch, device=device)
         if c.autoregressive:
             state["prev"] = torch.zeros(batch, c.n_outputs, device=device)
+        if c.hold_on_missing:
+            state["last"] = torch.zeros(batch, self._n_held(), device=device)
         return state
+
+    def _n_held(self) -> int:
+        return self.config.held_outputs or self.config.n_outputs
 
     # --- encoder: once per frame -----------------------------------------------------
     def encode(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -236,7 +251,8 @@ class CnnRnn(SequenceModel):
             feats = self._blank(feats, missing)
         if not self.autoregressive:
             out, state = self._rnn(feats, state)  # (B, T, H)
-            return self._head(out, self._head_in(feats)), state
+            y = self._head(out, self._head_in(feats))  # (B, T, K)
+            return self._hold(y, state, missing) if self.hold_on_missing else (y, state)
         if teacher is not None:
             # Teacher forcing: step t sees the true outputs of step t-1 (the carried
             # prediction for the chunk's first step), so the whole chunk runs at once.
@@ -252,6 +268,46 @@ class CnnRnn(SequenceModel):
             state = {**state, "prev": y[:, 0]}
             ys.append(y)
         return torch.cat(ys, dim=1), state
+
+    def _hold(
+        self, z: torch.Tensor, state: State, missing: torch.Tensor | None
+    ) -> tuple[torch.Tensor, State]:
+        """Head outputs z (B, T, K) -> y: y_t = z_t on a present frame, y_{t-1} + z_t on a
+        missing one (y_{-1}: `state["last"]`); only the first `held_outputs` columns."""
+        n = self._n_held()
+        if missing is None:  # every frame present: the outputs are the head's
+            return z, {**state, "last": z[:, -1, :n].to(state["last"].dtype)}
+        m = missing.bool().view(*z.shape[:2], 1)  # (B, T, 1)
+        # The recurrence is in output space only (K numbers a frame): a loop over T is
+        # cheap next to the encoder and the LSTM, which still run on the whole chunk.
+        prev = state["last"].to(z.dtype)  # (B, n)
+        held = []
+        for t in range(z.shape[1]):
+            prev = torch.where(m[:, t], prev + z[:, t, :n], z[:, t, :n])
+            held.append(prev)
+        y = torch.cat([torch.stack(held, dim=1), z[..., n:]], dim=-1)  # (B, T, K)
+        return y, {**state, "last": prev.to(state["last"].dtype)}
+
+
+def _check_hold(cfg: CnnRnnConfig) -> None:
+    from steertime.errors import SteertimeError
+
+    if not 0 <= cfg.held_outputs <= cfg.n_outputs:
+        raise SteertimeError(
+            f"held_outputs must be in 0..n_outputs ({cfg.n_outputs}), got {cfg.held_outputs}"
+        )
+    if not cfg.hold_on_missing:
+        return
+    if not cfg.missing_input:
+        raise SteertimeError(
+            "hold_on_missing holds the last output on frames flagged missing, so it needs "
+            "the flag: set model.missing_input=true too (and train with data.faults)"
+        )
+    if cfg.autoregressive:
+        raise SteertimeError(
+            "hold_on_missing is not supported for autoregressive models (they already feed "
+            "their previous outputs back); use a non-autoregressive cnn_* model"
+        )
 
 
 def _builder(cfg: CnnRnnConfig) -> CnnRnn:

@@ -437,6 +437,9 @@ class _Training:
             height=self.cache.frame.height,
             width=self.cache.frame.width,
         )
+        if spec.get("hold_on_missing") and self.layout.spread:
+            # the head emits K means then K log-spreads: hold the means only
+            spec["held_outputs"] = self.layout.k
         return create_model(self.cfg.model["name"], **spec).to(self.info.device)
 
     def _open_features(self) -> FeatureStore | None:
