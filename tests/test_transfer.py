@@ -170,3 +170,19 @@ def test_mirrored_features_are_the_mirrored_frames_features(tiny_cache, tmp_path
         f"data.features={store_path}",
     )
     assert (train(cfg, progress=False) / "checkpoints" / "last").exists()
+
+
+def test_features_cli_takes_flip_and_encoder_settings(tiny_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from steertime.cli.app import app
+
+    out = tmp_path / "f13"
+    args = ["features", str(tiny_cache), "--out", str(out), "--flip"]
+    r = CliRunner().invoke(app, [*args, "--encoder-cfg", "{grid: [1, 3]}"])
+    assert r.exit_code == 0, r.output
+    store = FeatureStore(out)
+    assert store.has_flip and store.dim == 1280 * 3
+    assert "model.encoder_cfg={grid: [1, 3]}" in r.output and "data.flip=true" in r.output
+    r = CliRunner().invoke(app, [*args, "--encoder-cfg", "[1, 3]"])
+    assert r.exit_code != 0 and "must be a mapping" in r.output
