@@ -122,3 +122,27 @@ def test_fit_layout_records_the_training_range(tiny_cache):
     )
     assert lay.low[0] == pytest.approx(train.min()) and lay.high[0] == pytest.approx(train.max())
     assert fit_layout(cache, ["steering"], [], clip=False).low == []
+
+
+def test_weighted_ensemble_is_the_weighted_mean(tmp_path, frames):
+    other = dataclasses.replace(LAYOUT, mean=[-0.2, 4.0], std=[0.7, 5.0])
+    runs = [_run(tmp_path, "cnn_lstm", LAYOUT, 1), _run(tmp_path, "pilotnet", other, 2)]
+    ens = build_ensemble(runs, tmp_path / "ens", weights=[3, 1])
+    members = [Predictor.from_run(r) for r in runs]
+    p = Predictor.from_run(ens)
+    for i, f in enumerate(frames[:3]):
+        got, each = p.step(f, 0.1 * i), [m.step(f, 0.1 * i) for m in members]
+        want = 0.75 * each[0]["steering"] + 0.25 * each[1]["steering"]
+        assert got["steering"] == pytest.approx(want, abs=1e-4)
+    assert [m["weight"] for m in read_run_meta(ens)["members"]] == [3.0, 1.0]
+    for bad, match in (([1], "1 weights for 2 runs"), ([1, -1], "must be >= 0")):
+        with pytest.raises(SteertimeError, match=match):
+            build_ensemble(runs, tmp_path / "bad", weights=bad)
+    res = CliRunner().invoke(
+        app, ["ensemble", *map(str, runs), "--out", str(tmp_path / "e"), "--weights", "2,x"]
+    )
+    assert res.exit_code != 0 and "--weights" in res.output
+    res = CliRunner().invoke(
+        app, ["ensemble", *map(str, runs), "--out", str(tmp_path / "e"), "--weights", "2,1"]
+    )
+    assert res.exit_code == 0 and "weight 2" in res.output, res.output

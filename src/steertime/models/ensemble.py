@@ -8,11 +8,14 @@ at K times the per-frame cost. The members run side by side on the same frame; e
 its own state (keys prefixed `m<i>_`), so autoregressive members feed back their own
 outputs, and the average is taken in the first member's normalised units:
 
-    y = mean_i (y_i * scale_i + shift_i)    scale_i = std_i / std_0
+    y = sum_i w_i (y_i * scale_i + shift_i) / sum_i w_i
+                                            scale_i = std_i / std_0
                                             shift_i = (mean_i - mean_0) / std_0
 
 so members trained on different caches (different output statistics) still average in
-physical units. They must share the frame preprocessing and the output names.
+physical units. They must share the frame preprocessing and the output names. The weights
+`w_i` default to 1; unequal ones let a mix of families count each family once (e.g. one
+end-to-end LSTM at 1/2 and three cheap LSTMs over frozen features at 1/6 each).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class EnsembleConfig:
     n_outputs: int = 1
     height: int = 66
     width: int = 200
-    # [{"model": registered name, "config": its config, "scale": [K], "shift": [K]}]
+    # [{"model": registered name, "config": its config, "scale": [K], "shift": [K],
+    #   "weight": w (optional, default 1)}]
     members: list[dict] = field(default_factory=_default_members)
 
 
@@ -48,7 +52,7 @@ class Ensemble(SequenceModel):
             raise SteertimeError("ensemble: members is empty; give at least one run")
         self.n_outputs = cfg.n_outputs
         shape = {"n_outputs": cfg.n_outputs, "height": cfg.height, "width": cfg.width}
-        members, scale, shift = [], [], []
+        members, scale, shift, weight = [], [], [], []
         for i, m in enumerate(cfg.members):
             if not isinstance(m, dict) or "model" not in m:
                 raise SteertimeError(f"ensemble: member {i} must be a dict with a 'model' key")
@@ -57,9 +61,16 @@ class Ensemble(SequenceModel):
             members.append(create_model(m["model"], **{**shape, **m.get("config", {})}))
             scale.append(m.get("scale") or [1.0] * cfg.n_outputs)
             shift.append(m.get("shift") or [0.0] * cfg.n_outputs)
+            weight.append(float(m.get("weight", 1.0)))
+        if min(weight) < 0 or sum(weight) <= 0:
+            raise SteertimeError(
+                f"ensemble: weights must be >= 0 with a positive sum, got {weight}"
+            )
         self.members = nn.ModuleList(members)
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))  # (M, K)
         self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))  # (M, K)
+        w = torch.tensor(weight, dtype=torch.float32)
+        self.register_buffer("weight", (w / w.sum()).view(-1, 1, 1, 1))  # (M, 1, 1, 1)
         # Each member's per-frame feature width, so `core` can split the concatenation.
         with torch.no_grad():
             probe = torch.zeros(1, 1, cfg.height, cfg.width, 3, dtype=torch.uint8)
@@ -102,7 +113,7 @@ class Ensemble(SequenceModel):
             y, p = m.core(f, p, teacher=t)
             ys.append(y * self.scale[i] + self.shift[i])
             parts.append(p)
-        return torch.stack(ys).mean(0), self._join(parts)  # (B, T, K)
+        return (torch.stack(ys) * self.weight).sum(0), self._join(parts)  # (B, T, K)
 
 
 @register_model("ensemble", EnsembleConfig)
@@ -110,15 +121,25 @@ def ensemble(cfg: EnsembleConfig) -> Ensemble:
     return Ensemble(cfg)
 
 
-def build_ensemble(runs: list[str | Path], out: str | Path, overwrite: bool = False) -> Path:
+def build_ensemble(
+    runs: list[str | Path],
+    out: str | Path,
+    overwrite: bool = False,
+    weights: list[float] | None = None,
+) -> Path:
     """Combine trained runs into a run folder `out` that predict/evaluate/export/stream
-    use like any other. Refuses members that see frames differently or predict other
-    outputs, naming the run that differs."""
+    use like any other, averaging them with `weights` (default equal). Refuses members
+    that see frames differently or predict other outputs, naming the run that differs."""
     from steertime.models.checkpoint import load_model, model_meta, save_checkpoint
     from steertime.models.layout import OutputLayout
 
     if len(runs) < 2:
         raise SteertimeError("ensemble: give at least two runs")
+    weights = [1.0] * len(runs) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(runs):
+        raise SteertimeError(f"ensemble: {len(weights)} weights for {len(runs)} runs")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise SteertimeError(f"ensemble: weights must be >= 0 with a positive sum, got {weights}")
     out = Path(out)
     if (out / "checkpoints").exists() and not overwrite:
         raise SteertimeError(f"{out}: already holds a run (use --overwrite to replace it)")
@@ -126,7 +147,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, overwrite: bool = Fa
     (_, first), ref = loaded[0], str(runs[0])
     frame = first.require_frame()
     members, lows, highs = [], [], []
-    for run, (_, meta) in zip(runs, loaded, strict=True):
+    for run, (_, meta), w in zip(runs, loaded, weights, strict=True):
         if meta.model == "ensemble":
             raise SteertimeError(f"{run}: is an ensemble; give its member runs instead")
         if meta.layout.spread:
@@ -158,6 +179,7 @@ def build_ensemble(runs: list[str | Path], out: str | Path, overwrite: bool = Fa
                     (m - m0) / s0
                     for m, m0, s0 in zip(lay.mean, first.layout.mean, first.layout.std, strict=True)
                 ],
+                "weight": w,
             }
         )
         lows.append(lay.low)
@@ -189,8 +211,14 @@ def build_ensemble(runs: list[str | Path], out: str | Path, overwrite: bool = Fa
         "data_hash": first.data_hash if same_data else None,
         "data_path": first.data_path,
         "members": [
-            {"run": str(Path(r).resolve()), "model": m.model, "epoch": m.epoch, "score": m.score}
-            for r, (_, m) in zip(runs, loaded, strict=True)
+            {
+                "run": str(Path(r).resolve()),
+                "model": m.model,
+                "epoch": m.epoch,
+                "score": m.score,
+                "weight": w,
+            }
+            for r, (_, m), w in zip(runs, loaded, weights, strict=True)
         ],
     }
     save_checkpoint(out / "checkpoints" / "best", model, model_meta(model, layout, extra))
