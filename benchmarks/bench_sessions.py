@@ -1,7 +1,8 @@
 """Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
 
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
-        [--models pilotnet,cnn_lstm] [--epochs N] [--jobs 2] [--seeds 3] [--ensemble]
+        [--models pilotnet,cnn_lstm,feat_lstm*3] [--epochs N] [--jobs 2] [--seeds 3]
+        [--ensemble] [--mix NAME=RUN:W,RUN:W,...]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -26,7 +27,11 @@ over seeds, so its RMSE is the seed-averaged one and its paired interval covers 
 --work, Donkeycar's models join the table, scored on the same frames (its seeded runs
 `donkey_linear_s0`, … pooled the same way). With `--ensemble`, `steertime ensemble`
 averages each model's K runs into one (`m_ens`), scored beside them; its training time is
-the sum of its members'.
+the sum of its members'. `m*K` in --models trains that model alone K times. `feat_lstm`
+reads frozen EfficientNet-Lite0 features that `steertime features` extracts once per
+protocol (the frames of every fold are the same) — its seconds are added to the first
+`feat_lstm` run of each fold. `--mix` builds `steertime ensemble --weights` of named runs
+(e.g. `mix=cnn_lstm:3,feat_lstm:1,feat_lstm_s1:1,feat_lstm_s2:1`).
 """
 
 from __future__ import annotations
@@ -63,9 +68,31 @@ FRAME = {
     "tub": ["--size", "120x160"],
 }
 FLIP = ["--set", "data.flip=true"]
+# Frozen ImageNet features over a 3x5 grid (where the line is in the view), a small
+# projection and heavy dropout: best of four on the selection fold (0.376-0.383, noisy).
+FEATS = "{features}"  # replaced by the protocol's features store
+ENCODER_CFG = "{grid: [3, 5]}"
+FEAT = [
+    "--model",
+    "feat_lstm",
+    "--set",
+    f"data.features={FEATS}",
+    "--set",
+    f"model.encoder_cfg={ENCODER_CFG}",
+    "--set",
+    "model.dropout=0.5",
+    "--set",
+    "model.feat_dim=128",
+]
 RECIPES: dict[str, dict[str, list[str]]] = {
-    "sessions": {m: ["--model", m, *FLIP] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
-    "tub": {m: ["--model", m] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
+    "sessions": {
+        **{m: ["--model", m, *FLIP] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
+        "feat_lstm": [*FEAT, *FLIP],
+    },
+    "tub": {
+        **{m: ["--model", m] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
+        "feat_lstm": FEAT,
+    },
 }
 EPOCHS = {"sessions": 20, "tub": 30}  # the tub's validation RMSE still falls at epoch 20
 
@@ -138,6 +165,7 @@ def run_fold(
     jobs: int,
     frame: list[str],
     ensemble: bool = False,
+    mixes: dict[str, list[tuple[str, float]]] | None = None,
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "cache"
@@ -152,6 +180,24 @@ def run_fold(
             steertime(
                 "prepare", str(tsrc), "--out", str(score_on), *frame, *tsplit, log=folder / "pt.log"
             )
+
+    feats, feat_seconds = folder.parent / "features", 0.0
+    if any(FEATS in a for m in models for a in recipes[base(m)]):
+        flip = ["--flip"] if any(a == "data.flip=true" for a in recipes["feat_lstm"]) else []
+        feat_seconds = steertime(
+            "features",
+            str(cache),
+            "--out",
+            str(feats),
+            "--encoder-cfg",
+            ENCODER_CFG,
+            *flip,
+            log=folder / "features.log",
+        )
+        done = feats / "seconds.txt"
+        if not done.exists():  # the first fold extracts, the others find the store
+            write_text(done, f"{feat_seconds:.1f}\n")
+        feat_seconds = float(done.read_text())
 
     def train(m: str) -> float:
         run = folder / m
@@ -168,7 +214,7 @@ def run_fold(
                 "train.patience=8",
                 "--set",
                 f"train.threads={max(1, 2 // jobs)}",
-                *recipes[base(m)],
+                *(a.replace(FEATS, str(feats)) for a in recipes[base(m)]),
                 *(["--set", f"train.seed={m.rpartition('_s')[2]}"] if base(m) != m else []),
                 "--out",
                 str(run),
@@ -179,6 +225,8 @@ def run_fold(
 
     with ThreadPoolExecutor(jobs) as pool:
         seconds = dict(zip(models, pool.map(train, models), strict=True))
+    if "feat_lstm" in seconds:  # the one extraction every feat_lstm run of the fold reads
+        seconds["feat_lstm"] += feat_seconds
     to_best = {}
     for m in models:
         mc = pd.read_csv(folder / m / "metrics.csv")
@@ -196,6 +244,19 @@ def run_fold(
         )
         seconds[name] = sum(seconds[m] for m in members)
         to_best[name] = sum(to_best[m] for m in members)
+    for name, parts in (mixes or {}).items():
+        steertime(
+            "ensemble",
+            *[str(folder / m) for m, _ in parts],
+            "--weights",
+            ",".join(f"{w:g}" for _, w in parts),
+            "--out",
+            str(folder / name),
+            "--overwrite",
+            log=folder / f"{name}.log",
+        )
+        seconds[name] = sum(seconds[m] for m, _ in parts)
+        to_best[name] = sum(to_best[m] for m, _ in parts)
     scored = list(seconds)
     ev = folder / "eval"
     runs = [str(folder / m) for m in scored]
@@ -411,8 +472,24 @@ def main() -> None:
         action="store_true",
         help="with --seeds K: also score `steertime ensemble` of each model's K runs (m_ens)",
     )
+    ap.add_argument(
+        "--mix",
+        nargs="*",
+        default=[],
+        help="NAME=RUN:W,RUN:W,...: a weighted `steertime ensemble` of these runs, scored too",
+    )
     a = ap.parse_args()
-    models = [m if k == 0 else f"{m}_s{k}" for m in a.models.split(",") for k in range(a.seeds)]
+    models = []
+    for spec in a.models.split(","):
+        m, _, k = spec.partition("*")
+        models += [m if i == 0 else f"{m}_s{i}" for i in range(int(k or a.seeds))]
+    mixes = {
+        name: [(r, float(w)) for r, _, w in (p.partition(":") for p in parts.split(","))]
+        for name, _, parts in (x.partition("=") for x in a.mix)
+    }
+    unknown = {r for parts in mixes.values() for r, _ in parts} - set(models)
+    if unknown:
+        raise SystemExit(f"--mix names runs that --models does not train: {sorted(unknown)}")
     if models[0] != "pilotnet":
         raise SystemExit("--models must start with pilotnet (the reference of every ratio)")
     results = {}
@@ -427,12 +504,13 @@ def main() -> None:
                 a.jobs,
                 FRAME[protocol],
                 a.ensemble,
+                mixes,
             )
             for f in folds(protocol, a.work)
         ]
         preds = pd.concat([r["preds"] for r in fold_res], ignore_index=True)
         peers = peer_predictions(a.work, protocol, preds)
-        scored = [*models, *(ensembles(models) if a.ensemble else [])]
+        scored = [*models, *(ensembles(models) if a.ensemble else []), *mixes]
         extra = {
             k: {m: sum(r[k][m] for r in fold_res) for m in scored}
             for k in ("train_seconds", "seconds_to_best")
