@@ -7,9 +7,9 @@ import contextlib
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from steertime.cli.app import THREADS, app, console, progress
+from steertime.cli.drive_summary import print_drive_summary
 
 dt_app = typer.Typer(no_args_is_help=True, help="Duckietown lane following (own venv, bridge).")
 app.add_typer(dt_app, name="duckietown")
@@ -93,22 +93,16 @@ def drive(
         bridge = stack.enter_context(Bridge())
         report = loop.drive(bridge, policy, eps, minutes * 60, offset_limit, hook)
     s = report.summary()
-    t = Table("episode", "map", "seconds", "interventions", "mean |offset| m", "max |offset| m")
-    for (map_name, _), r in zip(eps, s["per_road"], strict=True):
-        t.add_row(
-            str(r["seed"]),
-            map_name,
-            f"{r['seconds']:.0f}",
-            str(r["interventions"]),
-            f"{r['mean_abs_offset']:.3f}",
-            f"{r['max_abs_offset']:.3f}",
-        )
-    console.print(t)
-    lo, hi = s["autonomy_ci95_pct"]
-    console.print(
-        f"autonomy {s['autonomy_pct']:.2f}% (95% CI {lo:.1f}–{hi:.1f}%)  "
-        f"interventions {s['interventions']}  mean |offset| {s['mean_abs_offset_m']:.3f} m  "
-        f"|omega rate| {s['mean_abs_wheel_rate_degps']:.2f}/s over {s['km'] * 1000:.0f} m"
+    print_drive_summary(
+        s,
+        ("episode", "map", "seconds"),
+        [
+            (str(r["seed"]), map_name, f"{r['seconds']:.0f}")
+            for (map_name, _), r in zip(eps, s["per_road"], strict=True)
+        ],
+        rate=f"|omega rate| {s['mean_abs_wheel_rate_degps']:.2f}/s over {s['km'] * 1000:.0f} m",
+        per_km=False,
+        max_offset_digits=3,
     )
     if out:
         write_json(out, s)

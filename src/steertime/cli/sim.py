@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from steertime.cli.app import THREADS, app, console, progress
+from steertime.cli.drive_summary import print_drive_summary
 from steertime.data.preprocess import parse_size
 from steertime.sim.world import FPS
 
@@ -85,23 +86,16 @@ def drive(
             p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs, takeover_spread
         )
     s = report.summary()
-    t = Table("road", "seconds", "km", "interventions", "mean |offset| m", "max |offset| m")
-    for r in s["per_road"]:
-        t.add_row(
-            str(r["seed"]),
-            f"{r['seconds']:.0f}",
-            f"{r['metres'] / 1000:.2f}",
-            str(r["interventions"]),
-            f"{r['mean_abs_offset']:.3f}",
-            f"{r['max_abs_offset']:.2f}",
-        )
-    console.print(t)
-    lo, hi = s["autonomy_ci95_pct"]
-    console.print(
-        f"autonomy {s['autonomy_pct']:.2f}% (95% CI {lo:.1f}–{hi:.1f}%)  "
-        f"interventions {s['interventions']} "
-        f"({s['interventions_per_km']:.2f}/km)  mean |offset| {s['mean_abs_offset_m']:.3f} m  "
-        f"|wheel rate| {s['mean_abs_wheel_rate_degps']:.1f} deg/s over {s['km']:.1f} km"
+    print_drive_summary(
+        s,
+        ("road", "seconds", "km"),
+        [
+            (str(r["seed"]), f"{r['seconds']:.0f}", f"{r['metres'] / 1000:.2f}")
+            for r in s["per_road"]
+        ],
+        rate=f"|wheel rate| {s['mean_abs_wheel_rate_degps']:.1f} deg/s over {s['km']:.1f} km",
+        per_km=True,
+        max_offset_digits=2,
     )
     if fault_specs:
         console.print(

@@ -34,10 +34,11 @@ def evaluate_to_dir(
     """Evaluate and write metrics.json, predictions.parquet, PNG plots and report.html
     (with extra HTML `sections`, each opening with its `<h2>`, before the configuration)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Score first: a refused run (NaN weights, unreadable data) must leave no empty --out.
     result, frames, layout = evaluate(
         run, data, split, compare, format, options, threads, faults, fault_seed
     )
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", _json_safe(result))
     table = {"drive": frames.drive, "t": frames.t}
     if frames.fault is not None:
