@@ -15,7 +15,8 @@ Everything a user would type goes through the `steertime` CLI (prepare, train, e
   two *views* of the tub under --work (a manifest whose `deleted_indexes` hides the other
   part; catalogs and images are symlinks), so the source is never modified.
 
-Each model trains with its protocol's recipe (`RECIPES`, the flags a user passes). The per-frame
+The first of --models (PilotNet by default) is the reference of every ratio. Each model
+trains with its protocol's recipe (`RECIPES`, the flags a user passes). The per-frame
 predictions of every fold are pooled, and the table gives pooled RMSE, each model's ratio
 to PilotNet with a paired block-bootstrap 95% interval (2 s blocks, never across
 sessions), throttle RMSE, training time and time to the best checkpoint, beside the label
@@ -360,7 +361,7 @@ def _row(preds: pd.DataFrame, m: str, ref: str, groups_of: dict[str, list[str]])
     }
 
 
-def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...]) -> float:
+def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...], ref: str = "pilotnet") -> float:
     """What the truth's own past could add to PilotNet: RMSE of a least-squares fit, on the
     test frames themselves (optimistic), of the angle from PilotNet's prediction and the
     *true* angle `lags` frames earlier, per drive. With `lags=()` it only recalibrates
@@ -368,7 +369,7 @@ def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...]) -> float:
     steering could be worth at best."""
     sq, n = 0.0, 0
     for _, g in preds.groupby("drive", sort=False):
-        y, x = g["true_steering"].to_numpy(), g["pilotnet:steering"].to_numpy()
+        y, x = g["true_steering"].to_numpy(), g[f"{ref}:steering"].to_numpy()
         k = max(lags, default=0)
         a = np.stack([x[k:], *(y[k - j : len(y) - j] for j in lags), np.ones(len(y) - k)], 1)
         w, *_ = np.linalg.lstsq(a, y[k:], rcond=None)
@@ -377,18 +378,19 @@ def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...]) -> float:
 
 
 def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict) -> dict:
+    ref = models[0]  # the reference of every ratio (PilotNet unless --models says otherwise)
     groups_of = pooled(models) | pooled(peers)
     rows = list(pooled(models))
     segs = [g["true_steering"].to_numpy() for _, g in preds.groupby("drive", sort=False)]
-    out: dict = {"frames": len(preds), "oracles": floors(segs)}
+    out: dict = {"frames": len(preds), "reference": ref, "oracles": floors(segs)}
     out["oracles"].update(
-        pilotnet_recalibrated=memory_oracle(preds, ()),
-        pilotnet_plus_true_angle_5_to_8_frames_earlier=memory_oracle(preds, (5, 6, 7, 8)),
-        pilotnet_plus_true_angle_1_frame_earlier=memory_oracle(preds, (1,)),
+        reference_recalibrated=memory_oracle(preds, (), ref),
+        reference_plus_true_angle_5_to_8_frames_earlier=memory_oracle(preds, (5, 6, 7, 8), ref),
+        reference_plus_true_angle_1_frame_earlier=memory_oracle(preds, (1,), ref),
     )
     for m in [*rows, "predict_zero"]:
         out[m] = {
-            **_row(preds, m, "pilotnet", groups_of),
+            **_row(preds, m, ref, groups_of),
             **{k: _seconds(extra, k, groups_of.get(m, [m])) for k in extra},
         }
     # Donkeycar on the frames it was run on, each model against it on exactly those frames
@@ -418,8 +420,9 @@ def _ci(c: list[float]) -> str:
 def markdown(protocol: str, res: dict, models: list[str]) -> str:
     models = list(pooled(models))
     """The tables docs/benchmarks.md quotes."""
-    folds = list(res["pilotnet"]["per_fold"])
-    head = ["predictor", "steering RMSE (95% CI)", "vs PilotNet (95% CI)", *folds]
+    ref = res["reference"]
+    folds = list(res[ref]["per_fold"])
+    head = ["predictor", "steering RMSE (95% CI)", f"vs `{ref}` (95% CI)", *folds]
     lines = [f"{protocol}: {res['frames']} held-out frames", "", "| " + " | ".join(head)]
     lines[-1] += " | throttle RMSE | train s | s to best |"
     lines.append("|" + " --- |" * (len(head) + 3))
@@ -428,7 +431,7 @@ def markdown(protocol: str, res: dict, models: list[str]) -> str:
         cells = [
             f"`{m}`",
             f"{r['steering']:.4f} {_ci(r['steering_ci95'])}",
-            f"{r['vs_pilotnet']:.3f}x {_ci(r['vs_pilotnet_ci95'])}",
+            f"{r['vs_' + ref]:.3f}x {_ci(r['vs_' + ref + '_ci95'])}",
             *(f"{r['per_fold'][f]:.4f}" for f in folds),
             f"{r['throttle']:.4f}" if "throttle" in r else "–",
             f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "–",
@@ -439,10 +442,10 @@ def markdown(protocol: str, res: dict, models: list[str]) -> str:
     lines.append(
         f"\nOracles on the same frames: previous true value {o['oracle_previous_true']:.4f}, "
         f"centred mean of 3 / 5 / 9 true values {o['oracle_centred_mean_3']:.4f} / "
-        f"{o['oracle_centred_mean_5']:.4f} / {o['oracle_centred_mean_9']:.4f}; PilotNet "
-        f"recalibrated on the test frames {o['pilotnet_recalibrated']:.4f}, plus the true angle "
-        f"5–8 frames earlier {o['pilotnet_plus_true_angle_5_to_8_frames_earlier']:.4f}, plus "
-        f"the true angle 1 frame earlier {o['pilotnet_plus_true_angle_1_frame_earlier']:.4f}."
+        f"{o['oracle_centred_mean_5']:.4f} / {o['oracle_centred_mean_9']:.4f}; `{ref}` "
+        f"recalibrated on the test frames {o['reference_recalibrated']:.4f}, plus the true angle "
+        f"5–8 frames earlier {o['reference_plus_true_angle_5_to_8_frames_earlier']:.4f}, plus "
+        f"the true angle 1 frame earlier {o['reference_plus_true_angle_1_frame_earlier']:.4f}."
     )
     for key in [k for k in res if k.startswith("vs_donkey")]:
         v, peer = res[key], key.removeprefix("vs_")
@@ -490,8 +493,6 @@ def main() -> None:
     unknown = {r for parts in mixes.values() for r, _ in parts} - set(models)
     if unknown:
         raise SystemExit(f"--mix names runs that --models does not train: {sorted(unknown)}")
-    if models[0] != "pilotnet":
-        raise SystemExit("--models must start with pilotnet (the reference of every ratio)")
     results = {}
     for protocol in a.protocols.split(","):
         fold_res = [
