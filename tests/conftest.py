@@ -127,3 +127,17 @@ LAYOUT = OutputLayout(
 def make_run(root: Path, name: str, source_size=(160, 320), spec=SPEC) -> Path:
     """A run folder holding a randomly initialised model (enough for exactness tests)."""
     return save_untrained_run(root / f"run_{name}", name, LAYOUT, spec.to_dict(), source_size)
+
+
+def batched_with_gaps(p, frames: list[np.ndarray], gaps: slice) -> np.ndarray:
+    """A predictor's model over the whole sequence at once, the frames in `gaps` blanked
+    and flagged missing -> (T, K) physical outputs (what streaming with step(None) gives)."""
+    import torch
+
+    x = torch.from_numpy(np.stack([SPEC.apply(f) for f in frames]))[None]
+    miss = torch.zeros(1, len(frames), dtype=torch.bool)
+    miss[0, gaps] = True
+    x[0, gaps] = 0
+    with torch.no_grad():
+        y, _ = p.model(x, None, miss)
+    return p.layout.denormalize(y[0].numpy())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from steertime.data.faults import (
     BLANKING,
@@ -21,7 +20,7 @@ from steertime.errors import SteertimeError
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import save_untrained_run
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
-from tests.conftest import LAYOUT, SPEC
+from tests.conftest import LAYOUT, SPEC, batched_with_gaps
 
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -102,13 +101,7 @@ def test_flag_model_rolls_on_memory_and_matches_batched(tmp_path):
     assert [o["status"] for o in outs[2:6]] == ["ok", "missing", "missing", "ok"]
     assert outs[3]["fault"] == "dropped" and outs[3]["steering"] != outs[4]["steering"]
     # the same as the whole sequence at once with the flags
-    x = torch.from_numpy(np.stack([SPEC.apply(f) for f in frames]))[None]
-    miss = torch.zeros(1, 8, dtype=torch.bool)
-    miss[0, 3:5] = True
-    x[0, 3:5] = 0
-    with torch.no_grad():
-        y, _ = p.model(x, None, miss)
-    batched = p.layout.denormalize(y[0].numpy())[:, 0]
+    batched = batched_with_gaps(p, frames, slice(3, 5))[:, 0]
     assert np.allclose([o["steering"] for o in outs], batched, atol=1e-5)
     # the gate: a black frame and an exact repeat count as missing
     black = np.zeros_like(frames[0])

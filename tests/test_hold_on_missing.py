@@ -14,7 +14,7 @@ from steertime.errors import SteertimeError
 from steertime.models import create_model
 from steertime.models.checkpoint import save_untrained_run
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
-from tests.conftest import LAYOUT, SPEC
+from tests.conftest import LAYOUT, SPEC, batched_with_gaps
 
 _HOLD = {"missing_input": True, "hold_on_missing": True}
 SMALL = {"height": 66, "width": 200, "hidden": 16, "feat_dim": 16, "missing_input": True}
@@ -101,13 +101,7 @@ def test_predictor_streams_like_the_batched_forward(tmp_path):
     assert "last" in p.state
     outs = [p.step(None if i in (3, 4) else f, 0.1 * i) for i, f in enumerate(frames)]
     assert [o["status"] for o in outs[2:6]] == ["ok", "missing", "missing", "ok"]
-    x = torch.from_numpy(np.stack([SPEC.apply(f) for f in frames]))[None]
-    miss = torch.zeros(1, 8, dtype=torch.bool)
-    miss[0, 3:5] = True
-    x[0, 3:5] = 0
-    with torch.no_grad():
-        y, _ = p.model(x, None, miss)
-    batched = p.layout.denormalize(y[0].numpy())
+    batched = batched_with_gaps(p, frames, slice(3, 5))
     assert np.allclose([o["steering"] for o in outs], batched[:, 0], atol=1e-5)
     assert np.allclose([o["speed"] for o in outs], batched[:, 1], atol=1e-5)
 
