@@ -61,6 +61,7 @@ def extract_features(
     import dataclasses
 
     from steertime.models import create_encoder
+    from steertime.models.encoders import to_float
 
     spec = {"height": cache.frame.height, "width": cache.frame.width, **(encoder_cfg or {})}
     model = create_encoder(encoder, **spec).eval()
@@ -97,42 +98,33 @@ def extract_features(
         folder = out / ("drives_flip" if mirrored else "drives")
         folder.mkdir(parents=True, exist_ok=True)
         for k, d in enumerate(cache.drives):
-            tag = f"flip{k}" if mirrored else str(k)
-            _encode_drive(
-                model, d, folder / f"{k:03d}.npy", dim, mirrored, tag, done, prog_file, progress
-            )
+            tag = f"flip{k}" if mirrored else str(k)  # its entry in progress.json
+            f = folder / f"{k:03d}.npy"
+            start = int(done.get(tag, 0))
+            if start == 0 or not f.is_file():
+                with open(f, "wb") as fh:
+                    fh.write(_npy_header((d.n, dim), "<f2"))
+                    fh.truncate(NPY_HEADER + d.n * dim * 2)
+                start = 0
+            if progress and start:
+                progress(start)
+            arr = np.lib.format.open_memmap(f, mode="r+")
+            for a in range(start, d.n, CHUNK):
+                b = min(a + CHUNK, d.n)
+                frames = d.read_frames(a, b)  # (N, H, W, 3)
+                if mirrored:
+                    frames = np.ascontiguousarray(frames[:, :, ::-1])
+                with torch.no_grad():
+                    arr[a:b] = model(to_float(torch.from_numpy(frames))).numpy().astype(np.float16)
+                arr.flush()
+                done[tag] = b  # written after the data: a kill repeats at most one chunk
+                write_json(prog_file, done)
+                if progress:
+                    progress(b - a)
+            del arr
     manifest["complete"] = True
     write_json(mf, manifest)
     return out
-
-
-def _encode_drive(
-    model, d, f: Path, dim: int, mirrored: bool, tag: str, done: dict, prog_file: Path, progress
-) -> None:
-    from steertime.models.encoders import to_float
-
-    start = int(done.get(tag, 0))
-    if start == 0 or not f.is_file():
-        with open(f, "wb") as fh:
-            fh.write(_npy_header((d.n, dim), "<f2"))
-            fh.truncate(NPY_HEADER + d.n * dim * 2)
-        start = 0
-    if progress and start:
-        progress(start)
-    arr = np.lib.format.open_memmap(f, mode="r+")
-    for a in range(start, d.n, CHUNK):
-        b = min(a + CHUNK, d.n)
-        frames = d.read_frames(a, b)  # (N, H, W, 3)
-        if mirrored:
-            frames = np.ascontiguousarray(frames[:, :, ::-1])
-        with torch.no_grad():
-            arr[a:b] = model(to_float(torch.from_numpy(frames))).numpy().astype(np.float16)
-        arr.flush()
-        done[tag] = b  # written after the data: a kill repeats at most one chunk
-        write_json(prog_file, done)
-        if progress:
-            progress(b - a)
-    del arr
 
 
 class FeatureStore:
@@ -168,12 +160,17 @@ class FeatureStore:
                 f"{cache.content_hash}; re-run `steertime features`"
             )
 
-    def read(self, drive: int, start: int, stop: int, flip: bool = False) -> np.ndarray:
-        """(stop - start, F) features; `flip`: of the frames mirrored left-right."""
-        if flip and not self.has_flip:
+    def require_flip(self) -> None:
+        """Refuse, with the command that fixes it, a store without mirrored features."""
+        if not self.has_flip:
             raise SteertimeError(
                 f"{self.path}: no mirrored features for data.flip; run "
                 "`steertime features CACHE --flip` (it adds them to this store)"
             )
+
+    def read(self, drive: int, start: int, stop: int, flip: bool = False) -> np.ndarray:
+        """(stop - start, F) features; `flip`: of the frames mirrored left-right."""
+        if flip:
+            self.require_flip()
         src = self.flipped if flip else self.arrays
         return np.asarray(src[drive][start:stop], dtype=np.float32)

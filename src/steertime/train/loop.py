@@ -450,11 +450,8 @@ class _Training:
         if encoder is None:
             raise SteertimeError(f"{self.cfg.model['name']} cannot train over cached features")
         store.check(*encoder, self.cache)
-        if self.cfg.data.flip and not store.has_flip:
-            raise SteertimeError(
-                f"data.flip over features needs mirrored features in {store.path}: run "
-                "`steertime features CACHE --flip` (it adds them to the store)"
-            )
+        if self.cfg.data.flip:
+            store.require_flip()  # at start, not at the first mirrored chunk
         return store
 
     def _resume(self) -> None:
