@@ -136,10 +136,8 @@ def build_ensemble(
     if len(runs) < 2:
         raise SteertimeError("ensemble: give at least two runs")
     weights = [1.0] * len(runs) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(runs):
+    if len(weights) != len(runs):  # their signs are the model's to check (Ensemble)
         raise SteertimeError(f"ensemble: {len(weights)} weights for {len(runs)} runs")
-    if min(weights) < 0 or sum(weights) <= 0:
-        raise SteertimeError(f"ensemble: weights must be >= 0 with a positive sum, got {weights}")
     out = Path(out)
     if (out / "checkpoints").exists() and not overwrite:
         raise SteertimeError(f"{out}: already holds a run (use --overwrite to replace it)")
