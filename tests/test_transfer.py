@@ -186,3 +186,5 @@ def test_features_cli_takes_flip_and_encoder_settings(tiny_cache, tmp_path):
     assert "model.encoder_cfg={grid: [1, 3]}" in r.output and "data.flip=true" in r.output
     r = CliRunner().invoke(app, [*args, "--encoder-cfg", "[1, 3]"])
     assert r.exit_code != 0 and "must be a mapping" in r.output
+    r = CliRunner().invoke(app, [*args, "--encoder-cfg", "{grid: [1, 3"])
+    assert r.exit_code != 0 and "is not YAML" in r.output
