@@ -28,6 +28,7 @@ from torch import nn
 
 from steertime.errors import SteertimeError
 from steertime.models.base import SequenceModel, State
+from steertime.models.layout import expectation
 from steertime.models.registry import create_model, register_model
 
 
@@ -41,7 +42,8 @@ class EnsembleConfig:
     height: int = 66
     width: int = 200
     # [{"model": registered name, "config": its config, "scale": [K], "shift": [K],
-    #   "weight": w (optional, default 1)}]
+    #   "weight": w (optional, default 1), "centers": [K][N] (a categorical head's bin
+    #   values, `train.bins`; optional)}]
     members: list[dict] = field(default_factory=_default_members)
 
 
@@ -52,7 +54,7 @@ class Ensemble(SequenceModel):
             raise SteertimeError("ensemble: members is empty; give at least one run")
         self.n_outputs = cfg.n_outputs
         shape = {"n_outputs": cfg.n_outputs, "height": cfg.height, "width": cfg.width}
-        members, scale, shift, weight = [], [], [], []
+        members, scale, shift, weight, self._binned = [], [], [], [], []
         for i, m in enumerate(cfg.members):
             if not isinstance(m, dict) or "model" not in m:
                 raise SteertimeError(f"ensemble: member {i} must be a dict with a 'model' key")
@@ -62,6 +64,10 @@ class Ensemble(SequenceModel):
             scale.append(m.get("scale") or [1.0] * cfg.n_outputs)
             shift.append(m.get("shift") or [0.0] * cfg.n_outputs)
             weight.append(float(m.get("weight", 1.0)))
+            # A categorical member's logits become its expectation before averaging.
+            if m.get("centers"):
+                self.register_buffer(f"centers{i}", torch.tensor(m["centers"]))  # (K, N)
+            self._binned.append(bool(m.get("centers")))
         if min(weight) < 0 or sum(weight) <= 0:
             raise SteertimeError(
                 f"ensemble: weights must be >= 0 with a positive sum, got {weight}"
@@ -111,6 +117,8 @@ class Ensemble(SequenceModel):
             # A teacher in the ensemble's units, re-expressed in member i's own.
             t = None if teacher is None else (teacher - self.shift[i]) / self.scale[i]
             y, p = m.core(f, p, teacher=t)
+            if self._binned[i]:
+                y = expectation(y, getattr(self, f"centers{i}"))  # (B, T, K*N) -> (B, T, K)
             ys.append(y * self.scale[i] + self.shift[i])
             parts.append(p)
         return (torch.stack(ys) * self.weight).sum(0), self._join(parts)  # (B, T, K)
@@ -178,6 +186,7 @@ def build_ensemble(
                     for m, m0, s0 in zip(lay.mean, first.layout.mean, first.layout.std, strict=True)
                 ],
                 "weight": w,
+                **({"centers": lay.bin_centers().tolist()} if lay.bins else {}),
             }
         )
         lows.append(lay.low)

@@ -36,6 +36,13 @@ class OutputLayout:
     # calibrated on validation so that mean ± 1.645 spread covers 90% of the frames.
     spread: bool = False
     spread_scale: list[float] = field(default_factory=list)
+    # `train.bins` = N: each output is N logits over evenly spaced values from `bin_low` to
+    # `bin_high` (normalised units; its training range), a class per value as in
+    # Donkeycar's `categorical`; the output is the softmax expectation, not the argmax, so
+    # a torn choice between "straight" and "full lock" costs what it costs in RMSE.
+    bins: int = 0
+    bin_low: list[float] = field(default_factory=list)
+    bin_high: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -50,6 +57,16 @@ class OutputLayout:
             for lo, hi in zip(self.low, self.high, strict=True)
         ):
             raise ValueError(f"layout range low {self.low} / high {self.high} is not ordered")
+        if self.bins and (
+            self.bins < 2
+            or self.spread
+            or not (len(self.bin_low) == len(self.bin_high) == k)
+            or not all(lo < hi for lo, hi in zip(self.bin_low, self.bin_high, strict=True))
+        ):
+            raise ValueError(
+                f"layout bins={self.bins} needs >= 2 bins, no spread and an ordered "
+                f"bin_low/bin_high per output (got {self.bin_low} / {self.bin_high})"
+            )
 
     @property
     def k(self) -> int:
@@ -57,11 +74,21 @@ class OutputLayout:
 
     @property
     def n_model_outputs(self) -> int:
-        """Columns the model emits: K means, and K log-spreads with `spread`."""
+        """Columns the model emits: K means, K log-spreads with `spread`, or N logits per
+        output with `bins`."""
+        if self.bins:
+            return self.k * self.bins
         return 2 * self.k if self.spread else self.k
 
+    def bin_centers(self) -> np.ndarray:
+        """(K, N) the value each output's bins stand for, in normalised units."""
+        return np.linspace(self.bin_low, self.bin_high, self.bins, axis=-1)
+
     def means(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        """The K normalised means of the model's columns (all of them without `spread`)."""
+        """The K normalised means of the model's columns (all of them without `spread` or
+        `bins`; with `bins`, the softmax expectation of each output's logits)."""
+        if self.bins:
+            return expectation(y, self.bin_centers())
         return y[..., : self.k] if y.shape[-1] == 2 * self.k and self.spread else y
 
     def spread_of(self, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -130,3 +157,17 @@ class OutputLayout:
     @classmethod
     def from_dict(cls, d: dict) -> OutputLayout:
         return cls(**d)
+
+
+def expectation(
+    logits: np.ndarray | torch.Tensor, centers: np.ndarray | torch.Tensor
+) -> np.ndarray | torch.Tensor:
+    """(..., K*N) logits over (K, N) bin centres -> (..., K) softmax expectations."""
+    k, n = centers.shape
+    if isinstance(logits, torch.Tensor):
+        c = torch.as_tensor(centers, dtype=logits.dtype, device=logits.device)
+        p = torch.softmax(logits.reshape(*logits.shape[:-1], k, n), dim=-1)
+        return (p * c).sum(-1)
+    z = logits.reshape(*logits.shape[:-1], k, n)
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return (e * centers).sum(-1) / e.sum(-1)

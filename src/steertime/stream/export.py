@@ -27,7 +27,7 @@ from steertime.atomic import atomic_file, write_json
 from steertime.data.preprocess import FrameSpec
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
-from steertime.models.layout import LOG_SPREAD_BOUND
+from steertime.models.layout import LOG_SPREAD_BOUND, expectation
 from steertime.stream.predictor import StreamingPredictor
 from steertime.stream.threads import DEFAULT_THREADS
 
@@ -48,11 +48,16 @@ class _OneStep(nn.Module):
         self.k, self.spread = layout.k, layout.spread
         scale = torch.tensor(layout.spread_scale or [1.0] * layout.k)
         self.register_buffer("spread_factor", torch.tensor(layout.std) * scale)
+        # `bins`: the head's K*N logits become K expectations inside the graph.
+        self.bins = bool(layout.bins)
+        if self.bins:
+            self.register_buffer("centers", torch.tensor(layout.bin_centers(), dtype=torch.float32))
 
     def forward(self, frame: torch.Tensor, *inputs: torch.Tensor):
         missing, state = (inputs[0] > 0.5, inputs[1:]) if self.flag else (None, inputs)
         y, new = self.model(frame.unsqueeze(1), dict(zip(self.names, state, strict=True)), missing)
-        mu = y[:, 0, : self.k] * self.std + self.mean
+        mu = expectation(y[:, 0], self.centers) if self.bins else y[:, 0, : self.k]
+        mu = mu * self.std + self.mean
         out = torch.maximum(torch.minimum(mu, self.high), self.low)
         if self.spread:
             log_s = y[:, 0, self.k :].clamp(-LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)

@@ -109,7 +109,7 @@ class StreamingPredictor:
             kind = "missing" if status == "ok" else status  # a reset says so first
             return {"t": t, "status": kind, "fault": fault, **self.last_out}
         if self.last_out is None:  # nothing to hold yet: the training mean
-            mean = self.layout.denormalize(np.zeros(self.layout.k, np.float32))
+            mean = self.layout.clip(np.asarray(self.layout.mean, np.float32))
             held = {k: float(v) for k, v in self.layout.parse(mean).items()}
         else:
             held = self.last_out

@@ -71,6 +71,10 @@ class LoopConfig:
     # Predict a spread per output too (Gaussian negative log-likelihood; calibrated on val):
     # `predict` gives `<name>_std`, `evaluate` the 90% interval's coverage.
     spread: bool = False
+    # A categorical head (0: regression): each output is this many classes over its
+    # training range, trained with a histogram cross-entropy (a Gaussian of 0.75 bin
+    # widths around the label, "HL-Gauss"); the output is the softmax expectation.
+    bins: int = 0
 
 
 @dataclass

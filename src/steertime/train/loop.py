@@ -119,17 +119,40 @@ class StepLoss(nn.Module):
         skip: int,
         features: bool = False,
         spread: bool = False,
+        bin_centers: np.ndarray | None = None,
     ):
         super().__init__()
         self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
         self.features, self.spread = features, spread
         self.register_buffer("w", torch.tensor(weights) / sum(weights))
+        self.bins = bin_centers is not None
+        if self.bins:  # (K, N) bin centres in normalised units
+            self.register_buffer("centers", torch.tensor(bin_centers, dtype=torch.float32))
 
     def _mse(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # (B, T, K): weighted mean over outputs of the per-output MSE, burn-in excluded
         if self.spread:
             return self._nll(y, t)
+        if self.bins:
+            return self._hl_gauss(y, t)
         return ((y - t)[:, self.skip :].square().mean(dim=(0, 1)) * self.w).sum()
+
+    def _hl_gauss(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # (B, T, K*N) logits: cross-entropy against the label spread as a Gaussian of 0.75
+        # bin widths over the bins (Imani & White 2018; Farebrother et al. 2024). Unlike a
+        # one-hot class it keeps the label's position between two bins, so the expectation
+        # can be exact, and neighbouring angles share what they learn.
+        c = self.centers
+        k, n = c.shape
+        width = (c[:, 1:2] - c[:, :1]).view(k, 1)  # (K, 1)
+        edges = torch.cat([c - width / 2, c[:, -1:] + width / 2], dim=-1)  # (K, N+1)
+        tc = torch.minimum(torch.maximum(t, c[:, 0]), c[:, -1]).unsqueeze(-1)  # (B, T, K, 1)
+        cdf = torch.special.ndtr((edges - tc) / (0.75 * width))  # (B, T, K, N+1)
+        p = cdf[..., 1:] - cdf[..., :-1]
+        p = p / p.sum(-1, keepdim=True)  # (B, T, K, N)
+        logp = torch.log_softmax(y.reshape(*y.shape[:-1], k, n), dim=-1)
+        ce = -(p * logp).sum(-1)  # (B, T, K)
+        return (ce[:, self.skip :].mean(dim=(0, 1)) * self.w).sum()
 
     def _nll(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # (B, T, 2K): the means learn from the MSE exactly as without a spread, and the
@@ -198,6 +221,42 @@ def fit_layout(
         low=[float(vals[n].min()) for n in outputs] if clip else [],
         high=[float(vals[n].max()) for n in outputs] if clip else [],
     )
+
+
+def binned(layout: OutputLayout, bins: int, model: dict) -> OutputLayout:
+    """The layout of a categorical head: `bins` classes per output over its training
+    range (normalised), checked against what the head cannot do."""
+    if bins < 2:
+        raise SteertimeError(f"train.bins must be 0 (regression) or >= 2, got {bins}")
+    clash = [
+        f
+        for f, on in (
+            ("train.spread", layout.spread),
+            ("model.hold_on_missing", model.get("hold_on_missing")),
+        )
+        if on
+    ]
+    if clash:
+        raise SteertimeError(
+            f"train.bins={bins}: a categorical head cannot be combined with {clash[0]} "
+            "(it holds or spreads one value per output, not N logits)"
+        )
+    if not layout.clips:
+        raise SteertimeError(
+            "train.bins needs the outputs' training range: keep data.clip_outputs=true"
+        )
+    mean, std = np.asarray(layout.mean), np.asarray(layout.std)
+    low = (np.asarray(layout.low) - mean) / std
+    high = (np.asarray(layout.high) - mean) / std
+    # a constant output (high == low) still needs an ordered range to spread its bins over
+    high = np.maximum(high, low + 1e-3)
+    return dataclasses.replace(layout, bins=bins, bin_low=low.tolist(), bin_high=high.tolist())
+
+
+def _loss_name(t) -> str:
+    if t.spread:
+        return "Gaussian NLL"
+    return "cross-entropy over bins" if t.bins else "1 = predict-the-mean"
 
 
 def lr_at(step: int, total: int, cfg, warmup: int | None = None) -> float:
@@ -364,6 +423,8 @@ class _Training:
             cache, cfg.data.outputs, cfg.data.weights, cfg.data.clip_outputs
         )
         layout.spread = t.spread
+        if t.bins:
+            layout = self.layout = binned(layout, t.bins, cfg.model)
         self.val_segs = cache.segments("val")
         self.model = model = self._build_model()
         steer = layout.index("steering") if "steering" in layout.names else 0
@@ -371,10 +432,11 @@ class _Training:
         self.store = self._open_features()
         if t.init_from:
             model.load_state_dict(load_model(t.init_from)[0].state_dict())
-        if t.spread and model.autoregressive:
+        if (t.spread or t.bins) and model.autoregressive:
             raise SteertimeError(
-                f"train.spread: {cfg.model['name']} feeds its outputs back; a spread is "
-                "only trained for models that do not (use cnn_lstm, pilotnet, …)"
+                f"{'train.spread' if t.spread else 'train.bins'}: {cfg.model['name']} feeds "
+                "its outputs back; a spread or bins are only trained for models that do not "
+                "(use cnn_lstm, pilotnet, …)"
             )
         step_loss = StepLoss(
             model,
@@ -384,6 +446,7 @@ class _Training:
             self.skip,
             self.store is not None,
             spread=t.spread,
+            bin_centers=layout.bin_centers() if layout.bins else None,
         ).to(info.device)
         self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
         self.opt = make_optimizer(model, cfg.optim)
@@ -425,7 +488,7 @@ class _Training:
             model, self.writer, self.clip, t.diagnostics and info.is_main
         )
         self.monitor.labels = label_note(train_values(cache, layout.names))
-        self.monitor.nll = t.spread
+        self.monitor.nll = t.spread or bool(t.bins)  # not a share of the label variance
         if warmup_note and info.is_main:
             self.monitor.warn("warmup", warmup_note)
 
@@ -662,7 +725,7 @@ class _Training:
         )
         return (
             f"epoch {epoch + 1}/{self.t.epochs}: train loss {row['train_loss']:.3g} "
-            f"({'Gaussian NLL' if self.t.spread else '1 = predict-the-mean'}), "
+            f"({_loss_name(self.t)}), "
             f"lr {row['lr']:.2g}; val {shown}; {best}"
         )
 
