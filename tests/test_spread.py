@@ -110,6 +110,19 @@ def testtakeover_counts_warned_and_false_requests():
     assert c == {"takeover_requests": 2, "warned_interventions": 1, "false_requests": 1}
 
 
+def test_takeover_hold_lets_a_short_spike_pass():
+    from steertime.sim.drive import Takeover
+
+    spreads = np.array([0, 5, 0, 5, 5, 5, 5, 0, 5, 5], float)
+    assert Takeover(1.0).asking(spreads).tolist() == (spreads > 1).tolist()
+    # held for 3 frames: the lone spike and the final pair never ask; the run of 4 asks
+    # from its third frame on
+    got = Takeover(1.0, hold=3).asking(spreads)
+    assert np.flatnonzero(got).tolist() == [5, 6]
+    with pytest.raises(SteertimeError, match="hold"):
+        Takeover(1.0, hold=0)
+
+
 class _Unsure:
     """Steers straight and always says it is unsure: every intervention is warned."""
 
@@ -124,11 +137,12 @@ class _Unsure:
 
 def test_drive_reports_takeover_requests():
     from steertime.sim import drive, heldout_seeds
+    from steertime.sim.drive import Takeover
 
-    s = drive(_Unsure(), heldout_seeds(0, 1), 40.0, takeover_spread=1.0).summary()
+    s = drive(_Unsure(), heldout_seeds(0, 1), 40.0, takeover=Takeover(1.0)).summary()
     assert s["interventions"] > 0 and s["warned_interventions"] == s["interventions"]
     assert s["takeover_requests"] == 1  # one request that never ends
-    calm = drive(_Unsure(), heldout_seeds(0, 1), 40.0, takeover_spread=9.0).summary()
+    calm = drive(_Unsure(), heldout_seeds(0, 1), 40.0, takeover=Takeover(9.0)).summary()
     assert calm["takeover_requests"] == 0 and calm["warned_interventions"] == 0
 
 

@@ -55,18 +55,23 @@ def drive(
         help="Ask the driver to take over when the steering spread exceeds this (runs "
         "trained with train.spread); reports warned interventions and false requests.",
     ),
+    takeover_hold: int = typer.Option(
+        1, help="Ask only once the spread has stayed above --takeover-spread this many frames."
+    ),
 ) -> None:
     """Drive a trained model closed-loop on unseen simulated roads; report autonomy."""
     from steertime.atomic import write_json
     from steertime.data.faults import parse_faults
     from steertime.sim import drive as run_drive
     from steertime.sim import heldout_seeds
+    from steertime.sim.drive import Takeover
     from steertime.sim.video import compose
     from steertime.stream import Predictor
     from steertime.video import h264_writer
 
     seeds = heldout_seeds(seed, roads)
     fault_specs = parse_faults(faults)
+    takeover = None if takeover_spread is None else Takeover(takeover_spread, takeover_hold)
     with contextlib.ExitStack() as stack:
         hook = None
         if video is not None:
@@ -82,9 +87,7 @@ def drive(
             raise SteertimeError(
                 f"{run}: --takeover-spread needs a run trained with train.spread=true"
             )
-        report = run_drive(
-            p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs, takeover_spread
-        )
+        report = run_drive(p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs, takeover)
     s = report.summary()
     print_drive_summary(
         s,
@@ -107,7 +110,8 @@ def drive(
     if takeover_spread is not None:
         per10 = s["false_requests"] / max(s["minutes"] / 10, 1e-9)
         console.print(
-            f"takeover requests (steering spread > {takeover_spread:g}): "
+            f"takeover requests (steering spread > {takeover_spread:g} for "
+            f"{takeover_hold} frame{'s' if takeover_hold > 1 else ''}): "
             f"{s['takeover_requests']}, {s['warned_interventions']} of "
             f"{s['interventions']} interventions warned up to 2 s before, "
             f"{s['false_requests']} false ({per10:.2f} per 10 min)"

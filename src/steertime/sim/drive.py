@@ -43,7 +43,7 @@ class RoadResult:
     # RMSE of the model's `torque` output against the car's steering torque (N·m), when
     # the model predicts torque; the sim's torque follows the model's own steering
     torque_rmse: float | None = None
-    # With `takeover_spread`: how often the model asked for the driver (steering spread
+    # With a `Takeover` rule: how often the model asked for the driver (steering spread
     # above the threshold; runs trained with `train.spread`), and how that compares with
     # the interventions that came: warned = a request within TAKEOVER_LEAD_S before it;
     # false = a request not followed by an intervention within TAKEOVER_LEAD_S.
@@ -188,7 +188,7 @@ def drive_road(
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
     faults: Sequence[FaultSpec] = (),
-    takeover_spread: float | None = None,
+    takeover: Takeover | None = None,
 ) -> RoadResult:
     cam = cam or CameraSpec(*(predictor.source_size or (160, 320)))
     world = World(seed, dt=1.0 / fps, cam=cam, noise_seed=seed)
@@ -202,13 +202,12 @@ def drive_road(
     camera = FaultyCamera(codes, seed)
     charged = fault_windows(codes, int(round(FAULT_AFTER_S * fps)))
     fault_hits = 0
-    asking, hit_steps = np.zeros(n_steps, bool), []
+    spreads, hit_steps = np.zeros(n_steps), []
     for i in range(n_steps):
         clean = world.frame()
         frame, _ = camera(i, clean) if faults else (clean, 0)
         out = predictor.step(frame, world.t)
-        if takeover_spread is not None:
-            asking[i] = out.get("steering_std", 0.0) > takeover_spread
+        spreads[i] = out.get("steering_std", 0.0)
         if "torque" in out:  # the torque the car has at this frame, as simulate records it
             torque_err.append(out["torque"] - world.telemetry().torque)
         if frame is None:  # what the video shows of a dropped frame
@@ -241,8 +240,40 @@ def drive_road(
         fault_seconds=float(np.count_nonzero(codes[: len(offsets)])) / fps,
         fault_interventions=fault_hits,
         torque_rmse=float(np.sqrt(np.mean(np.square(torque_err)))) if torque_err else None,
-        **takeover_counts(asking[: len(offsets)], hit_steps, int(round(TAKEOVER_LEAD_S * fps))),
+        **takeover_counts(
+            takeover.asking(spreads[: len(offsets)]) if takeover else np.zeros(len(offsets), bool),
+            hit_steps,
+            int(round(TAKEOVER_LEAD_S * fps)),
+        ),
     )
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """When a model asks the driver to take over: once its steering spread (`train.spread`)
+    has stayed above `spread` for `hold` consecutive frames. A hold of a few frames lets a
+    lone spike on a clean curve pass, at the price of asking `hold - 1` frames later."""
+
+    spread: float
+    hold: int = 1
+
+    def __post_init__(self) -> None:
+        if self.hold < 1:
+            raise SteertimeError(f"takeover hold must be >= 1 frame, got {self.hold}")
+
+    def asking(self, spreads: np.ndarray) -> np.ndarray:
+        """(N,) steering spreads -> (N,) bool: frames on which the request stands."""
+        return debounce(np.asarray(spreads) > self.spread, self.hold)
+
+
+def debounce(flag: np.ndarray, frames: int) -> np.ndarray:
+    """True where `flag` has held for the last `frames` steps (itself when frames <= 1)."""
+    if frames <= 1:
+        return flag
+    run = np.zeros(len(flag), int)
+    for i, f in enumerate(flag):
+        run[i] = run[i - 1] + 1 if f and i else int(f)
+    return run >= frames
 
 
 def takeover_counts(asking: np.ndarray, hits: list[int], lead: int) -> dict:
@@ -269,7 +300,7 @@ def drive(
     offset_limit: float = OFFSET_LIMIT,
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
     faults: Sequence[FaultSpec] = (),
-    takeover_spread: float | None = None,
+    takeover: Takeover | None = None,
 ) -> DriveReport:
     """Drive `predictor` on each road seed. With `faults`, the predictor's fault gate is
     switched on for the drive, so black, glaring and frozen frames count as missing for
@@ -288,7 +319,7 @@ def drive(
                     offset_limit=offset_limit,
                     on_frame=on_frame,
                     faults=faults,
-                    takeover_spread=takeover_spread,
+                    takeover=takeover,
                 )
             )
     finally:
