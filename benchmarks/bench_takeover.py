@@ -76,8 +76,9 @@ def counts(trace: dict, threshold: float, hold: int = 1) -> dict:
 def choose_threshold(trace: dict, max_false: float, hold: int = 1) -> float:
     """The lowest spread threshold with fewer than `max_false` false requests / 10 min."""
     spreads = np.unique(np.concatenate([np.asarray(r["std"]) for r in trace["roads"]]))
+    allowed = max_false * trace["summary"]["minutes"] / 10  # false requests, strictly fewer
     for t in np.quantile(spreads, np.linspace(0.5, 1.0, 201)):
-        if counts(trace, float(t), hold)["false_per_10_min"] < max_false:
+        if counts(trace, float(t), hold)["false_requests"] < allowed - 1e-9:
             return float(t)
     return float(spreads.max())
 

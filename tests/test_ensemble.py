@@ -146,3 +146,41 @@ def test_weighted_ensemble_is_the_weighted_mean(tmp_path, frames):
         app, ["ensemble", *map(str, runs), "--out", str(tmp_path / "e"), "--weights", "2,1"]
     )
     assert res.exit_code == 0 and "weight 2" in res.output, res.output
+
+
+def _spread_run(tmp_path, layout: OutputLayout, seed: int) -> object:
+    return save_untrained_run(
+        tmp_path / f"spread_{seed}",
+        "cnn_lstm",
+        layout,
+        SPEC.to_dict(),
+        (160, 320),
+        seed=seed,
+        missing_input=True,
+    )
+
+
+def test_ensemble_of_spread_runs_mixes_their_gaussians_and_steps_without_frames(tmp_path, frames):
+    lay = dataclasses.replace(LAYOUT, spread=True, spread_scale=[1.5, 0.5])
+    other = dataclasses.replace(
+        LAYOUT, mean=[-0.2, 4.0], std=[0.7, 5.0], spread=True, spread_scale=[0.8, 2.0]
+    )
+    runs = [_spread_run(tmp_path, lay, 1), _spread_run(tmp_path, other, 2)]
+    ens = build_ensemble(runs, tmp_path / "ens")
+    p, members = Predictor.from_run(ens), [Predictor.from_run(r) for r in runs]
+    assert p.missing_input  # every member reads the flag, so the ensemble does
+    onnx = OnnxPredictor(export_onnx(ens, tmp_path / "onnx"))
+    steps = [*frames[:3], None, None, *frames[3:]]  # two frames that never arrive
+    for i, f in enumerate(steps):
+        got, exported = p.step(f, 0.1 * i), onnx.step(f, 0.1 * i)
+        each = [m.step(f, 0.1 * i) for m in members]
+        assert got["status"] == ("missing" if f is None else "ok")
+        for k in ("steering", "speed"):
+            mu = np.mean([e[k] for e in each])
+            var = np.mean([e[f"{k}_std"] ** 2 + e[k] ** 2 for e in each]) - mu**2
+            assert got[k] == pytest.approx(mu, abs=1e-4), (i, k)
+            assert got[f"{k}_std"] == pytest.approx(np.sqrt(var), rel=1e-3), (i, k)
+            assert exported[f"{k}_std"] == pytest.approx(got[f"{k}_std"], rel=1e-3), (i, k)
+    plain = _run(tmp_path, "cnn_lstm", LAYOUT, 3)
+    with pytest.raises(SteertimeError, match="all predict one, or none"):
+        build_ensemble([runs[0], plain], tmp_path / "mixed")

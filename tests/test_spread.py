@@ -86,11 +86,21 @@ def test_spread_refused_for_autoregressive_models(tiny_cache, tmp_path):
         train(cfg, progress=False)
 
 
-def test_spread_runs_cannot_join_an_ensemble(spread_run, tmp_path):
+def test_spread_runs_join_an_ensemble_that_has_a_spread(spread_run, tiny_cache, tmp_path):
+    from steertime.data import Cache
     from steertime.models.ensemble import build_ensemble
 
-    with pytest.raises(SteertimeError, match="predicts a spread"):
-        build_ensemble([spread_run, spread_run], tmp_path / "ens")
+    ens = build_ensemble([spread_run, spread_run], tmp_path / "ens")
+    lay = read_run_meta(ens).layout
+    assert lay.spread and lay.spread_scale == [1.0, 1.0]  # members come calibrated
+    # Two copies of one run: the mixture of two equal Gaussians is that Gaussian.
+    one, two = Predictor.from_run(spread_run), Predictor.from_run(ens)
+    for f in Cache.open(tiny_cache).drives[0].read_frames(0, 6):
+        x, y = one.layout.parse(one._run(f)), two.layout.parse(two._run(f))
+        for k in ("steering", "steering_std", "speed_std"):
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-6), k
+    result, _, _ = evaluate(ens, tiny_cache, split="val")
+    assert "coverage90" in result["outputs"]["steering"]["models"][result["primary"]]
 
 
 def test_layout_without_spread_ignores_extra_columns():

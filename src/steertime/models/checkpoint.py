@@ -222,7 +222,11 @@ def save_untrained_run(
     but not trained weights. `frame` is the FrameSpec dict the predictor will apply."""
     torch.manual_seed(seed)
     model = create_model(
-        name, n_outputs=len(layout.names), height=frame["height"], width=frame["width"], **model_cfg
+        name,
+        n_outputs=layout.n_model_outputs,
+        height=frame["height"],
+        width=frame["width"],
+        **model_cfg,
     )
     extra = {"frame": frame, "source_size": list(source_size) if source_size else None}
     run = Path(run)

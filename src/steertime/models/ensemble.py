@@ -16,6 +16,17 @@ so members trained on different caches (different output statistics) still avera
 physical units. They must share the frame preprocessing and the output names. The weights
 `w_i` default to 1; unequal ones let a mix of families count each family once (e.g. one
 end-to-end LSTM at 1/2 and three cheap LSTMs over frozen features at 1/6 each).
+
+Members trained with `train.spread` (all of them, or none) make an ensemble with a spread:
+each member's calibrated standard deviation, and the disagreement between the members,
+combined as the spread of the mixture of their Gaussians (a "deep ensemble"):
+
+    var = sum_i w_i (s_i^2 + y_i^2) / sum_i w_i - y^2
+
+so one member's spike on a clean frame counts for 1/M of it, while a blind stretch that
+makes every member unsure counts in full. When every member reads the frame-missing flag
+(`missing_input`), so does the ensemble: on a missing frame each member rolls its own
+state forward; otherwise the streaming predictor holds the ensemble's last output.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from torch import nn
 
 from steertime.errors import SteertimeError
 from steertime.models.base import SequenceModel, State
-from steertime.models.layout import expectation
+from steertime.models.layout import LOG_SPREAD_BOUND, expectation
 from steertime.models.registry import create_model, register_model
 
 
@@ -43,8 +54,9 @@ class EnsembleConfig:
     width: int = 200
     # [{"model": registered name, "config": its config, "scale": [K], "shift": [K],
     #   "weight": w (optional, default 1), "centers": [K][N] (a categorical head's bin
-    #   values, `train.bins`; optional)}]
+    #   values, `train.bins`; optional), "spread_scale": [K] (with `spread`)}]
     members: list[dict] = field(default_factory=_default_members)
+    spread: bool = False  # every member predicts a spread; so does the ensemble
 
 
 class Ensemble(SequenceModel):
@@ -53,6 +65,7 @@ class Ensemble(SequenceModel):
         if not cfg.members:
             raise SteertimeError("ensemble: members is empty; give at least one run")
         self.n_outputs = cfg.n_outputs
+        self.spread = cfg.spread
         shape = {"n_outputs": cfg.n_outputs, "height": cfg.height, "width": cfg.width}
         members, scale, shift, weight, self._binned = [], [], [], [], []
         for i, m in enumerate(cfg.members):
@@ -64,6 +77,9 @@ class Ensemble(SequenceModel):
             scale.append(m.get("scale") or [1.0] * cfg.n_outputs)
             shift.append(m.get("shift") or [0.0] * cfg.n_outputs)
             weight.append(float(m.get("weight", 1.0)))
+            if cfg.spread:  # (K,) member i's calibration, applied before mixing
+                calib = m.get("spread_scale") or [1.0] * cfg.n_outputs
+                self.register_buffer(f"spread_scale{i}", torch.tensor(calib, dtype=torch.float32))
             # A categorical member's logits become its expectation before averaging.
             if m.get("centers"):
                 self.register_buffer(f"centers{i}", torch.tensor(m["centers"]))  # (K, N)
@@ -73,6 +89,7 @@ class Ensemble(SequenceModel):
                 f"ensemble: weights must be >= 0 with a positive sum, got {weight}"
             )
         self.members = nn.ModuleList(members)
+        self.missing_input = all(bool(m.missing_input) for m in members)
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))  # (M, K)
         self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))  # (M, K)
         w = torch.tensor(weight, dtype=torch.float32)
@@ -110,18 +127,31 @@ class Ensemble(SequenceModel):
             parts.append(p)
         return torch.cat(feats, dim=-1), self._join(parts)  # (B, T, sum F_i)
 
-    def core(self, feats: torch.Tensor, state: State, teacher=None) -> tuple[torch.Tensor, State]:
-        ys, parts = [], []
+    def core(
+        self, feats: torch.Tensor, state: State, teacher=None, missing=None
+    ) -> tuple[torch.Tensor, State]:
+        ys, sds, parts = [], [], []
         chunks = torch.split(feats, self._dims, dim=-1)
+        kw = {} if missing is None else {"missing": missing}  # only when all members read it
         for i, (m, f, p) in enumerate(zip(self.members, chunks, self._split(state), strict=True)):
             # A teacher in the ensemble's units, re-expressed in member i's own.
             t = None if teacher is None else (teacher - self.shift[i]) / self.scale[i]
-            y, p = m.core(f, p, teacher=t)
+            y, p = m.core(f, p, teacher=t, **kw)
             if self._binned[i]:
                 y = expectation(y, getattr(self, f"centers{i}"))  # (B, T, K*N) -> (B, T, K)
-            ys.append(y * self.scale[i] + self.shift[i])
+            k = self.scale.shape[1]
+            if self.spread:  # member i's calibrated standard deviation, in our units
+                log_s = y[..., k:].clamp(-LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)
+                sds.append(torch.exp(log_s) * getattr(self, f"spread_scale{i}") * self.scale[i])
+            ys.append(y[..., :k] * self.scale[i] + self.shift[i])
             parts.append(p)
-        return (torch.stack(ys) * self.weight).sum(0), self._join(parts)  # (B, T, K)
+        mu_i = torch.stack(ys)  # (M, B, T, K)
+        mu = (mu_i * self.weight).sum(0)  # (B, T, K)
+        if not self.spread:
+            return mu, self._join(parts)
+        second = ((torch.stack(sds).square() + mu_i.square()) * self.weight).sum(0)
+        var = (second - mu.square()).clamp_min(1e-12)
+        return torch.cat([mu, 0.5 * torch.log(var)], dim=-1), self._join(parts)  # (B, T, 2K)
 
 
 @register_model("ensemble", EnsembleConfig)
@@ -156,10 +186,11 @@ def build_ensemble(
     for run, (_, meta), w in zip(runs, loaded, weights, strict=True):
         if meta.model == "ensemble":
             raise SteertimeError(f"{run}: is an ensemble; give its member runs instead")
-        if meta.layout.spread:
+        if meta.layout.spread != first.layout.spread:
             raise SteertimeError(
-                f"{run}: predicts a spread (train.spread); an ensemble averages means only, "
-                "give runs trained without it"
+                f"{run}: {'predicts' if meta.layout.spread else 'does not predict'} a spread "
+                f"(train.spread) and {ref} {'does' if first.layout.spread else 'does not'}: "
+                "an ensemble's members all predict one, or none does"
             )
         if meta.layout.names != first.layout.names:
             raise SteertimeError(
@@ -187,6 +218,7 @@ def build_ensemble(
                 ],
                 "weight": w,
                 **({"centers": lay.bin_centers().tolist()} if lay.bins else {}),
+                **({"spread_scale": list(lay.spread_scale or [1.0] * lay.k)} if lay.spread else {}),
             }
         )
         lows.append(lay.low)
@@ -197,6 +229,7 @@ def build_ensemble(
         height=frame.height,
         width=frame.width,
         members=members,
+        spread=first.layout.spread,
     )
     for slot, (member, _) in zip(model.members, loaded, strict=True):
         slot.load_state_dict(member.state_dict())
@@ -209,6 +242,9 @@ def build_ensemble(
         weights=list(first.layout.weights),
         low=[min(v) for v in zip(*lows, strict=True)] if clip else [],
         high=[max(v) for v in zip(*highs, strict=True)] if clip else [],
+        # the members' spreads are calibrated already; the mixture's needs no scale
+        spread=first.layout.spread,
+        spread_scale=[1.0] * first.layout.k if first.layout.spread else [],
     )
     same_data = len({m.data_hash for _, m in loaded}) == 1
     extra = {
