@@ -166,3 +166,43 @@ def test_takeover_spread_needs_a_spread_run(tmp_path):
     res = CliRunner().invoke(app, ["drive", str(run), "--roads", "1", "--takeover-spread", "1"])
     assert isinstance(res.exception, SteertimeError)
     assert "needs a run trained with train.spread=true" in str(res.exception)
+
+
+def test_takeover_rule_is_chosen_on_validation_traces():
+    from steertime.sim.takeover import counts, pick_rule
+
+    def trace(std, hits, interventions):
+        return {
+            "summary": {"minutes": 10.0, "interventions": interventions},
+            "roads": [{"std": std, "hits": hits}],
+        }
+
+    spike = [1.0] * 30
+    spike[10] = 8.0  # one clean frame where the model is briefly unsure
+    blind = [1.0] * 30
+    blind[2:6] = [5.0] * 4  # a blackout: unsure for 4 frames, then the car leaves the lane
+    clean, faulty = trace(spike, [], 0), trace(blind, [6], 1)
+    chosen = pick_rule(clean, faulty, max_false=0.5)
+    # H = 1 must sit above the spike (8) and so never warns; H = 3 lets the spike pass
+    # and warns of the departure at a threshold between 1 and 5.
+    assert chosen.takeover.hold == 3 and 1.0 <= chosen.takeover.spread < 5.0
+    assert chosen.faulty["warned_interventions"] == 1 and chosen.clean["false_requests"] == 0
+    assert counts(clean, 7.0)["false_requests"] == 1  # what H = 1 below the spike would do
+
+
+def test_takeover_rule_cli(spread_run, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+
+    out = tmp_path / "rule.json"
+    args = ["takeover-rule", str(spread_run), "--roads", "1", "--minutes", "0.2"]
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rule = json.loads(out.read_text())
+    assert rule["takeover_hold"] in (1, 3, 5) and rule["takeover_spread"] > 0
+    assert "--takeover-spread" in res.output
+    res = CliRunner().invoke(app, [*args, "--faults", ""])
+    assert isinstance(res.exception, SteertimeError) and "give --faults" in str(res.exception)

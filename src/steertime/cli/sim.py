@@ -80,13 +80,11 @@ def drive(
             def hook(world, pred, frame, n):
                 writer.write(compose(world, frame, pred, n))
 
-        p = Predictor.from_run(run, threads=threads)
-        if takeover_spread is not None and not p.layout.spread:
-            from steertime.errors import SteertimeError
-
-            raise SteertimeError(
-                f"{run}: --takeover-spread needs a run trained with train.spread=true"
-            )
+        p = (
+            Predictor.from_run(run, threads=threads)
+            if takeover is None
+            else _spread_predictor(run, threads, "--takeover-spread")
+        )
         report = run_drive(p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs, takeover)
     s = report.summary()
     print_drive_summary(
@@ -118,6 +116,59 @@ def drive(
         )
     if out:
         write_json(out, s)
+
+
+@app.command("takeover-rule")
+def takeover_rule(
+    run: Path,
+    faults: str = typer.Option(
+        "blackout:2@10", help="The camera faults the car should ask for (KIND:LENGTH_S@EVERY_S)."
+    ),
+    roads: int = typer.Option(20, help="Validation roads, each driven clean and with faults."),
+    minutes: float = typer.Option(1.0, help="Minutes per road."),
+    seed: int = typer.Option(
+        1000, help="Seed of the validation roads (drive's test roads use --seed 0)."
+    ),
+    max_false: float = typer.Option(
+        0.5, help="False requests per 10 clean minutes allowed (strictly fewer)."
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the rule and its counts (JSON)."),
+    threads: int = THREADS,
+) -> None:
+    """Choose --takeover-spread / --takeover-hold for a spread run on validation roads."""
+    from steertime.atomic import write_json
+    from steertime.data.faults import parse_faults
+    from steertime.errors import SteertimeError
+    from steertime.sim import heldout_seeds
+    from steertime.sim.takeover import choose_rule
+
+    fault_specs = parse_faults(faults)
+    if not fault_specs:
+        raise SteertimeError("takeover-rule: give --faults, the faults the car should ask for")
+    p = _spread_predictor(run, threads, "a takeover rule")
+    chosen, _, _ = choose_rule(p, heldout_seeds(seed, roads), minutes * 60, fault_specs, max_false)
+    c, f = chosen.clean, chosen.faulty
+    console.print(
+        f"takeover rule for {run}: --takeover-spread {chosen.takeover.spread:.4g} "
+        f"--takeover-hold {chosen.takeover.hold}\n"
+        f"on {roads} validation roads x {minutes:g} min (seed {seed}): with {faults} it warned "
+        f"of {f['warned_interventions']} of {f['interventions']} interventions; clean, "
+        f"{c['false_requests']} false requests ({c['false_per_10_min']:.2f} per 10 min). "
+        "Score it on other roads: steertime drive RUN --seed 0 --faults ... with both flags."
+    )
+    if out:
+        write_json(out, {"run": str(run), "faults": faults, "seed": seed, **chosen.to_dict()})
+
+
+def _spread_predictor(run: Path, threads: int, needs: str):
+    """A run's streaming predictor, refusing a run that predicts no spread."""
+    from steertime.errors import SteertimeError
+    from steertime.stream import Predictor
+
+    p = Predictor.from_run(run, threads=threads)
+    if not p.layout.spread:
+        raise SteertimeError(f"{run}: {needs} needs a run trained with train.spread=true")
+    return p
 
 
 @app.command("drive-compare")
