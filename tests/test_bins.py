@@ -116,6 +116,7 @@ def test_ensemble_averages_expectations_of_categorical_members(bins_run, tiny_ca
         (["model.missing_input=true", "model.hold_on_missing=true"], "hold_on_missing"),
         (["model.name=komanda"], "feeds"),
         (["train.bins=1"], ">= 2"),
+        (["data.clip_outputs=false"], "clip_outputs=true"),
     ],
 )
 def test_bins_refuses_what_it_cannot_do(tiny_cache, tmp_path, extra, match):
