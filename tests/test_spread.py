@@ -131,6 +131,15 @@ def test_takeover_hold_lets_a_short_spike_pass():
     assert np.flatnonzero(got).tolist() == [5, 6]
     with pytest.raises(SteertimeError, match="hold"):
         Takeover(1.0, hold=0)
+    # the vectorised run length agrees with counting step by step
+    rng = np.random.default_rng(0)
+    for hold in (2, 3, 5):
+        flag = rng.random(200) < 0.6
+        run, want = 0, []
+        for f in flag:
+            run = run + 1 if f else 0
+            want.append(run >= hold)
+        assert Takeover(0.5, hold).asking(flag.astype(float)).tolist() == want
 
 
 class _Unsure:
@@ -206,3 +215,9 @@ def test_takeover_rule_cli(spread_run, tmp_path):
     assert "--takeover-spread" in res.output
     res = CliRunner().invoke(app, [*args, "--faults", ""])
     assert isinstance(res.exception, SteertimeError) and "give --faults" in str(res.exception)
+    from tests.conftest import make_run
+
+    plain = make_run(tmp_path, "pilotnet")  # predicts no spread
+    res = CliRunner().invoke(app, ["takeover-rule", str(plain), "--roads", "1"])
+    assert isinstance(res.exception, SteertimeError)
+    assert "a takeover rule needs a run trained with train.spread=true" in str(res.exception)

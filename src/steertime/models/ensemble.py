@@ -133,13 +133,13 @@ class Ensemble(SequenceModel):
         ys, sds, parts = [], [], []
         chunks = torch.split(feats, self._dims, dim=-1)
         kw = {} if missing is None else {"missing": missing}  # only when all members read it
+        k = self.scale.shape[1]  # outputs
         for i, (m, f, p) in enumerate(zip(self.members, chunks, self._split(state), strict=True)):
             # A teacher in the ensemble's units, re-expressed in member i's own.
             t = None if teacher is None else (teacher - self.shift[i]) / self.scale[i]
             y, p = m.core(f, p, teacher=t, **kw)
             if self._binned[i]:
                 y = expectation(y, getattr(self, f"centers{i}"))  # (B, T, K*N) -> (B, T, K)
-            k = self.scale.shape[1]
             if self.spread:  # member i's calibrated standard deviation, in our units
                 log_s = y[..., k:].clamp(-LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)
                 sds.append(torch.exp(log_s) * getattr(self, f"spread_scale{i}") * self.scale[i])

@@ -268,12 +268,12 @@ class Takeover:
 
 def debounce(flag: np.ndarray, frames: int) -> np.ndarray:
     """True where `flag` has held for the last `frames` steps (itself when frames <= 1)."""
+    flag = np.asarray(flag, bool)
     if frames <= 1:
         return flag
-    run = np.zeros(len(flag), int)
-    for i, f in enumerate(flag):
-        run[i] = run[i - 1] + 1 if f and i else int(f)
-    return run >= frames
+    idx = np.arange(len(flag))
+    last_off = np.maximum.accumulate(np.where(flag, -1, idx))  # latest step without it
+    return idx - last_off >= frames  # the length of the run ending at each step
 
 
 def takeover_counts(asking: np.ndarray, hits: list[int], lead: int) -> dict:

@@ -488,7 +488,7 @@ class _Training:
             model, self.writer, self.clip, t.diagnostics and info.is_main
         )
         self.monitor.labels = label_note(train_values(cache, layout.names))
-        self.monitor.nll = t.spread or bool(t.bins)  # not a share of the label variance
+        self.monitor.loss_not_a_share = t.spread or bool(t.bins)  # NLL or cross-entropy
         if warmup_note and info.is_main:
             self.monitor.warn("warmup", warmup_note)
 

@@ -77,9 +77,9 @@ class TrainingMonitor:
         self.saturation: dict[str, list[float]] = {}
         self._before: dict[str, torch.Tensor] = {}
         self.labels = ""  # label_note() of the training labels, for the not-learning hint
-        # A Gaussian NLL (`train.spread`) is not a share of the label variance: the
-        # not-learning threshold does not apply to it.
-        self.nll = False
+        # A Gaussian NLL (`train.spread`) or a cross-entropy over bins (`train.bins`) is
+        # not a share of the label variance: the not-learning threshold does not apply.
+        self.loss_not_a_share = False
         self.lr = math.nan
         if detailed:
             for name, mod in model.named_modules():
@@ -159,7 +159,7 @@ class TrainingMonitor:
 
     def _check_learning(self, step: int) -> None:
         now = sum(self.losses) / len(self.losses)
-        if now < NOT_LEARNING or self.nll:
+        if now < NOT_LEARNING or self.loss_not_a_share:
             return
         labels = f" Labels: {self.labels}." if self.labels else ""
         self._warn(
