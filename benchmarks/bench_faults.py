@@ -12,8 +12,9 @@ missing, only gets the blobs of it) and `cnn_lstm` also with `model.missing_inpu
 Both then drive the same held-out roads with the same camera faults (`drive --faults`),
 and are paired road by road; offline, both are scored on the cache's test block with the
 same faults drawn over it (`evaluate --faults`): RMSE inside fault events vs clean
-frames, and each output (steering, speed, target_speed, torque) against predict-zero and
-predict-mean. Resumable: finished runs, drives and evaluations are reused.
+frames, and each output (steering, speed, target_speed, torque) against predict-zero,
+predict-mean, the log's own last good value held through each fault (`label_held`) and
+the same runs shown every frame (`<run>_sighted`: what a blind model is up against). Resumable: finished runs, drives and evaluations are reused.
 """
 
 from __future__ import annotations
@@ -49,11 +50,23 @@ def recipe(model: str, train_faults: str) -> list[str]:
     return out
 
 
+def _held(true: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """The true value of the last good frame, held through each fault window."""
+    held = true.copy()
+    for i in np.flatnonzero(bad):
+        if i:
+            held[i] = held[i - 1]
+    return held
+
+
 def offline(a, cache: Path, runs: list[Path], faults: str) -> dict:
     """RMSE inside fault events and on clean frames per output and model, pooled over the
     fault schedules `--fault-seeds` (each a different draw of the same spec)."""
     sq: dict = {}  # (output, model, "fault"|"clean") -> [sum of squares, frames]
     per_seed = {}
+    # The same models shown every frame: how well each steers on the frames the schedules
+    # black out when it can see them (what a blind model is up against).
+    _, seen, _ = evaluate(runs[0], cache, "test", runs[1:])
     for fs in (int(x) for x in a.fault_seeds.split(",")):
         r, frames, layout = evaluate(runs[0], cache, "test", runs[1:], faults=faults, fault_seed=fs)
         bad = frames.fault != 0
@@ -61,8 +74,10 @@ def offline(a, cache: Path, runs: list[Path], faults: str) -> dict:
         for name, e in r["outputs"].items():
             true = frames.truth[name]
             preds = {m: p[name] for m, p in frames.preds.items() if name in p}
+            preds |= {f"{m}_sighted": p[name] for m, p in seen.preds.items() if name in p}
             preds["predict_zero"] = np.zeros_like(true)
             preds["predict_mean"] = np.full_like(true, layout.mean[layout.index(name)])
+            preds["label_held"] = _held(true, bad)  # the log's own last value, held
             # also against the log `lead` frames later (the expert without its reaction
             # delay, what a led run was taught): holding an output delays it, which the
             # same-frame label (itself 0.2 s late) rewards
