@@ -14,7 +14,8 @@ and are paired road by road; offline, both are scored on the cache's test block 
 same faults drawn over it (`evaluate --faults`): RMSE inside fault events vs clean
 frames, and each output (steering, speed, target_speed, torque) against predict-zero,
 predict-mean, the log's own last good value held through each fault (`label_held`) and
-the same runs shown every frame (`<run>_sighted`: what a blind model is up against). Resumable: finished runs, drives and evaluations are reused.
+the same runs shown every frame (`<run>_sighted`: what a blind model is up against).
+Resumable: finished runs, drives and evaluations are reused.
 """
 
 from __future__ import annotations
