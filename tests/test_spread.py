@@ -165,6 +165,33 @@ def test_drive_reports_takeover_requests():
     assert calm["takeover_requests"] == 0 and calm["warned_interventions"] == 0
 
 
+class _Wavering(_Unsure):
+    """Unsure now and then, so that some requests are false and some warn."""
+
+    def step(self, frame, t):
+        return {"steering": 0.0, "steering_std": 5.0 if int(t) % 7 < 2 else 1.0}
+
+
+def test_traced_drive_replays_the_rule_the_car_applies():
+    from steertime.sim import drive, heldout_seeds
+    from steertime.sim.drive import Takeover
+    from steertime.sim.takeover import counts, traced_drive
+
+    seeds = heldout_seeds(0, 2)
+    trace = traced_drive(_Wavering(), seeds, 30.0)
+    per_road = trace["summary"]["per_road"]
+    assert len(trace["roads"]) == 2
+    for road, res in zip(trace["roads"], per_road, strict=True):
+        assert len(road["std"]) == round(res["seconds"] * 10)  # one spread per step
+        assert len(road["hits"]) == res["interventions"]
+    for rule in (Takeover(3.0), Takeover(3.0, hold=5)):
+        live = drive(_Wavering(), seeds, 30.0, takeover=rule).summary()
+        replay = counts(trace, rule.spread, rule.hold)
+        for k in ("takeover_requests", "warned_interventions", "false_requests"):
+            assert replay[k] == live[k], k
+    assert live["interventions"] > 0 and live["takeover_requests"] > 0
+
+
 def test_takeover_spread_needs_a_spread_run(tmp_path):
     from typer.testing import CliRunner
 

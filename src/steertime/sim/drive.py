@@ -189,7 +189,9 @@ def drive_road(
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
     faults: Sequence[FaultSpec] = (),
     takeover: Takeover | None = None,
+    trace: list[RoadTrace] | None = None,
 ) -> RoadResult:
+    """Drive one road; with `trace`, also append the road's per-step record to it."""
     cam = cam or CameraSpec(*(predictor.source_size or (160, 320)))
     world = World(seed, dt=1.0 / fps, cam=cam, noise_seed=seed)
     expert = ExpertParams()
@@ -229,6 +231,9 @@ def drive_road(
             predictor.reset()  # the scene jumped: the model's memory no longer fits it
         if world.at_end:
             break
+    spreads = spreads[: len(offsets)]
+    if trace is not None:
+        trace.append(RoadTrace(seed, spreads.copy(), list(hit_steps)))
     return RoadResult(
         seed=seed,
         seconds=world.t,
@@ -241,11 +246,21 @@ def drive_road(
         fault_interventions=fault_hits,
         torque_rmse=float(np.sqrt(np.mean(np.square(torque_err)))) if torque_err else None,
         **takeover_counts(
-            takeover.asking(spreads[: len(offsets)]) if takeover else np.zeros(len(offsets), bool),
+            takeover.asking(spreads) if takeover else np.zeros(len(offsets), bool),
             hit_steps,
             int(round(TAKEOVER_LEAD_S * fps)),
         ),
     )
+
+
+@dataclass
+class RoadTrace:
+    """What a takeover rule needs to be replayed on a road already driven: the steering
+    spread at every step (0 without `train.spread`) and the steps that left the lane."""
+
+    seed: int
+    steering_std: np.ndarray  # (steps,)
+    interventions: list[int]  # step indices
 
 
 @dataclass(frozen=True)
@@ -301,10 +316,12 @@ def drive(
     on_frame: Callable[[World, dict, np.ndarray, int], None] | None = None,
     faults: Sequence[FaultSpec] = (),
     takeover: Takeover | None = None,
+    traces: list[RoadTrace] | None = None,
 ) -> DriveReport:
     """Drive `predictor` on each road seed. With `faults`, the predictor's fault gate is
     switched on for the drive, so black, glaring and frozen frames count as missing for
-    every model alike (a model without memory holds its last output through them)."""
+    every model alike (a model without memory holds its last output through them).
+    With `traces`, each road's `RoadTrace` is appended to it (to replay takeover rules)."""
     report = DriveReport()
     if faults:  # (only then: a stand-in predictor need not know about faults)
         gate, predictor.fault_gate = predictor.fault_gate, True
@@ -320,6 +337,7 @@ def drive(
                     on_frame=on_frame,
                     faults=faults,
                     takeover=takeover,
+                    trace=traces,
                 )
             )
     finally:

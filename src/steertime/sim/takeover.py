@@ -20,7 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from steertime.data.faults import FaultSpec
-from steertime.sim.drive import FPS, TAKEOVER_LEAD_S, Takeover, drive, takeover_counts
+from steertime.sim.drive import (
+    FPS,
+    TAKEOVER_LEAD_S,
+    RoadTrace,
+    Takeover,
+    drive,
+    takeover_counts,
+)
 
 HOLDS = (1, 3, 5)  # frames a request must stand before it is made (`drive --takeover-hold`)
 
@@ -30,22 +37,9 @@ def traced_drive(
 ) -> dict:
     """Drive and keep, per road, every step's steering spread and the intervention steps:
     {"summary": DriveReport.summary(), "roads": [{"std": [...], "hits": [...]}, ...]}."""
-    roads: list[dict] = []
-
-    def hook(world, out, frame, n):
-        if not roads or world.t < roads[-1]["t"]:  # a new road started
-            roads.append({"std": [], "hits": [], "t": 0.0, "n": 0})
-        r = roads[-1]
-        if n > r["n"]:  # the previous step left the lane
-            r["hits"].append(len(r["std"]) - 1)
-        r["std"].append(out.get("steering_std", 0.0))
-        r["t"], r["n"] = world.t, n
-
-    s = drive(predictor, seeds, seconds, FPS, on_frame=hook, faults=faults).summary()
-    for road, res in zip(roads, s["per_road"], strict=True):
-        # The last step's intervention is counted after the hook ran.
-        if res["interventions"] > len(road["hits"]):
-            road["hits"].append(len(road["std"]) - 1)
+    traces: list[RoadTrace] = []
+    s = drive(predictor, seeds, seconds, FPS, faults=faults, traces=traces).summary()
+    roads = [{"std": t.steering_std.tolist(), "hits": t.interventions} for t in traces]
     return {"summary": s, "roads": roads}
 
 
