@@ -1,7 +1,7 @@
 """Knowing when it does not know, in closed loop: takeover requests from the steering spread.
 
     python benchmarks/bench_takeover.py --run RUN [--faults blackout:2@10] [--roads 20]
-        [--minutes 1] [--val-roads 20] [--out takeover.json]
+        [--minutes 1] [--val-roads 20] [--out takeover.json] [--traces DIR]
 
 RUN is trained with `train.spread=true` (and, to step through blackouts on memory,
 `model.missing_input=true` with `data.faults`). The request rule — `steertime drive
@@ -17,6 +17,10 @@ recorded, so the counts of any (T, H) follow without driving again:
 - warned: interventions with a request in the `TAKEOVER_LEAD_S` (2 s) before them (goal:
   ≥ 80% with faults);
 - false requests per 10 minutes of clean driving (goal: < 1).
+
+`--traces DIR` also keeps the four drives' per-step spreads and departures
+(`{validation,test}_{clean,faults}.json`), so another rule is replayed without driving:
+`steertime.sim.takeover.counts(json.load(open(DIR / "test_faults.json")), T, H)`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=1.0)
     ap.add_argument("--max-false", type=float, default=0.5, help="per 10 min, on validation")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--traces", type=Path, help="folder for the drives' per-step traces")
     a = ap.parse_args()
     secs = a.minutes * 60
     p, faults = Predictor.from_run(a.run), parse_faults(a.faults)
@@ -84,6 +89,15 @@ def main() -> None:
         },
     }
     print(json.dumps(res, indent=2))
+    if a.traces:
+        drives = {
+            "validation_clean": val,
+            "validation_faults": val_faulty,
+            "test_clean": clean,
+            "test_faults": faulty,
+        }
+        for name, trace in drives.items():
+            write_json(a.traces / f"{name}.json", trace)
     if a.out:
         write_json(a.out, res)
 
