@@ -208,9 +208,38 @@ def test_evaluate_scores_fault_windows_apart(tiny_cache, tmp_path):
     for m in ("pilot", "run_cnn_lstm_flag", "predict_zero"):
         sc = result["outputs"]["steering"]["models"][m]
         assert np.isfinite(sc["rmse_fault"]) and np.isfinite(sc["rmse_clean"])
+    # and each run is also scored on the fault frames when shown them
+    plain, seen, _ = evaluate(lstm, tiny_cache, "test", [pilot])
+    bad, true = frames.fault != 0, frames.truth["steering"]
+    for m in ("pilot", "run_cnn_lstm_flag"):
+        sc = result["outputs"]["steering"]["models"][m]
+        shown = seen.preds[m]["steering"][bad]
+        assert sc["rmse_fault_sighted"] == pytest.approx(np.sqrt(np.mean((shown - true[bad]) ** 2)))
+    assert "rmse_fault_sighted" not in result["outputs"]["steering"]["models"]["predict_zero"]
+    assert "rmse_fault_sighted" not in plain["outputs"]["steering"]["models"]["pilot"]
     # PilotNet holds its last output through every blackout
     p = frames.preds["pilot"]["steering"]
     inside = np.flatnonzero(frames.fault[1:] != 0) + 1
     assert np.allclose(p[inside], p[inside - 1])
     with pytest.raises(SteertimeError, match="kind must be one of"):
         evaluate(lstm, tiny_cache, "test", faults="smoke:1@2")
+
+
+def test_evaluate_cli_prints_and_reports_the_sighted_column(tiny_cache, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+
+    layout = OutputLayout(["steering"], [0.0], [1.0], units=[{"name": "deg"}])
+    pilot = save_untrained_run(tmp_path / "pilot", "pilotnet", layout, SPEC.to_dict())
+    lstm = _flag_run(tmp_path, "cnn_lstm", layout)
+    out = tmp_path / "eval"
+    args = ["evaluate", str(lstm), "--data", str(tiny_cache), "--compare", str(pilot)]
+    res = CliRunner().invoke(app, [*args, "--faults", "blackout:0.5@2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "shown" in res.output  # the sighted column (rich may wrap its header)
+    models = json.loads((out / "metrics.json").read_text())["outputs"]["steering"]["models"]
+    assert np.isfinite(models["pilot"]["rmse_fault_sighted"])
+    assert "RMSE in faults if shown" in (out / "report.html").read_text()

@@ -81,6 +81,7 @@ def _print_faults(result: dict) -> None:
         "output",
         "model",
         "RMSE in faults",
+        "RMSE in faults if shown",
         "RMSE clean",
         title=(
             f"camera faults {result['data'].get('faults')}: {result.get('fault_frames', 0)} of "
@@ -89,7 +90,8 @@ def _print_faults(result: dict) -> None:
     )
     for name, entry in result["outputs"].items():
         for m, sc in entry["models"].items():
-            t.add_row(name, m, f"{sc['rmse_fault']:.4g}", f"{sc['rmse_clean']:.4g}")
+            seen = f"{sc['rmse_fault_sighted']:.4g}" if "rmse_fault_sighted" in sc else "–"
+            t.add_row(name, m, f"{sc['rmse_fault']:.4g}", seen, f"{sc['rmse_clean']:.4g}")
     console.print(t)
 
 

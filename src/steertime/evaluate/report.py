@@ -37,7 +37,7 @@ def metrics_table(result: dict, name: str) -> str:
         "RMSE",
         "95% CI",
         *(["RMSE rad"] if rad else []),
-        *(["RMSE in faults", "RMSE clean"] if faulty else []),
+        *(["RMSE in faults", "RMSE in faults if shown", "RMSE clean"] if faulty else []),
         "MAE",
         "R²",
         "lag s",
@@ -52,7 +52,11 @@ def metrics_table(result: dict, name: str) -> str:
         if rad:
             cells.append(m.get("rmse_rad", ""))
         if faulty:
-            cells += [m.get("rmse_fault", ""), m.get("rmse_clean", "")]
+            cells += [
+                m.get("rmse_fault", ""),
+                m.get("rmse_fault_sighted", ""),
+                m.get("rmse_clean", ""),
+            ]
         cells += [m["mae"], m["r2"], m["lag_s"], m["rate_ratio_to_driver"]]
         if model in diffs and all(math.isfinite(c) for c in diffs[model]):
             lo, hi = diffs[model]

@@ -14,7 +14,9 @@ With camera faults (`faults="blackout:0.5@10"`, on a cache), every model sees th
 faulted frames (the schedule is drawn from `fault_seed` and the segment, not the model);
 a model trained with the frame-missing flag carries on from memory, any other holds its
 last output. Each output then also gets `rmse_fault` and `rmse_clean`: the frames inside
-a fault event against the rest (`fault_frames` counts them).
+a fault event against the rest (`fault_frames` counts them) — and `rmse_fault_sighted`,
+the same run on the same fault frames when it is shown them: what blindness costs, and
+the figure a blind model cannot be asked to beat.
 """
 
 from __future__ import annotations
@@ -57,11 +59,14 @@ class Frames:
     fault: np.ndarray | None = None  # (N,) camera fault codes when evaluated with faults
     # model -> name -> (N,) predicted standard deviation (runs trained with `train.spread`)
     spreads: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # model -> name -> (N,): with faults, the same run's predictions without them
+    sighted: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def merge(self, other: Frames) -> None:
         """Add another run's predictions on the same frames."""
         self.preds.update(other.preds)
         self.spreads.update(other.spreads)
+        self.sighted.update(other.sighted)
         self.leads.update(other.leads)
         self.truth_led.update(other.truth_led)
 
@@ -256,6 +261,8 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                     M.rmse(pred[bad], true[bad]) if bad.any() else float("nan")
                 )
                 entry["models"][m]["rmse_clean"] = M.rmse(pred[~bad], true[~bad])
+                if bad.any() and (seen := frames.sighted.get(m, {}).get(name)) is not None:
+                    entry["models"][m]["rmse_fault_sighted"] = M.rmse(seen[bad], true[bad])
             if (sd := frames.spreads.get(m, {}).get(name)) is not None:
                 # How often the truth falls in the predicted 90% interval (calibrated on
                 # validation at training time: 0.90 when the spread is honest).
@@ -307,6 +314,10 @@ def evaluate(
         for other in compare:
             f2, _ = predict_on_cache(Path(other), cache, split, threads, **fk)
             frames.merge(f2)
+        if fault_specs:  # each run again, shown every frame
+            for r in (run, *compare):
+                seen, _ = predict_on_cache(Path(r), cache, split, threads)
+                frames.sighted.update(seen.preds)
         segs = cache.segments(split) if split else cache.segments()
         source = {
             "cache": str(data),
