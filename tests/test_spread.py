@@ -78,6 +78,24 @@ def test_evaluate_reports_interval_coverage(spread_run, tiny_cache):
     assert any("90% interval covers" in v.text for v in verdicts(result))
 
 
+def test_a_led_spread_run_is_covered_on_the_target_it_was_calibrated_on(tiny_cache, tmp_path):
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "led",
+        "model.name=cnn_lstm",
+        "train.spread=true",
+        "train.epochs=2",
+        "data.lead=3",
+    )
+    run = train(cfg, progress=False)
+    result, _, _ = evaluate(run, tiny_cache, split="val")
+    m = result["outputs"]["steering"]["models"][result["primary"]]
+    # calibrated on these frames against the log 3 frames later, not the same frame
+    assert m["lead_frames"] == 3
+    assert m["coverage90_vs_trained_target"] == pytest.approx(0.9, abs=0.03)
+    assert any("covers" in v.text and "trained on" in v.text for v in verdicts(result))
+
+
 def test_spread_refused_for_autoregressive_models(tiny_cache, tmp_path):
     cfg = small_train_config(
         tiny_cache, tmp_path / "r", "model.name=cnn_lstm_ar", "train.spread=true"

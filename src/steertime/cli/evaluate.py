@@ -52,9 +52,11 @@ def _print_leaderboard(result: dict) -> None:
         console.print(t)
         for r in leaderboard(result, name):
             if r.get("lead_frames"):
+                cov = r.get("coverage90_vs_trained_target")
                 console.print(
                     f"{r['model']} trained on the log {r['lead_frames']} frames later "
                     f"(data.lead): RMSE {r['rmse_vs_trained_target']:.4g} against that target"
+                    + (f", its 90% interval covers {cov:.1%} of it" if cov is not None else "")
                 )
     for v in verdicts(result):
         console.print(("" if v.ok else "[yellow]warning:[/] ") + v.text, highlight=False)

@@ -77,8 +77,13 @@ def metrics_table(result: dict, name: str) -> str:
     led = "".join(
         f"<p class='led'><b>{html.escape(model)}</b> was trained on the log {m['lead_frames']} "
         f"frames later (<code>data.lead</code>); scored against that target its RMSE is "
-        f"{_fmt(m['rmse_vs_trained_target'])} (the table scores every model against the same "
-        "frame).</p>"
+        f"{_fmt(m['rmse_vs_trained_target'])}"
+        + (
+            f" and its 90% interval covers {m['coverage90_vs_trained_target']:.1%} of it"
+            if "coverage90_vs_trained_target" in m
+            else ""
+        )
+        + " (the table scores every model against the same frame).</p>"
         for model, m in entry["models"].items()
         if m.get("lead_frames")
     )

@@ -6,9 +6,10 @@ the same frames.
 
 Every model is scored against the log at the same frame, as the challenges score. A run
 trained with `data.lead=L` learned the log L frames later (the driver's command without
-their reaction delay), so it is also scored against that target (`rmse_vs_trained_target`):
-the first number compares runs, the second says how well a led run learned what it was
-taught.
+their reaction delay), so it is also scored against that target (`rmse_vs_trained_target`,
+and with a spread `coverage90_vs_trained_target`, the target its spread was calibrated
+on): the first number compares runs, the second says how well a led run learned what it
+was taught.
 
 With camera faults (`faults="blackout:0.5@10"`, on a cache), every model sees the same
 faulted frames (the schedule is drawn from `fault_seed` and the segment, not the model);
@@ -272,6 +273,9 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                 entry["models"][m]["lead_frames"] = lead
                 target = frames.truth_led[lead][name]
                 entry["models"][m]["rmse_vs_trained_target"] = M.rmse(pred, target)
+                if sd is not None:  # the spread was calibrated against this target
+                    covered = np.abs(pred - target) <= Z90 * sd
+                    entry["models"][m]["coverage90_vs_trained_target"] = float(np.mean(covered))
         block = max(2, int(round(BLOCK_S * frames.rate_hz)))
         entry["diff_ci95_vs_primary"] = {
             m: list(M.block_bootstrap_diff(pred - true, models[primary] - true, block))

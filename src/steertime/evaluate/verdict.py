@@ -86,9 +86,16 @@ def verdicts(result: dict) -> list[Verdict]:
         for m in runs:
             if "coverage90" in models[m]:
                 cov = models[m]["coverage90"]
+                led = models[m].get("coverage90_vs_trained_target")
                 parts.append(
                     f"{m}'s 90% interval covers {cov:.1%} of frames (mean spread "
                     f"{models[m]['mean_spread']:.3g} {unit})".replace(" )", ")")
+                    + (
+                        f", {led:.1%} of the target it was trained on (the log "
+                        f"{models[m]['lead_frames']} frames later)"
+                        if led is not None
+                        else ""
+                    )
                 )
         if math.isfinite(b.get("r2", math.nan)) and b["r2"] < POOR_R2:
             ok = False
