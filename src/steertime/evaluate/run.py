@@ -16,8 +16,8 @@ faulted frames (the schedule is drawn from `fault_seed` and the segment, not the
 a model trained with the frame-missing flag carries on from memory, any other holds its
 last output. Each output then also gets `rmse_fault` and `rmse_clean`: the frames inside
 a fault event against the rest (`fault_frames` counts them) — and `rmse_fault_sighted`,
-the same run on the same fault frames when it is shown them: what blindness costs, and
-the figure a blind model cannot be asked to beat.
+the same run on the same fault frames when it is shown them: what blindness costs it, and
+a reference a blind model is unlikely to beat.
 """
 
 from __future__ import annotations
