@@ -160,3 +160,41 @@ def test_refused_without_the_flag_or_with_feedback():
         create_model("cnn_lstm_ar", n_outputs=2, missing_input=True, hold_on_missing=True)
     with pytest.raises(SteertimeError, match="held_outputs"):
         create_model("cnn_lstm", n_outputs=2, held_outputs=3)
+
+
+@torch.no_grad()
+def test_hold_decay_keeps_a_learned_share_of_the_previous_output():
+    torch.manual_seed(0)
+    decay = create_model("cnn_lstm", n_outputs=2, hold_on_missing=True, hold_decay=True, **SMALL)
+    decay.eval()
+    decay.decay_logit.copy_(torch.tensor([0.0, 2.0]))  # keep 0.5 and sigmoid(2)
+    plain = create_model("cnn_lstm", n_outputs=2, **SMALL).eval()
+    plain.load_state_dict({k: v for k, v in decay.state_dict().items() if k != "decay_logit"})
+    x, miss = _clip(), torch.zeros(2, 8, dtype=torch.bool)
+    miss[0, 3:6] = True
+    z, _ = plain(x, None, miss)
+    y, _ = decay(x, None, miss)
+    keep = torch.sigmoid(torch.tensor([0.0, 2.0]))
+    want = z.clone()
+    for t in (3, 4, 5):
+        want[0, t] = keep * want[0, t - 1] + z[0, t]
+    assert torch.allclose(y, want, atol=1e-6)
+
+
+def test_hold_decay_trains_exports_and_is_refused_without_the_hold(tmp_path):
+    model = create_model("cnn_lstm", n_outputs=2, hold_on_missing=True, hold_decay=True, **SMALL)
+    miss = torch.zeros(2, 8, dtype=torch.bool)
+    miss[:, 2:6] = True
+    y, _ = model(_clip(), None, miss)
+    y.square().mean().backward()
+    assert model.decay_logit.grad is not None and model.decay_logit.grad.abs().sum() > 0
+    run = save_untrained_run(
+        tmp_path / "run", "cnn_lstm", LAYOUT, SPEC.to_dict(), (160, 320), hold_decay=True, **_HOLD
+    )
+    torch_p, onnx_p = Predictor.from_run(run), OnnxPredictor(export_onnx(run, tmp_path / "o"))
+    for i, f in enumerate(_frames(7)):
+        f = None if i in (2, 3, 4) else f
+        a, b = torch_p.step(f, 0.1 * i), onnx_p.step(f, 0.1 * i)
+        assert abs(a["steering"] - b["steering"]) < 1e-4
+    with pytest.raises(SteertimeError, match="hold_decay"):
+        create_model("cnn_lstm", n_outputs=2, missing_input=True, hold_decay=True)

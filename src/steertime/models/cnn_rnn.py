@@ -20,6 +20,10 @@ Options, all in `CnnRnnConfig`:
   on a present frame it is the head's output as before. The last output is carried in
   the state (`last`). With `train.spread` only the K means are held (`held_outputs`,
   set by training); the log-spreads come from the head as they are.
+- `hold_decay` (with `hold_on_missing`): y_t = a · y_{t-1} + z_t on a missing frame, with a
+  learned a in (0, 1) per held output (normalised units: 0 is the training mean), so a long
+  blackout can let go of the last command instead of holding it (a tap held for a second
+  is worse than steering straight).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class CnnRnnConfig:
     missing_input: bool = False  # a per-frame "frame missing" flag into the core
     hold_on_missing: bool = False  # missing frame: previous output + a learned correction
     held_outputs: int = 0  # the leading outputs held (the means with a spread); 0: all
+    hold_decay: bool = False  # missing frame: a learned share a of the previous output held
 
 
 class CnnRnn(SequenceModel):
@@ -86,6 +91,8 @@ class CnnRnn(SequenceModel):
             raise SteertimeError("front3d and stack are two ways to see motion: choose one")
         _check_hold(cfg)
         self.hold_on_missing = cfg.hold_on_missing
+        if cfg.hold_decay:  # logit of a; starts at a = 0.95, close to a plain hold
+            self.decay_logit = nn.Parameter(torch.full((self._n_held(),), 2.944))
         # Frames the encoder sees at once (not `OutputLayout.k`, the number of outputs).
         self.window = max(cfg.front3d, cfg.stack, 1)
         in_ch = 3
@@ -281,9 +288,10 @@ class CnnRnn(SequenceModel):
         # The recurrence is in output space only (K numbers a frame): a loop over T is
         # cheap next to the encoder and the LSTM, which still run on the whole chunk.
         prev = state["last"].to(z.dtype)  # (B, n)
+        keep = torch.sigmoid(self.decay_logit) if self.config.hold_decay else 1.0  # (n,)
         held = []
         for t in range(z.shape[1]):
-            prev = torch.where(m[:, t], prev + z[:, t, :n], z[:, t, :n])
+            prev = torch.where(m[:, t], keep * prev + z[:, t, :n], z[:, t, :n])
             held.append(prev)
         y = torch.cat([torch.stack(held, dim=1), z[..., n:]], dim=-1)  # (B, T, K)
         return y, {**state, "last": prev.to(state["last"].dtype)}
@@ -296,6 +304,8 @@ def _check_hold(cfg: CnnRnnConfig) -> None:
         raise SteertimeError(
             f"held_outputs must be in 0..n_outputs ({cfg.n_outputs}), got {cfg.held_outputs}"
         )
+    if cfg.hold_decay and not cfg.hold_on_missing:
+        raise SteertimeError("hold_decay decays the held output: set model.hold_on_missing=true")
     if not cfg.hold_on_missing:
         return
     if not cfg.missing_input:
