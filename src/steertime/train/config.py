@@ -75,6 +75,10 @@ class LoopConfig:
     # training range, trained with a histogram cross-entropy (a Gaussian of 0.75 bin
     # widths around the label, "HL-Gauss"); the output is the softmax expectation.
     bins: int = 0
+    # Average the weights of this many best-validated epochs at the end (a "soup", see
+    # train/soup.py); kept as the model only if it validates better than the best epoch.
+    # 0 or 1: off.
+    soup: int = 0
 
 
 @dataclass
@@ -220,7 +224,7 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("seq_len", "batch_size", "epochs", "checkpoint_every", "patience"):
         v = getattr(t, key)
         need(v > 0, f"train.{key}", v, "> 0")
-    for key in ("burn_in", "max_steps", "threads", "seed"):
+    for key in ("burn_in", "max_steps", "threads", "seed", "soup"):
         v = getattr(t, key)
         need(v >= 0, f"train.{key}", v, ">= 0")
     need(finite(t.ar_lambda) and t.ar_lambda >= 0, "train.ar_lambda", t.ar_lambda, ">= 0")

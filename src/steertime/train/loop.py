@@ -28,6 +28,7 @@ import dataclasses
 import io
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -70,6 +71,7 @@ from steertime.train.runfolder import (
     run_lock,
     started,
 )
+from steertime.train.soup import TopEpochs
 from steertime.train.validate import calibrated, stream_metrics
 
 
@@ -491,6 +493,8 @@ class _Training:
         self.monitor.loss_not_a_share = t.spread or bool(t.bins)  # NLL or cross-entropy
         if warmup_note and info.is_main:
             self.monitor.warn("warmup", warmup_note)
+        self.top = self._top_epochs(resume) if t.soup > 1 and info.is_main else None
+        self.soup_line = ""
 
     def _build_model(self) -> SequenceModel:
         torch.manual_seed(self.t.seed)
@@ -504,6 +508,15 @@ class _Training:
             # the head emits K means then K log-spreads: hold the means only
             spec["held_outputs"] = self.layout.k
         return create_model(self.cfg.model["name"], **spec).to(self.info.device)
+
+    def _top_epochs(self, resume: bool) -> TopEpochs | None:
+        if not self.val_segs:
+            self.monitor.warn("soup", "train.soup needs validation frames (val split): no soup")
+            return None
+        folder = self.run / "checkpoints" / "top"
+        if not resume:  # weights of an earlier, failed start are not this run's
+            shutil.rmtree(folder, ignore_errors=True)
+        return TopEpochs(folder, self.t.soup)
 
     def _open_features(self) -> FeatureStore | None:
         if not self.cfg.data.features:
@@ -596,6 +609,8 @@ class _Training:
         if progress and info.is_main:
             # the numbers a user waits for, on the terminal and not only in metrics.csv
             tqdm.write(self.epoch_line(epoch), file=sys.stderr)
+            if self.soup_line:
+                tqdm.write(self.soup_line, file=sys.stderr)
 
     # --- step ---------------------------------------------------------------------------
     def step(self, chunks: list, epoch: int, i: int) -> tuple[float, float, float]:
@@ -684,6 +699,8 @@ class _Training:
                 extra = {**self.meta_extra, "epoch": epoch, "val": metrics, "score": score}
                 layout = calibrated(self.layout, metrics)  # spreads fitted on val
                 save_checkpoint(self.best_dir, model, model_meta(model, layout, extra))
+            if info.is_main and self.top is not None:
+                self.top.offer(epoch, score, model, model_meta(model, self.layout, {}))
         if improved:
             pos.best, pos.best_epoch, pos.bad_epochs = score, epoch, 0
         else:
@@ -708,10 +725,64 @@ class _Training:
         if pos.bad_epochs >= t.patience:
             pos.done = True
         if pos.done or epoch + 1 >= t.epochs:
+            if info.is_main and self.top is not None:
+                self.make_soup()
             self.monitor.after_training(pos.best_epoch, epoch + 1, pos.best, score)
         if not pos.done or pos.step >= n_steps:
             pos.epoch, pos.step, pos.loss_sum, pos.loss_n = epoch + 1, 0, 0.0, 0
         self.checkpoint()
+
+    def make_soup(self) -> None:
+        """Average the K best epochs' weights (`train.soup`); keep the average as
+        `checkpoints/best` if it validates better than the best epoch (`soup.json` says)."""
+        state = self.top.average(self.info.device)
+        if state is None:
+            return
+        model, pos = self.model, self.pos
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(state)
+        try:
+            metrics = stream_metrics(
+                model,
+                self.cache,
+                self.val_segs,
+                self.layout,
+                self.info.device,
+                self.store,
+                self.cfg.data.lead,
+            )
+            key = "rmse_steering" if "rmse_steering" in metrics else next(iter(metrics))
+            score = metrics[key]
+            kept = score < pos.best
+            epochs = self.top.epochs()
+            if kept:
+                extra = {
+                    **self.meta_extra,
+                    "epoch": pos.best_epoch,
+                    "soup_epochs": epochs,
+                    "val": metrics,
+                    "score": score,
+                }
+                layout = calibrated(self.layout, metrics)
+                save_checkpoint(self.best_dir, model, model_meta(model, layout, extra))
+        finally:
+            model.load_state_dict(own)
+        write_json(
+            self.run / "soup.json",
+            {
+                "epochs": epochs,
+                "val": metrics,
+                "score": score,
+                "best_epoch": pos.best_epoch,
+                "best_epoch_score": pos.best,
+                "kept": kept,
+            },
+        )
+        shown = ", ".join(str(e + 1) for e in epochs)
+        verdict = "kept as best" if kept else f"not kept (best epoch: {pos.best:.4g})"
+        self.soup_line = f"soup of epochs {shown}: val {key} {score:.4g}; {verdict}"
+        if self.writer is not None:
+            self.writer.add_scalar("soup/score", score, len(epochs))
 
     def epoch_line(self, epoch: int) -> str:
         """One line per epoch: train loss as a share of the label variance, val, best."""
