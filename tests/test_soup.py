@@ -83,7 +83,7 @@ def test_soup_that_validates_worse_leaves_the_best_epoch(tiny_cache, tmp_path):
     assert all(torch.equal(best[k], epoch1[k]) for k in best)
 
 
-def test_soup_off_by_default_and_refuses_negative(tiny_cache, tmp_path):
+def test_soup_off_and_refuses_negative(tiny_cache, tmp_path):
     run = _train_with_scores(tiny_cache, tmp_path / "r", [1.0, 0.9, 0.95], soup=0)
     assert not (run / "soup.json").exists() and not (run / "checkpoints" / "top").exists()
     cfg = small_train_config(tiny_cache, tmp_path / "bad", "train.soup=-1")

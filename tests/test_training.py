@@ -347,7 +347,7 @@ def test_training_writes_the_early_best_warning(tiny_cache, tmp_path, monkeypatc
 
     calls = iter([1.0, 2.0, 2.0, 2.0])
     monkeypatch.setattr(loop, "stream_metrics", lambda *a, **k: {"rmse_steering": next(calls)})
-    run = train(_cfg(tiny_cache, tmp_path / "r", "train.epochs=4"), progress=False)
+    run = train(_cfg(tiny_cache, tmp_path / "r", "train.epochs=4", "train.soup=0"), progress=False)
     text = (run / "warnings.txt").read_text()
     assert "checkpoints/best is from epoch 1 of 4 (validation score 1, 2 after" in text
     assert read_meta(run / "checkpoints" / "best")["epoch"] == 0

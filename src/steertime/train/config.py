@@ -77,8 +77,8 @@ class LoopConfig:
     bins: int = 0
     # Average the weights of this many best-validated epochs at the end (a "soup", see
     # train/soup.py); kept as the model only if it validates better than the best epoch.
-    # 0 or 1: off.
-    soup: int = 0
+    # 0 or 1: off. Default 5: chosen on validation inside the tub's training records.
+    soup: int = 5
 
 
 @dataclass
