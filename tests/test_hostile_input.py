@@ -494,7 +494,9 @@ def test_crash_between_renames_is_recovered_on_resume(trained, tmp_path):
     cfg, _ = resume_config(run)
     train(cfg, resume=True, progress=False)
     assert (ck / "last" / "meta.json").is_file()
-    assert sorted(p.name for p in ck.iterdir()) == ["best", "last"]
+    # no temp or .old folder survives; top/ holds the epochs a weight soup averages
+    assert sorted(p.name for p in ck.iterdir()) == ["best", "last", "top"]
+    assert not [p for p in (ck / "top").iterdir() if p.name.startswith(".")]
 
 
 def test_killed_prepare_temp_folder_is_cleaned(tmp_path):
