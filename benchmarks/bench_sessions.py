@@ -1,7 +1,7 @@
 """Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
 
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
-        [--models pilotnet,cnn_lstm,feat_lstm*3] [--epochs N] [--jobs 2] [--seeds 3]
+        [--models pilotnet,cnn_lstm,feat_lstm*3] [--epochs N] [--jobs 2] [--threads 1] [--seeds 3]
         [--ensemble] [--mix NAME=RUN:W,RUN:W,...]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
@@ -167,6 +167,7 @@ def run_fold(
     frame: list[str],
     ensemble: bool = False,
     mixes: dict[str, list[tuple[str, float]]] | None = None,
+    threads: int = 0,
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "cache"
@@ -214,7 +215,7 @@ def run_fold(
                 "--set",
                 "train.patience=8",
                 "--set",
-                f"train.threads={max(1, 2 // jobs)}",
+                f"train.threads={threads or max(1, 2 // jobs)}",
                 *(a.replace(FEATS, str(feats)) for a in recipes[base(m)]),
                 *(["--set", f"train.seed={m.rpartition('_s')[2]}"] if base(m) != m else []),
                 "--out",
@@ -469,6 +470,12 @@ def main() -> None:
     ap.add_argument("--models", default="pilotnet,cnn_lstm")
     ap.add_argument("--epochs", type=int, default=0, help="default: EPOCHS per protocol")
     ap.add_argument("--jobs", type=int, default=2, help="models trained at once")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads per training (default: 2 / --jobs); 1 beside a Donkeycar run",
+    )
     ap.add_argument("--seeds", type=int, default=1, help="runs of every model (train.seed)")
     ap.add_argument(
         "--ensemble",
@@ -506,6 +513,7 @@ def main() -> None:
                 FRAME[protocol],
                 a.ensemble,
                 mixes,
+                a.threads,
             )
             for f in folds(protocol, a.work)
         ]

@@ -261,6 +261,39 @@ def test_render_marks_the_held_out_part_of_a_drive(tiny_cache, shared_data, tmp_
     assert tuple(img[10, 640 - 12]) == SPLIT_C["test"]
 
 
+def test_render_draws_the_spread_of_a_spread_run():
+    """The overlay shows a spread run's 90% interval: an arc on the model's wheel and a
+    band in the strip chart, wider for a wider spread; none without a spread."""
+    from collections import deque
+
+    from steertime.evaluate.render import BAND_C, compose
+
+    frame = np.zeros((160, 320, 3), np.uint8)
+
+    def draw(sd: float | None) -> np.ndarray:
+        hist: deque = deque()
+        img = None
+        for i in range(20):
+            pred = {"steering": 0.1} | ({"steering_std": sd} if sd is not None else {})
+            img = compose(frame, i * 0.1, {"steering": 0.0}, pred, {}, hist, "steering")
+        return img
+
+    band = [int(np.all(draw(sd) == BAND_C, axis=-1).sum()) for sd in (None, 0.05, 0.2)]
+    assert band[0] == 0 < band[1] < band[2]
+
+
+def test_sim_video_shows_the_spread_and_the_takeover_request():
+    from steertime.sim.video import compose
+    from steertime.sim.world import World
+
+    world = World(0)
+    frame = world.frame()
+    calm = compose(world, frame, {"steering": 1.0, "steering_std": 2.0}, 0, asking=False)
+    ask = compose(world, frame, {"steering": 1.0, "steering_std": 2.0}, 0, asking=True)
+    banner = np.all(ask[8:30, 8:150] == (200, 30, 30), axis=-1).mean()
+    assert banner > 0.5 and not np.all(calm[8:30, 8:150] == (200, 30, 30), axis=-1).any()
+
+
 def test_report_gives_its_verdict_and_no_nan_rows(evaluated):
     """Issue 24: the verdict first (best per output, paired interval); no |truth| table for
     speed (every frame would be 'sharp', the other rows NaN); no '+nan' lag."""

@@ -78,6 +78,57 @@ def test_evaluate_reports_interval_coverage(spread_run, tiny_cache):
     assert any("90% interval covers" in v.text for v in verdicts(result))
 
 
+def test_evaluate_writes_the_calibration_curve_and_the_spreads(spread_run, tiny_cache, tmp_path):
+    """Issue 23: a calibration plot in `evaluate`, its points in metrics.json, the spreads
+    in predictions.parquet; the curve agrees with the 90% figure and rises with the level."""
+    import pandas as pd
+
+    from steertime.evaluate import evaluate_to_dir
+
+    out = tmp_path / "ev"
+    result = evaluate_to_dir(spread_run, tiny_cache, out, split="val")
+    m = result["outputs"]["steering"]["models"][result["primary"]]
+    cov = m["coverage"]
+    assert list(cov) == ["0.5", "0.8", "0.9", "0.95"]
+    assert cov["0.9"] == pytest.approx(m["coverage90"])
+    assert cov["0.5"] < cov["0.8"] < cov["0.95"]
+    for name in ("steering", "speed"):
+        assert (out / f"calibration_{name}.png").stat().st_size > 1000
+    assert "calibration_steering" in (out / "report.html").read_text()
+    preds = pd.read_parquet(out / "predictions.parquet")
+    col = f"{result['primary']}:steering_std"
+    assert col in preds and (preds[col] > 0).all()
+    # the scored coverage is the plotted one: recomputed from the parquet's columns
+    err = (preds[f"{result['primary']}:steering"] - preds["true_steering"]).abs()
+    assert float((err <= 1.6448536 * preds[col]).mean()) == pytest.approx(m["coverage90"])
+
+
+def test_no_calibration_plot_without_a_spread(tiny_cache, tmp_path):
+    from steertime.evaluate.plots import calibration
+    from steertime.evaluate.run import Frames
+
+    f = Frames(np.arange(3.0), np.array(["d"] * 3), {"steering": np.zeros(3)}, {}, 10.0)
+    f.preds["m"] = {"steering": np.zeros(3)}
+    assert calibration(f, "steering", tmp_path / "c.png") is None
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_interval_coverage_of_an_honest_gaussian():
+    from steertime.evaluate.metrics import interval_coverage
+
+    rng = np.random.default_rng(0)
+    sd = rng.uniform(0.5, 2.0, 200_000)
+    true = rng.normal(0.0, sd)
+    for level in (0.5, 0.9, 0.99):
+        assert interval_coverage(np.zeros_like(sd), true, sd, level) == pytest.approx(
+            level, abs=0.005
+        )
+    # twice too confident: the 90% interval covers only ~59%
+    assert interval_coverage(np.zeros_like(sd), true, sd / 2, 0.9) == pytest.approx(
+        0.59, abs=0.01
+    )
+
+
 def test_a_led_spread_run_is_covered_on_the_target_it_was_calibrated_on(tiny_cache, tmp_path):
     cfg = small_train_config(
         tiny_cache,
@@ -136,6 +187,17 @@ def testtakeover_counts_warned_and_false_requests():
     asking[50:52] = True  # nothing follows: a false request
     c = takeover_counts(asking, hits=[14, 80], lead=3)
     assert c == {"takeover_requests": 2, "warned_interventions": 1, "false_requests": 1}
+
+
+def test_the_live_takeover_rule_is_the_offline_one():
+    """`drive --video` applies the rule frame by frame; it must ask on the same frames."""
+    from steertime.sim.drive import Takeover
+
+    rng = np.random.default_rng(1)
+    spreads = rng.uniform(0, 2, 300)
+    for rule in (Takeover(1.0), Takeover(1.2, hold=3)):
+        live = rule.live()
+        assert [live(float(x)) for x in spreads] == rule.asking(spreads).tolist()
 
 
 def test_takeover_hold_lets_a_short_spike_pass():

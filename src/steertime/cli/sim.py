@@ -76,9 +76,11 @@ def drive(
         hook = None
         if video is not None:
             writer = stack.enter_context(h264_writer(video, fps))
+            asking = takeover.live() if takeover else None
 
             def hook(world, pred, frame, n):
-                writer.write(compose(world, frame, pred, n))
+                ask = asking(pred.get("steering_std", 0.0)) if asking else False
+                writer.write(compose(world, frame, pred, n, ask))
 
         p = (
             Predictor.from_run(run, threads=threads)

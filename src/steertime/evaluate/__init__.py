@@ -48,6 +48,8 @@ def evaluate_to_dir(
     for model, preds in frames.preds.items():
         for name, v in preds.items():
             table[f"{model}:{name}"] = v
+        for name, v in frames.spreads.get(model, {}).items():
+            table[f"{model}:{name}_std"] = v  # runs trained with train.spread
     with atomic_file(out / "predictions.parquet") as f:
         pd.DataFrame(table).to_parquet(f, index=False)
     images: dict[str, list[Path]] = {}
@@ -57,6 +59,8 @@ def evaluate_to_dir(
             plots.error_histogram(frames, name, out / f"error_hist_{name}.png"),
             plots.scatter(frames, name, out / f"scatter_{name}.png"),
         ]
+        if cal := plots.calibration(frames, name, out / f"calibration_{name}.png"):
+            images[name].append(cal)
     curves = plots.training_curves(Path(run), out / "training_curves.png")
     images["training"] = [curves] if curves else []
     cfg = Path(run) / "config.yaml"

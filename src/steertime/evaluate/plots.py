@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from steertime.atomic import atomic_file  # noqa: E402
+from steertime.evaluate.metrics import interval_coverage  # noqa: E402
+from steertime.models.layout import Z90  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -51,12 +53,43 @@ def timeseries(frames, name: str, out: Path) -> Path:
         t = frames.t[m] - frames.t[m][0]
         ax.plot(t, frames.truth[name][m], color="black", lw=1.4, label="driver (truth)")
         for model, preds in frames.preds.items():
-            ax.plot(t, preds[name][m], lw=1.0, label=model)
+            (line,) = ax.plot(t, preds[name][m], lw=1.0, label=model)
+            if (sd := frames.spreads.get(model, {}).get(name)) is not None:
+                p, half = preds[name][m], Z90 * sd[m]
+                ax.fill_between(t, p - half, p + half, color=line.get_color(), alpha=0.15, lw=0)
         ax.set_title(segment_title(dname, frames.t[m]), fontsize=9, loc="left")
         ax.set_ylabel(_label(name, frames.units.get(name, {})))
     axes[-1, 0].set_xlabel("time [s]")
     axes[0, 0].legend(loc="upper right", fontsize=8)
     fig.suptitle(f"{name}: driver and models over time (held-out segments)", fontsize=11)
+    return _save(fig, out)
+
+
+def calibration(frames, name: str, out: Path) -> Path | None:
+    """Reliability of the predicted spreads (runs trained with `train.spread`): for each
+    nominal central interval, the share of frames whose target it covered. On the diagonal
+    the spread is honest; below it the model is overconfident. None without a spread."""
+    models = [m for m in frames.preds if name in frames.spreads.get(m, {})]
+    if not models:
+        return None
+    levels = np.linspace(0.05, 0.99, 48)
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.plot([0, 1], [0, 1], color="black", lw=1, label="honest")
+    ax.fill_between([0.85, 0.95], 0, 1, color="0.85", lw=0, label="85–95%")
+    for m in models:
+        pred, sd = frames.preds[m][name], frames.spreads[m][name]
+        target = frames.calibration_target(m, name)
+        cover = [interval_coverage(pred, target, sd, p) for p in levels]
+        lead = frames.leads.get(m, 0)
+        at90 = interval_coverage(pred, target, sd, 0.9)
+        label = f"{m}: 90% covers {at90:.1%}" + (f" (vs log +{lead} frames)" if lead else "")
+        ax.plot(levels, cover, lw=1.5, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("nominal interval (mean ± z·spread)")
+    ax.set_ylabel("frames covered")
+    ax.set_title(f"{name}: calibration of the predicted spread", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
     return _save(fig, out)
 
 

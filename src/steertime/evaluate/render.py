@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 from steertime.data import Drive
 from steertime.data.frames import FrameError
 from steertime.evaluate.heldout import split_labels
+from steertime.models.layout import Z90
 from steertime.stream.predictor import StreamingPredictor
 from steertime.video import h264_writer
 
@@ -25,6 +26,7 @@ WIDTH = 640  # output width; height keeps the camera's aspect ratio (+ a chart b
 CHART_H = 110
 CHART_S = 5.0
 TRUE_C, PRED_C = (40, 200, 80), (230, 60, 50)
+BAND_C = (110, 45, 40)  # the model's 90% interval (runs trained with train.spread)
 
 
 def wheel_degrees(value: float, unit: dict) -> float:
@@ -72,12 +74,21 @@ def compose(
     unit = units.get(name, {})
     if name in true:
         draw_wheel(d, WIDTH - 2.6 * r, h - 1.3 * r, r, wheel_degrees(true[name], unit), TRUE_C)
+    sd = pred.get(f"{name}_std")
     if name in pred:
-        draw_wheel(d, WIDTH - 1.2 * r, h - 1.3 * r, r, wheel_degrees(pred[name], unit), PRED_C)
+        cx, cy = WIDTH - 1.2 * r, h - 1.3 * r
+        if sd is not None and math.isfinite(sd):
+            # The 90% interval as an arc on the rim: where the top of the wheel may be.
+            lo, hi = (wheel_degrees(pred[name] + k * Z90 * sd, unit) for k in (-1, 1))
+            lo, hi = max(lo, hi - 359.0), min(hi, lo + 359.0)
+            box = [cx - 1.25 * r, cy - 1.25 * r, cx + 1.25 * r, cy + 1.25 * r]
+            d.arc(box, lo - 90.0, hi - 90.0, fill=PRED_C, width=max(3, int(r / 6)))
+        draw_wheel(d, cx, cy, r, wheel_degrees(pred[name], unit), PRED_C)
+    spread = f" ±{Z90 * sd:.3f} (90%)" if sd is not None else ""
     text = [
         f"t {t:7.2f}s   {name}: driver "
         + (f"{true[name]:+.3f}" if name in true else "-")
-        + f"  model {pred.get(name, float('nan')):+.3f} {unit.get('name', '')}"
+        + f"  model {pred.get(name, float('nan')):+.3f}{spread} {unit.get('name', '')}"
     ]
     for extra in ("speed", "torque", "throttle"):
         if extra in pred or extra in true:
@@ -94,13 +105,26 @@ def compose(
         d.rectangle(box, fill=SPLIT_C.get(split, (60, 60, 60)))
         d.text((box[0] + 4, 9), tag, fill=(255, 255, 255))
     # strip chart of the last CHART_S seconds
-    history.append((t, true.get(name), pred.get(name)))
+    history.append((t, true.get(name), pred.get(name), sd))
     while history and history[0][0] < t - CHART_S:
         history.popleft()
-    vals = [v for _, a, b in history for v in (a, b) if v is not None and math.isfinite(v)]
+    vals = [v for _, a, b, _ in history for v in (a, b) if v is not None and math.isfinite(v)]
     span = max(max((abs(v) for v in vals), default=1.0), 1e-6)
     top = h + 8
     mid = top + (CHART_H - 16) / 2
+
+    def y(v: float) -> float:  # clamped to the chart: a wide interval must not overdraw
+        return min(max(mid - (v / span) * (CHART_H - 16) / 2, top), top + CHART_H - 16)
+
+    band = [
+        (WIDTH * (1 - (t - ht) / CHART_S), p, q)
+        for ht, _, p, q in history
+        if p is not None and q is not None and math.isfinite(p) and math.isfinite(q)
+    ]
+    if len(band) > 1:
+        upper = [(x, y(p + Z90 * q)) for x, p, q in band]
+        lower = [(x, y(p - Z90 * q)) for x, p, q in band]
+        d.polygon(upper + lower[::-1], fill=BAND_C)
     d.line([0, mid, WIDTH, mid], fill=(80, 80, 80))
     for idx, color in ((1, TRUE_C), (2, PRED_C)):
         pts = [
@@ -113,7 +137,8 @@ def compose(
             d.line(pts, fill=color, width=2)
     d.text(
         (8, h + CHART_H - 16),
-        f"last {CHART_S:g} s   green: driver   red: model",
+        f"last {CHART_S:g} s   green: driver   red: model"
+        + ("   shaded: its 90% interval" if sd is not None else ""),
         fill=(200, 200, 200),
     )
     return np.asarray(img)

@@ -42,6 +42,7 @@ from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
 BLOCK_S = 2.0  # bootstrap block length: longer than the error's correlation time
 MAX_LAG_S = 1.0
+COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)  # central intervals scored in metrics.json
 
 
 @dataclass
@@ -70,6 +71,12 @@ class Frames:
         self.sighted.update(other.sighted)
         self.leads.update(other.leads)
         self.truth_led.update(other.truth_led)
+
+    def calibration_target(self, model: str, name: str) -> np.ndarray:
+        """(N,) what `model`'s spread was calibrated against: the log `data.lead` frames
+        later for a led run, else the log at the same frame."""
+        lead = self.leads.get(model, 0)
+        return self.truth_led[lead][name] if lead else self.truth[name]
 
 
 def led_within_drives(values: np.ndarray, drive: np.ndarray, lead: int) -> np.ndarray:
@@ -269,6 +276,11 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                 # validation at training time: 0.90 when the spread is honest).
                 entry["models"][m]["coverage90"] = float(np.mean(np.abs(pred - true) <= Z90 * sd))
                 entry["models"][m]["mean_spread"] = float(np.mean(sd))
+                # The whole reliability curve, against the target the spread was fitted to.
+                target = frames.calibration_target(m, name)
+                entry["models"][m]["coverage"] = {
+                    f"{p:g}": M.interval_coverage(pred, target, sd, p) for p in COVERAGE_LEVELS
+                }
             if lead := frames.leads.get(m, 0):
                 entry["models"][m]["lead_frames"] = lead
                 target = frames.truth_led[lead][name]

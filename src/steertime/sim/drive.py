@@ -280,6 +280,18 @@ class Takeover:
         """(N,) steering spreads -> (N,) bool: frames on which the request stands."""
         return debounce(np.asarray(spreads) > self.spread, self.hold)
 
+    def live(self) -> Callable[[float], bool]:
+        """The same rule frame by frame, as the car (and `drive --video`) applies it: feed
+        each step's steering spread, get whether the request stands."""
+        run = 0
+
+        def step(spread: float) -> bool:
+            nonlocal run
+            run = run + 1 if spread > self.spread else 0
+            return run >= self.hold
+
+        return step
+
 
 def debounce(flag: np.ndarray, frames: int) -> np.ndarray:
     """True where `flag` has held for the last `frames` steps (itself when frames <= 1)."""

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from steertime.models.layout import Z90
 from steertime.sim.road import LANE_WIDTH
 from steertime.sim.world import World
 
@@ -43,7 +44,11 @@ def birdseye(world: World) -> Image.Image:
     return img
 
 
-def compose(world: World, frame: np.ndarray, out: dict, interventions: int) -> np.ndarray:
+def compose(
+    world: World, frame: np.ndarray, out: dict, interventions: int, asking: bool = False
+) -> np.ndarray:
+    """One video frame; `asking`: the model's takeover request stands (`drive
+    --takeover-spread`), shown as a banner over the camera."""
     cam = Image.fromarray(frame).resize((480, int(480 * frame.shape[0] / frame.shape[1]) // 2 * 2))
     h = max(cam.height, SIDE)
     img = Image.new("RGB", (480 + SIDE, h + 40), (20, 20, 20))
@@ -51,7 +56,9 @@ def compose(world: World, frame: np.ndarray, out: dict, interventions: int) -> n
     img.paste(birdseye(world), (480, 0))
     text = (
         f"t {world.t:6.1f}s  road {world.road.seed}  offset {world.offset:+.2f} m  "
-        f"speed {world.state.v:5.1f} m/s  model steering {out.get('steering', 0):+6.1f} deg  "
+        f"speed {world.state.v:5.1f} m/s  model steering {out.get('steering', 0):+6.1f}"
+        + (f" ±{Z90 * out['steering_std']:.1f}" if "steering_std" in out else "")
+        + " deg  "
         f"interventions {interventions}"
     )
     more = ""
@@ -60,6 +67,9 @@ def compose(world: World, frame: np.ndarray, out: dict, interventions: int) -> n
     if out.get("fault"):  # the camera gave no usable image: memory (or a held output) drives
         more += f"CAMERA {out['fault'].upper()} ({out['status']})"
     draw = ImageDraw.Draw(img)
+    if asking:
+        draw.rectangle([8, 8, 150, 30], fill=(200, 30, 30))
+        draw.text((16, 13), "TAKE OVER, PLEASE", fill=(255, 255, 255))
     draw.text((8, h + 6), text, fill=(255, 255, 255))
     draw.text((8, h + 22), more, fill=(255, 200, 80))
     return np.asarray(img)
