@@ -124,9 +124,7 @@ def test_interval_coverage_of_an_honest_gaussian():
             level, abs=0.005
         )
     # twice too confident: the 90% interval covers only ~59%
-    assert interval_coverage(np.zeros_like(sd), true, sd / 2, 0.9) == pytest.approx(
-        0.59, abs=0.01
-    )
+    assert interval_coverage(np.zeros_like(sd), true, sd / 2, 0.9) == pytest.approx(0.59, abs=0.01)
 
 
 def test_a_led_spread_run_is_covered_on_the_target_it_was_calibrated_on(tiny_cache, tmp_path):
