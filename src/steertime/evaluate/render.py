@@ -81,7 +81,7 @@ def compose(
             # The 90% interval as an arc on the rim: where the top of the wheel may be.
             lo, hi = (wheel_degrees(pred[name] + k * Z90 * sd, unit) for k in (-1, 1))
             lo, hi = max(lo, hi - 359.0), min(hi, lo + 359.0)
-            box = [cx - 1.25 * r, cy - 1.25 * r, cx + 1.25 * r, cy + 1.25 * r]
+            box = [cx - 1.15 * r, cy - 1.15 * r, cx + 1.15 * r, cy + 1.15 * r]
             d.arc(box, lo - 90.0, hi - 90.0, fill=PRED_C, width=max(3, int(r / 6)))
         draw_wheel(d, cx, cy, r, wheel_degrees(pred[name], unit), PRED_C)
     spread = f" ±{Z90 * sd:.3f} (90%)" if sd is not None else ""
