@@ -36,7 +36,6 @@ from steertime.data.splits import session_of
 from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
-from steertime.models.layout import Z90
 from steertime.stream.segments import predict_segment
 from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
@@ -274,7 +273,7 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
             if (sd := frames.spreads.get(m, {}).get(name)) is not None:
                 # How often the truth falls in the predicted 90% interval (calibrated on
                 # validation at training time: 0.90 when the spread is honest).
-                entry["models"][m]["coverage90"] = float(np.mean(np.abs(pred - true) <= Z90 * sd))
+                entry["models"][m]["coverage90"] = M.interval_coverage(pred, true, sd, 0.9)
                 entry["models"][m]["mean_spread"] = float(np.mean(sd))
                 # The whole reliability curve, against the target the spread was fitted to.
                 target = frames.calibration_target(m, name)
@@ -286,8 +285,8 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                 target = frames.truth_led[lead][name]
                 entry["models"][m]["rmse_vs_trained_target"] = M.rmse(pred, target)
                 if sd is not None:  # the spread was calibrated against this target
-                    covered = np.abs(pred - target) <= Z90 * sd
-                    entry["models"][m]["coverage90_vs_trained_target"] = float(np.mean(covered))
+                    cov = entry["models"][m]["coverage"]["0.9"]
+                    entry["models"][m]["coverage90_vs_trained_target"] = cov
         block = max(2, int(round(BLOCK_S * frames.rate_hz)))
         entry["diff_ci95_vs_primary"] = {
             m: list(M.block_bootstrap_diff(pred - true, models[primary] - true, block))
