@@ -88,6 +88,34 @@ def test_flipped_chunk_mirrors_frames_and_negates_steering_only(tiny_cache):
     assert (target[1, :, 1] == target[0, :, 1]).all()  # speed is not
 
 
+def test_shift_moves_every_frame_of_a_sequence_by_one_offset(tiny_cache):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.train.batches import Augment, BatchReader, Chunk, shifted
+
+    x = np.arange(2 * 3 * 4).reshape(2, 3, 4, 1)
+    down_right = shifted(x, 1, 2)[..., 0]
+    assert (down_right[:, 1:, 2:] == x[:, :-1, :-2, 0]).all()  # content moved by (1, 2)
+    assert (down_right[:, 0, 2:] == x[:, 0, :-2, 0]).all()  # uncovered top row: edge repeated
+    assert (down_right[:, :, 0] == down_right[:, :, 2]).all()
+    assert (shifted(x, -1, 0)[:, :2] == x[:, 1:]).all()
+    assert (shifted(x, 0, 0) == x).all()
+
+    cache = Cache.open(tiny_cache)
+    reader = BatchReader(cache, ["steering"], 5, 2)
+    frames, target, _ = reader.read([Chunk(0, 20, True), Chunk(0, 20, True, dy=-2, dx=3)])
+    assert (frames[1] == shifted(frames[0].copy(), -2, 3)).all()
+    assert (target[1] == target[0]).all()  # the label is untouched
+    # drawn once per run of chunks, within ±shift; a run without shift draws as before
+    rng = np.random.default_rng(0)
+    draws = [Augment(shift=3).draw(rng) for _ in range(200)]
+    assert {d["dy"] for d in draws} == set(range(-3, 4)) == {d["dx"] for d in draws}
+    assert Augment(flip=True).draw(np.random.default_rng(0)) == Augment(flip=True, shift=0).draw(
+        np.random.default_rng(0)
+    )
+
+
 def test_overrides_reject_unknown_keys_and_round_trip(tmp_path):
     with pytest.raises(SteertimeError, match="unknown config key optim.lrr"):
         apply_overrides(TrainConfig(), ["optim.lrr=1"])
@@ -255,9 +283,20 @@ def test_outputs_must_exist(tiny_cache, tmp_path):
 
 def test_training_with_augmentation_runs_and_records_it(tiny_cache, tmp_path):
     run = tmp_path / "aug"
-    train(_cfg(tiny_cache, run, "data.flip=true", "data.brightness=0.2", "train.max_steps=3"))
+    train(
+        _cfg(
+            tiny_cache,
+            run,
+            "data.flip=true",
+            "data.brightness=0.2",
+            "data.shift=4",
+            "data.smooth=2",
+            "train.max_steps=3",
+        )
+    )
     cfg = load_config(run / "config.yaml")
     assert cfg.data.flip is True and cfg.data.brightness == 0.2
+    assert cfg.data.shift == 4 and cfg.data.smooth == 2
 
 
 def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
@@ -265,6 +304,10 @@ def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
         train(_cfg(tiny_cache, tmp_path / "a", "data.brightness=1.5"))
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
         train(_cfg(tiny_cache, tmp_path / "b", "data.brightness=0.2", f"data.features={tmp_path}"))
+    with pytest.raises(SteertimeError, match="data.shift"):
+        train(_cfg(tiny_cache, tmp_path / "c", "data.shift=-1"))
+    with pytest.raises(SteertimeError, match="need frames, not a features store"):
+        train(_cfg(tiny_cache, tmp_path / "d", "data.shift=2", f"data.features={tmp_path}"))
 
 
 def test_lead_reads_targets_ahead_and_clamps_at_the_drive_end(tiny_cache):
@@ -278,6 +321,32 @@ def test_lead_reads_targets_ahead_and_clamps_at_the_drive_end(tiny_cache):
     _, target, _ = reader.read([Chunk(0, 10, True), Chunk(0, d.n - 5, True)])
     assert (target[0, :, 0] == steer[13:18]).all()
     assert (target[1, :, 0] == [*steer[d.n - 2 :], steer[-1], steer[-1], steer[-1]]).all()
+
+
+def test_smooth_trains_on_the_centred_mean_within_the_drive(tiny_cache, tmp_path):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.train.batches import BatchReader, Chunk, smoothed
+
+    x = np.array([0.0, 3.0, 0.0, 0.0, 6.0])
+    # each row: the mean of the 2k+1 values around it; near the ends, of those that exist
+    assert smoothed(x, 1) == pytest.approx([1.5, 1.0, 1.0, 2.0, 3.0])
+    assert smoothed(x, 0) is x
+
+    cache = Cache.open(tiny_cache)
+    d = cache.drives[0]
+    steer = np.asarray(d.signals["steering"], np.float64)
+    reader = BatchReader(cache, ["steering", "speed"], 5, 2, smooth=2)
+    _, target, _ = reader.read([Chunk(0, 10, True), Chunk(0, 10, True, flip=True)])
+    want = [steer[t - 2 : t + 3].mean() for t in range(10, 15)]
+    assert target[0, :, 0] == pytest.approx(want, abs=1e-5)
+    assert target[1, :, 0] == pytest.approx(-np.array(want), abs=1e-5)  # mirrored as before
+    assert (d.signals["steering"] == steer.astype(d.signals["steering"].dtype)).all()
+    # smoothing reads labels ahead: past the guard between splits it is refused, like a lead
+    guard = cache.manifest["splits"]["config"]["guard"]
+    with pytest.raises(SteertimeError, match=f"data.lead \\+ data.smooth = {guard + 1}"):
+        train(_cfg(tiny_cache, tmp_path / "far", "data.lead=1", f"data.smooth={guard}"))
 
 
 def test_validation_scores_the_led_targets(tiny_cache):

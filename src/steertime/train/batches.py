@@ -10,12 +10,14 @@ Windows: independent random windows of `burn_in + seq_len` frames; the state sta
 fresh in every window and the first `burn_in` steps only warm it up.
 
 Lead (`data.lead`, frames): the target of frame t is the log at t + lead, clamped at the
-drive's end (`steertime.data.lead`).
+drive's end (`steertime.data.lead`). Smooth (`data.smooth`, k frames): training targets
+are the centred mean of the 2k+1 log values around that row (`smoothed`), within the drive.
 
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
 - `flip`: mirror left-right and negate the antisymmetric signals (steering, torque, …);
 - `brightness`: multiply the frames by a gain in [1 - b, 1 + b];
+- `shift`: translate the frames by (dy, dx) pixels, each in [-s, s], edges repeated;
 - `faults` (`data.faults`, e.g. `blackout:0.5@5,drop:0.3@10`): camera faults on a
   schedule drawn per run of chunks (`steertime.data.faults`), continuous across its
   chunks. Blanking faults (drop, freeze, blackout, glare) zero the frame and set the
@@ -53,6 +55,8 @@ class Chunk:
     flip: bool = False
     gain: float = 1.0
     fault_seed: int = -1  # >= 0: the seed of this run of chunks' fault schedule
+    dy: int = 0  # pixels the frames move down (negative: up)
+    dx: int = 0  # pixels the frames move right
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,11 @@ class Augment:
     flip: bool = False
     brightness: float = 0.0
     faults: tuple[FaultSpec, ...] = ()
+    shift: int = 0
 
     @property
     def active(self) -> bool:
-        return self.flip or self.brightness > 0 or bool(self.faults)
+        return self.flip or self.brightness > 0 or bool(self.faults) or self.shift > 0
 
     def draw(self, rng: np.random.Generator) -> dict:
         out = {
@@ -72,7 +77,18 @@ class Augment:
         }
         if self.faults:
             out["fault_seed"] = int(rng.integers(0, 2**31 - 1))
+        if self.shift:  # drawn last, so runs without a shift keep their random streams
+            out["dy"], out["dx"] = (int(v) for v in rng.integers(-self.shift, self.shift + 1, 2))
         return out
+
+
+def shifted(frames: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(T, H, W, C) frames moved by (dy, dx) pixels, the uncovered border repeating the
+    edge rows and columns."""
+    t, h, w, _ = frames.shape
+    py, px = abs(dy), abs(dx)
+    padded = np.pad(frames, ((0, 0), (py, py), (px, px), (0, 0)), mode="edge")
+    return padded[:, py - dy : py - dy + h, px - dx : px - dx + w]
 
 
 def _augment(lanes: list[list[Chunk]], aug: Augment | None, rng) -> list[list[Chunk]]:
@@ -148,6 +164,16 @@ def window_schedule(
     return _augment(steps, augment, rng)  # every window resets: one draw each
 
 
+def smoothed(x: np.ndarray, k: int) -> np.ndarray:
+    """Centred mean of the 2k+1 values around each row; near the ends, of those that exist."""
+    if k <= 0 or len(x) == 0:
+        return x
+    kernel = np.ones(2 * k + 1)
+    sums = np.convolve(x, kernel, mode="same")
+    counts = np.convolve(np.ones(len(x)), kernel, mode="same")
+    return (sums / counts).astype(np.float32)
+
+
 class BatchReader:
     """Reads a step's chunks from the cache into reusable buffers."""
 
@@ -161,10 +187,12 @@ class BatchReader:
         lead: int = 0,
         faults: tuple[FaultSpec, ...] = (),
         missing_input: bool = False,
+        smooth: int = 0,
     ) -> None:
         d0 = cache.drives[0]
         self.cache, self.outputs, self.length, self.features = cache, outputs, length, features
-        self.lead = lead
+        self.lead, self.smooth = lead, smooth
+        self._smoothed: dict[tuple[int, str], np.ndarray] = {}
         # A model without the flag cannot be told a frame is missing (the predictor holds
         # its last output there instead): it trains on the faults that leave an image.
         self.faults = tuple(f for f in faults if missing_input or CODES[f.kind] not in BLANKING)
@@ -188,9 +216,11 @@ class BatchReader:
             rows = lead_rows(c.start, c.start + self.length, self.lead, d.n)
             for k, name in enumerate(self.outputs):
                 sign = -1.0 if c.flip and name in ANTISYMMETRIC else 1.0
-                self.targets[b, :, k] = sign * d.signals[name][rows]
+                self.targets[b, :, k] = sign * self._signal(c.drive, name)[rows]
             if c.flip and self.features is None:
                 self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
+            if c.dy or c.dx:
+                self.frames[b] = shifted(self.frames[b], c.dy, c.dx)
             if c.gain != 1.0:
                 lit = self.frames[b].astype(np.float32) * c.gain
                 self.frames[b] = np.clip(lit, 0, 255).astype(np.uint8)
@@ -203,6 +233,15 @@ class BatchReader:
                 )
         reset = np.array([c.reset for c in chunks])
         return self.frames, self.targets, reset
+
+    def _signal(self, drive: int, name: str) -> np.ndarray:
+        raw = self.cache.drives[drive].signals[name]
+        if not self.smooth:
+            return raw
+        key = (drive, name)
+        if key not in self._smoothed:
+            self._smoothed[key] = smoothed(np.asarray(raw, np.float64), self.smooth)
+        return self._smoothed[key]
 
     def _schedule(self, drive: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(codes, event starts) over a whole drive for one run of chunks; kept while its

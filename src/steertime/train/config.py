@@ -29,9 +29,17 @@ class DataConfig:
     # driving on the left; fine for tracks without a lane side (Udacity sim, Donkeycar).
     flip: bool = False
     brightness: float = 0.0  # ± fraction of frame brightness, drawn per sequence
+    # ± pixels: each sequence's frames move by one random (dy, dx), edges repeated — a
+    # small-data regulariser for pixel models (DrQ's random shift), one per sequence so
+    # the motion between frames is untouched. 0: off.
+    shift: int = 0
     # Train frame t on the log at t + lead (frames): undoes the demonstrator's reaction
     # delay, which a model otherwise learns to copy (see docs/training.md).
     lead: int = 0
+    # Train on the centred mean of 2k+1 log values (k frames each side) instead of the
+    # raw label: tap-like steering jumps between frames by more than any camera shows.
+    # Validation and evaluation keep the raw label. 0: off.
+    smooth: int = 0
     # Clip every physical output to the range its training labels took (steering cannot
     # exceed full lock): a free gain where a model overshoots a tap, never a loss.
     clip_outputs: bool = True
@@ -250,6 +258,8 @@ def validate(cfg: TrainConfig) -> None:
         "in [0, 1)",
     )
     need(d.lead >= 0, "data.lead", d.lead, ">= 0 frames")
+    need(d.smooth >= 0, "data.smooth", d.smooth, ">= 0 frames")
+    need(0 <= d.shift <= 32, "data.shift", d.shift, "in [0, 32] pixels")
     if d.faults:
         from steertime.data.faults import parse_faults
 

@@ -310,7 +310,8 @@ def _check_lead_within_guard(lead: int, cache: Cache) -> None:
         flags += [f"--test-session {sid}" for sid in split.get("test_sessions", [])]
         flags += [f"--val-session {sid}" for sid in split.get("val_sessions", [])]
         raise SteertimeError(
-            f"data.lead={lead} reads labels {lead} frames ahead, beyond the {split.get('guard')}"
+            f"data.lead + data.smooth = {lead}: training reads labels {lead} frames ahead, "
+            f"beyond the {split.get('guard')}"
             f"-frame guard between the splits of {cache.path}: training would see "
             f"validation/test labels. Re-split with a larger guard: steertime split "
             f"{cache.path} {' '.join(flags)} --guard {lead}"
@@ -390,13 +391,20 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
     t = cfg.train
     if t.batch_size % world:
         raise SteertimeError(f"train.batch_size {t.batch_size} must divide by {world} processes")
-    augment = Augment(cfg.data.flip, cfg.data.brightness, tuple(parse_faults(cfg.data.faults)))
+    augment = Augment(
+        cfg.data.flip,
+        cfg.data.brightness,
+        tuple(parse_faults(cfg.data.faults)),
+        cfg.data.shift,
+    )
     if not 0 <= augment.brightness < 1:
         raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
     if cfg.data.lead < 0:
         raise SteertimeError(f"data.lead must be >= 0 frames, got {cfg.data.lead}")
-    if (augment.brightness or augment.faults) and cfg.data.features:
-        raise SteertimeError("data.brightness / data.faults need frames, not a features store")
+    if (augment.brightness or augment.faults or augment.shift) and cfg.data.features:
+        raise SteertimeError(
+            "data.brightness / data.faults / data.shift need frames, not a features store"
+        )
     return augment
 
 
@@ -420,7 +428,8 @@ class _Training:
         if resume:
             stored = read_meta(self.last_dir).get("data_hash")
             check_data_hash(self.run, stored, cfg.data.cache, cache.content_hash)
-        _check_lead_within_guard(cfg.data.lead, cache)
+        # Smoothing reads labels `smooth` frames ahead, as a lead does.
+        _check_lead_within_guard(cfg.data.lead + cfg.data.smooth, cache)
         self.layout = layout = fit_layout(
             cache, cfg.data.outputs, cfg.data.weights, cfg.data.clip_outputs
         )
@@ -472,6 +481,7 @@ class _Training:
             cfg.data.lead,
             self.augment.faults,
             model.missing_input,
+            cfg.data.smooth,
         )
         self.carried = model.init_state(self.rows, info.device)
         self.pos = Position()
