@@ -26,6 +26,9 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
 
 
+INITS = ("torch", "he")
+
+
 @dataclass
 class PilotNetConvConfig:
     height: int = 66
@@ -37,6 +40,11 @@ class PilotNetConvConfig:
     # one track it is what keeps the CNN from memorising the room (docs/rc_sessions.md).
     conv_dropout: float = 0.0
     act: str = "elu"
+    # "he": convolutions drawn from N(0, 2 / fan_in), biases 0, so the frames' differences
+    # reach the head at their own scale; "torch": PyTorch's default, under which they
+    # shrink ~0.55x per layer (0.002 of the input's at the last) and training first sits
+    # at predict-the-mean for ~100 steps (docs/benchmarks.md, sixteenth session).
+    init: str = "torch"
 
 
 class PilotNetConv(nn.Module):
@@ -53,8 +61,6 @@ class PilotNetConv(nn.Module):
             k, s = (5, 2) if i < 3 else (3, 1)
             h, w = (h - k) // s + 1, (w - k) // s + 1
         if h < 1 or w < 1:
-            from steertime.errors import SteertimeError
-
             raise SteertimeError(
                 f"frames of {cfg.height}x{cfg.width} are too small for PilotNet's five "
                 "convolutions: they need at least 61x61 (prepare --size, e.g. 66x200)"
@@ -67,6 +73,13 @@ class PilotNetConv(nn.Module):
             cin = cout
         layers += [nn.Flatten(), nn.Dropout(cfg.dropout)]
         self.net = nn.Sequential(*layers)
+        if cfg.init not in INITS:
+            raise SteertimeError(f"init must be one of {INITS}, got {cfg.init!r}")
+        if cfg.init == "he":
+            for m in self.net:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
         with torch.no_grad():
             probe = torch.zeros(1, cfg.in_channels, cfg.height, cfg.width)
             self.out_dim = self.net(probe).shape[1]
