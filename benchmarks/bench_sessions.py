@@ -2,7 +2,7 @@
 
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
         [--models pilotnet,cnn_lstm,feat_lstm*3] [--epochs N] [--jobs 2] [--threads 1] [--seeds 3]
-        [--ensemble] [--mix NAME=RUN:W,RUN:W,...]
+        [--ensemble] [--mix NAME=RUN:W,RUN:W,...] [--set KEY=VALUE ...]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -168,6 +168,7 @@ def run_fold(
     ensemble: bool = False,
     mixes: dict[str, list[tuple[str, float]]] | None = None,
     threads: int = 0,
+    overrides: list[str] | None = None,
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "cache"
@@ -218,6 +219,7 @@ def run_fold(
                 f"train.threads={threads or max(1, 2 // jobs)}",
                 *(a.replace(FEATS, str(feats)) for a in recipes[base(m)]),
                 *(["--set", f"train.seed={m.rpartition('_s')[2]}"] if base(m) != m else []),
+                *(a for o in overrides or [] for a in ("--set", o)),
                 "--out",
                 str(run),
                 log=folder / f"{m}.log",
@@ -488,6 +490,14 @@ def main() -> None:
         default=[],
         help="NAME=RUN:W,RUN:W,...: a weighted `steertime ensemble` of these runs, scored too",
     )
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a `steertime train --set` override for every model (repeatable)",
+    )
     a = ap.parse_args()
     models = []
     for spec in a.models.split(","):
@@ -514,6 +524,7 @@ def main() -> None:
                 a.ensemble,
                 mixes,
                 a.threads,
+                a.overrides,
             )
             for f in folds(protocol, a.work)
         ]

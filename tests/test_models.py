@@ -173,5 +173,9 @@ def test_he_init_carries_the_frames_differences_through_the_encoder():
         with torch.no_grad():
             ratio[init] = float(enc(x).std(0).mean() / x.std(0).mean())
     assert ratio["torch"] < 0.1 < 0.5 < ratio["he"]
+    # `model.init` reaches the encoder of both families
+    for name in ("pilotnet", "cnn_lstm"):
+        assert create_model(name, init="he").encoder.cfg.init == "he"
+        assert create_model(name).encoder.cfg.init == "torch"
     with pytest.raises(SteertimeError, match="init must be one of"):
         create_encoder("pilotnet_conv", init="glorot")

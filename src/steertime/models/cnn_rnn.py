@@ -68,6 +68,7 @@ class CnnRnnConfig:
     skip: bool = True  # the head also sees the frame's own features, not only the memory
     head_hidden: int = 64
     act: str = "elu"  # or "relu" (also passed to the encoder unless encoder_cfg sets it)
+    init: str = "torch"  # or "he": the encoder's init, for encoders that take one
     missing_input: bool = False  # a per-frame "frame missing" flag into the core
     hold_on_missing: bool = False  # missing frame: previous output + a learned correction
     held_outputs: int = 0  # the leading outputs held (the means with a spread); 0: all
@@ -109,6 +110,7 @@ class CnnRnn(SequenceModel):
             "width": cfg.width,
             "in_channels": in_ch,
             **({"act": cfg.act} if "act" in encoder_fields(cfg.encoder) else {}),
+            **({"init": cfg.init} if "init" in encoder_fields(cfg.encoder) else {}),
             **({"conv_dropout": cfg.conv_dropout} if cfg.conv_dropout else {}),
             **cfg.encoder_cfg,
         }

@@ -24,6 +24,7 @@ class PilotNetConfig:
     dropout: float = 0.0
     conv_dropout: float = 0.0  # after every convolution, as in Donkeycar's `linear`
     act: str = "elu"  # or "relu": faster on CPU runtimes that fuse it into the conv
+    init: str = "torch"  # or "he": the convolutions' init (see PilotNetConvConfig)
 
 
 class PilotNet(SequenceModel):
@@ -31,7 +32,9 @@ class PilotNet(SequenceModel):
         super().__init__()
         self.n_outputs = cfg.n_outputs
         self.encoder = PilotNetConv(
-            PilotNetConvConfig(cfg.height, cfg.width, conv_dropout=cfg.conv_dropout, act=cfg.act)
+            PilotNetConvConfig(
+                cfg.height, cfg.width, conv_dropout=cfg.conv_dropout, act=cfg.act, init=cfg.init
+            )
         )
         self.head = nn.Sequential(
             nn.Linear(self.encoder.out_dim, 100),
