@@ -304,8 +304,11 @@ def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
         train(_cfg(tiny_cache, tmp_path / "a", "data.brightness=1.5"))
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
         train(_cfg(tiny_cache, tmp_path / "b", "data.brightness=0.2", f"data.features={tmp_path}"))
-    with pytest.raises(SteertimeError, match="data.shift"):
+    with pytest.raises(SteertimeError, match=r"data.shift must be in \[0, 32\] pixels, got -1"):
         train(_cfg(tiny_cache, tmp_path / "c", "data.shift=-1"))
+    with pytest.raises(SteertimeError, match="data.smooth must be >= 0 frames, got -2"):
+        train(_cfg(tiny_cache, tmp_path / "e", "data.smooth=-2"))
+    assert not any((tmp_path / n).exists() for n in "ace")  # refused before anything is written
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
         train(_cfg(tiny_cache, tmp_path / "d", "data.shift=2", f"data.features={tmp_path}"))
 

@@ -85,7 +85,7 @@ class Augment:
 def shifted(frames: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """(T, H, W, C) frames moved by (dy, dx) pixels, the uncovered border repeating the
     edge rows and columns."""
-    t, h, w, _ = frames.shape
+    h, w = frames.shape[1:3]
     py, px = abs(dy), abs(dx)
     padded = np.pad(frames, ((0, 0), (py, py), (px, px), (0, 0)), mode="edge")
     return padded[:, py - dy : py - dy + h, px - dx : px - dx + w]

@@ -301,20 +301,21 @@ def _append_metrics(run: Path, row: dict, keep_epochs_below: int | None = None) 
     write_text(f, buf.getvalue())
 
 
-def _check_lead_within_guard(lead: int, cache: Cache) -> None:
-    """A training frame's target is read `lead` frames later; past a split boundary's
-    guard gap that would be a validation or test label."""
+def _check_lead_within_guard(ahead: int, cache: Cache) -> None:
+    """A training frame's target reads labels up to `ahead` frames later (data.lead, plus
+    data.smooth's half-width); past a split boundary's guard gap that would be a
+    validation or test label."""
     split = cache.manifest["splits"]["config"]
-    if split.get("mode") != "drive" and lead > split.get("guard", 0):
+    if split.get("mode") != "drive" and ahead > split.get("guard", 0):
         flags = [f"--mode {split.get('mode')}"]
         flags += [f"--test-session {sid}" for sid in split.get("test_sessions", [])]
         flags += [f"--val-session {sid}" for sid in split.get("val_sessions", [])]
         raise SteertimeError(
-            f"data.lead + data.smooth = {lead}: training reads labels {lead} frames ahead, "
+            f"data.lead + data.smooth = {ahead}: training reads labels {ahead} frames ahead, "
             f"beyond the {split.get('guard')}"
             f"-frame guard between the splits of {cache.path}: training would see "
             f"validation/test labels. Re-split with a larger guard: steertime split "
-            f"{cache.path} {' '.join(flags)} --guard {lead}"
+            f"{cache.path} {' '.join(flags)} --guard {ahead}"
         )
 
 
