@@ -74,7 +74,10 @@ class LoopConfig:
     ar_lambda: float = 0.5  # autoregressive: weight of teacher-forced + all-output terms
     threads: int = 0  # torch CPU threads (0: torch default)
     device: str = "auto"  # auto | cpu | cuda
-    init_from: str = ""  # start from a run's best weights (e.g. fine-tune after features)
+    # Start from a run's best weights: every tensor whose name and shape match (all of
+    # them for the same model; the encoder from a `pilotnet` run into a `cnn_lstm`).
+    init_from: str = ""
+    freeze: str = ""  # comma-separated modules not trained, e.g. "encoder"
     diagnostics: bool = False  # per-layer grad norms, update ratios, saturation → TensorBoard
     # Predict a spread per output too (Gaussian negative log-likelihood; calibrated on val):
     # `predict` gives `<name>_std`, `evaluate` the 90% interval's coverage.

@@ -51,7 +51,6 @@ from steertime.errors import SteertimeError
 from steertime.models import OutputLayout, SequenceModel, State, create_model, detach_state
 from steertime.models.checkpoint import (
     load_ema,
-    load_model,
     load_train_state,
     load_weights,
     model_meta,
@@ -73,6 +72,7 @@ from steertime.train.runfolder import (
 )
 from steertime.train.soup import TopEpochs
 from steertime.train.validate import calibrated, stream_metrics
+from steertime.train.warmstart import freeze, warm_start
 
 
 class TrainingDiverged(SteertimeError):
@@ -442,8 +442,14 @@ class _Training:
         steer = layout.index("steering") if "steering" in layout.names else 0
         self.skip = t.burn_in if t.mode == "windows" else 0
         self.store = self._open_features()
-        if t.init_from:
-            model.load_state_dict(load_model(t.init_from)[0].state_dict())
+        # On resume the weights come from checkpoints/last; the first run's source may be gone.
+        start = t.init_from and not resume
+        start_note = (
+            warm_start(model, t.init_from, cfg.model["name"]).summary(t.init_from) if start else ""
+        )
+        if t.freeze:
+            frozen = freeze(model, t.freeze)
+            start_note += f"{'; ' if start_note else ''}train.freeze: {len(frozen)} tensors fixed"
         if (t.spread or t.bins) and model.autoregressive:
             raise SteertimeError(
                 f"{'train.spread' if t.spread else 'train.bins'}: {cfg.model['name']} feeds "
@@ -504,6 +510,8 @@ class _Training:
         self.monitor.loss_not_a_share = t.spread or bool(t.bins)  # NLL or cross-entropy
         if warmup_note and info.is_main:
             self.monitor.warn("warmup", warmup_note)
+        if start_note and info.is_main:
+            tqdm.write(f"note: {start_note}", file=sys.stderr)
         self.top = self._top_epochs(resume) if t.soup > 1 and info.is_main else None
         self.soup_line = ""
 
