@@ -74,6 +74,10 @@ class LoopConfig:
     ar_lambda: float = 0.5  # autoregressive: weight of teacher-forced + all-output terms
     threads: int = 0  # torch CPU threads (0: torch default)
     device: str = "auto"  # auto | cpu | cuda
+    # bf16: the encoder's forward and backward in bfloat16 (torch.autocast; weights, memory,
+    # head and loss stay float32; validation and inference run float32). Faster on CPUs
+    # with AMX or AVX512-BF16 and on recent GPUs; slower on CPUs without them.
+    precision: str = "fp32"
     # Start from a run's best weights: every tensor whose name and shape match (all of
     # them for the same model; the encoder from a `pilotnet` run into a `cnn_lstm`).
     init_from: str = ""
@@ -204,6 +208,7 @@ SCHEDULES = ("cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adam", "sgd")
 MODES = ("stateful", "windows")
+PRECISIONS = ("fp32", "bf16")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -232,6 +237,7 @@ def validate(cfg: TrainConfig) -> None:
     need(finite(o.ema) and 0 <= o.ema < 1, "optim.ema", o.ema, "in [0, 1)")
     need(t.mode in MODES, "train.mode", t.mode, " or ".join(MODES))
     need(t.device in DEVICES, "train.device", t.device, " or ".join(DEVICES))
+    need(t.precision in PRECISIONS, "train.precision", t.precision, " or ".join(PRECISIONS))
     for key in ("seq_len", "batch_size", "epochs", "checkpoint_every", "patience"):
         v = getattr(t, key)
         need(v > 0, f"train.{key}", v, "> 0")

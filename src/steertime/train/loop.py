@@ -122,10 +122,12 @@ class StepLoss(nn.Module):
         features: bool = False,
         spread: bool = False,
         bin_centers: np.ndarray | None = None,
+        precision: str = "fp32",
     ):
         super().__init__()
         self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
         self.features, self.spread = features, spread
+        self.bf16 = precision == "bf16"
         self.register_buffer("w", torch.tensor(weights) / sum(weights))
         self.bins = bin_centers is not None
         if self.bins:  # (K, N) bin centres in normalised units
@@ -167,6 +169,18 @@ class StepLoss(nn.Module):
         nll = 0.5 * ((t - mu.detach()) * torch.exp(-log_s)).square() + log_s
         return ((mse + nll)[:, self.skip :].mean(dim=(0, 1)) * self.w).sum()
 
+    def _encode(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        # train.precision=bf16: the convolutions, where the time goes, run in bfloat16
+        # (weights and their updates stay float32); memory, head and loss in float32.
+        with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            if self.features:  # precomputed encoder outputs: the CNN does not run
+                feats = self.model.encode_features(frames)  # (B, T, E) -> (B, T, F)
+            else:
+                feats, state = self.model.encode(frames, state)  # (B, T, F), once per frame
+        if self.bf16:
+            state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        return feats.float(), state
+
     def forward(
         self,
         frames: torch.Tensor,
@@ -174,10 +188,7 @@ class StepLoss(nn.Module):
         state: State,
         missing: torch.Tensor | None = None,
     ):
-        if self.features:  # precomputed encoder outputs: the CNN does not run
-            feats = self.model.encode_features(frames)  # (B, T, E) -> (B, T, F)
-        else:
-            feats, state = self.model.encode(frames, state)  # (B, T, F), once per frame
+        feats, state = self._encode(frames, state)
         kw = {} if missing is None else {"missing": missing}  # only flag models get it
         if not self.model.autoregressive:
             y, state = self.model.core(feats, state, **kw)
@@ -423,6 +434,12 @@ class _Training:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.augment = _check_config(cfg, info.world)
+        cuda = info.device.type == "cuda"
+        if t.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+            raise SteertimeError(
+                f"train.precision=bf16: {torch.cuda.get_device_name(info.device)} has no "
+                "bfloat16; use train.precision=fp32"
+            )
         self.rows = t.batch_size // info.world
 
         self.cache = cache = Cache.open(cfg.data.cache)
@@ -465,6 +482,7 @@ class _Training:
             self.store is not None,
             spread=t.spread,
             bin_centers=layout.bin_centers() if layout.bins else None,
+            precision=t.precision,
         ).to(info.device)
         self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
         self.opt = make_optimizer(model, cfg.optim)

@@ -32,6 +32,7 @@ SAFE_ON_RESUME = (
     "train.patience",
     "train.threads",
     "train.device",
+    "train.precision",
     "train.checkpoint_every",
     "train.diagnostics",
     "data.cache",  # the path may move; the content hash is compared on resume
