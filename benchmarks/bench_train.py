@@ -1,10 +1,14 @@
-"""Training throughput (frames/s) at 66x200 on this CPU.
+"""Training throughput (frames/s) on this CPU (or GPU).
 
     python benchmarks/bench_train.py [--frames-per-step 160] [--steps 15]
+    python benchmarks/bench_train.py --size 120x160 --precisions fp32,bf16 --threads 1 \
+        --models pilotnet,cnn_lstm --seq-lens 10
 
 Times whole optimiser steps (CNN once per frame, recurrent core over the chunk,
-backward, clipping, Adam) of `pilotnet` and `cnn_lstm`, at seq_len 10 and 50 with the
-same number of frames per step, and reports medians and the ratios the goals name.
+backward, clipping, Adam) of each model at each seq_len with the same number of frames
+per step, and reports medians and the ratios the goals name; with several precisions
+(`train.precision`), each one's speed-up over fp32, the precisions interleaved round by
+round so that a machine's drift hits them alike.
 """
 
 from __future__ import annotations
@@ -20,43 +24,73 @@ from steertime.models import create_model
 from steertime.train.loop import StepLoss
 
 
-def frames_per_s(name: str, seq_len: int, frames_per_step: int, steps: int) -> float:
-    torch.manual_seed(0)
-    batch = max(1, frames_per_step // seq_len)
-    model = create_model(name, n_outputs=2)
-    step = StepLoss(model, [1.0, 1.0], 0, 0.5, 0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randint(0, 256, (batch, seq_len, 66, 200, 3), dtype=torch.uint8)
-    y = torch.randn(batch, seq_len, 2)
-    state = model.init_state(batch)
-    times = []
-    for i in range(steps + 3):
+class Bench:
+    """One model's optimiser step at one seq_len and precision, timed step by step."""
+
+    def __init__(self, name: str, seq_len: int, frames_per_step: int, size, precision: str):
+        torch.manual_seed(0)
+        self.batch = batch = max(1, frames_per_step // seq_len)
+        h, w = size
+        self.model = create_model(name, n_outputs=2, height=h, width=w)
+        self.step_loss = StepLoss(self.model, [1.0, 1.0], 0, 0.5, 0, precision=precision)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.x = torch.randint(0, 256, (batch, seq_len, h, w, 3), dtype=torch.uint8)
+        self.y = torch.randn(batch, seq_len, 2)
+        self.state = self.model.init_state(batch)
+        self.frames = batch * seq_len
+        self.times: list[float] = []
+
+    def run(self, timed: bool = True) -> None:
         t0 = time.perf_counter()
-        loss, state = step(x, y, state)
-        opt.zero_grad()
+        loss, state = self.step_loss(self.x, self.y, self.state)
+        self.opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 15.0)
-        opt.step()
-        state = {k: v.detach() for k, v in state.items()}
-        if i >= 3:  # warm-up steps excluded
-            times.append(time.perf_counter() - t0)
-    return batch * seq_len / statistics.median(times)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 15.0)
+        self.opt.step()
+        self.state = {k: v.detach() for k, v in state.items()}
+        if timed:
+            self.times.append(time.perf_counter() - t0)
+
+    def frames_per_s(self) -> float:
+        return self.frames / statistics.median(self.times)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames-per-step", type=int, default=160)
     ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--size", default="66x200", help="HxW of the frames")
+    ap.add_argument("--models", default="pilotnet,cnn_lstm,cnn_lstm_ar,komanda")
+    ap.add_argument("--seq-lens", default="10,50")
+    ap.add_argument("--precisions", default="fp32", help="e.g. fp32,bf16 (train.precision)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     a = ap.parse_args()
-    r = {
-        f"{m}_seq{t}": round(frames_per_s(m, t, a.frames_per_step, a.steps), 1)
-        for m in ("pilotnet", "cnn_lstm", "cnn_lstm_ar", "komanda")
-        for t in (10, 50)
-    }
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    size = tuple(int(v) for v in a.size.split("x"))
+    precisions = a.precisions.split(",")
+    r: dict = {}
+    for m in a.models.split(","):
+        for t in (int(v) for v in a.seq_lens.split(",")):
+            benches = {p: Bench(m, t, a.frames_per_step, size, p) for p in precisions}
+            for b in benches.values():  # warm-up steps excluded
+                for _ in range(3):
+                    b.run(timed=False)
+            for _ in range(a.steps):  # interleaved: drift hits every precision alike
+                for b in benches.values():
+                    b.run()
+            for p, b in benches.items():
+                key = f"{m}_seq{t}" + ("" if p == "fp32" else f"_{p}")
+                r[key] = round(b.frames_per_s(), 1)
+                if p != "fp32" and "fp32" in benches:
+                    r[f"{key}_over_fp32"] = round(r[key] / r[f"{m}_seq{t}"], 3)
     r["threads"] = torch.get_num_threads()
-    r["cnn_lstm_over_pilotnet_seq10"] = round(r["cnn_lstm_seq10"] / r["pilotnet_seq10"], 3)
-    # per-frame cost ratio seq 50 / seq 10 = inverse throughput ratio
-    r["cnn_lstm_cost_seq50_over_seq10"] = round(r["cnn_lstm_seq10"] / r["cnn_lstm_seq50"], 3)
+    r["size"] = a.size
+    if "cnn_lstm_seq10" in r and "pilotnet_seq10" in r:
+        r["cnn_lstm_over_pilotnet_seq10"] = round(r["cnn_lstm_seq10"] / r["pilotnet_seq10"], 3)
+    if "cnn_lstm_seq10" in r and "cnn_lstm_seq50" in r:
+        # per-frame cost ratio seq 50 / seq 10 = inverse throughput ratio
+        r["cnn_lstm_cost_seq50_over_seq10"] = round(r["cnn_lstm_seq10"] / r["cnn_lstm_seq50"], 3)
     print(json.dumps(r, indent=2))
 
 
