@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from steertime.errors import SteertimeError
-from steertime.models import create_model
+from steertime.models import create_model, list_models
 from steertime.train import train
 from steertime.train.loop import StepLoss
 from tests.conftest import small_train_config
@@ -42,6 +42,20 @@ def test_bf16_runs_the_encoder_in_bfloat16_and_the_rest_in_float32():
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
     cos = torch.nn.functional.cosine_similarity(grads["bf16"].flatten(), grads["fp32"].flatten(), 0)
     assert cos > 0.95
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_takes_a_finite_bf16_step(name):
+    torch.manual_seed(0)
+    model = create_model(name, n_outputs=2, height=66, width=200)
+    step = StepLoss(model, [1.0, 1.0], 0, 0.5, 0, precision="bf16")
+    frames = torch.randint(0, 255, (2, 4, 66, 200, 3), dtype=torch.uint8)
+    loss, state = step(frames, torch.randn(2, 4, 2), model.init_state(2))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert all(v.dtype in (torch.float32, torch.bool, torch.uint8) for v in state.values())
 
 
 def test_a_bf16_run_trains_keeps_float32_weights_and_records_it(tiny_cache, tmp_path):

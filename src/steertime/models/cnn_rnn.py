@@ -171,7 +171,10 @@ class CnnRnn(SequenceModel):
             state["frames"] = vol[:, :, -(self.window - 1) :]
             state["started"] = torch.ones_like(state["started"])
             if self.config.front3d > 1:
-                x = self.front(vol).transpose(1, 2).flatten(0, 1)  # (B*T, C3, H, W)
+                # Outside any bfloat16 autocast (train.precision): the CPU Conv3d backward
+                # in bfloat16 of torch 2.13 gave non-finite gradients and corrupted memory.
+                with torch.autocast(x.device.type, enabled=False):
+                    x = self.front(vol.float()).transpose(1, 2).flatten(0, 1)  # (B*T, C3, H, W)
             else:
                 x = self._stacked(vol, t)
         feats = self.project(self.encoder(x))  # (B*T, F)
