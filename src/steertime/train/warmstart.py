@@ -57,7 +57,8 @@ def warm_start(model: nn.Module, run: str, model_name: str) -> WarmStart:
         )
     for k in loaded:
         ours[k].copy_(theirs[k])
-    return WarmStart(meta.model, loaded, [k for k in ours if k not in set(loaded)], clash)
+    copied = set(loaded)
+    return WarmStart(meta.model, loaded, [k for k in ours if k not in copied], clash)
 
 
 def freeze(model: nn.Module, prefixes: str) -> list[str]:
