@@ -88,6 +88,19 @@ SMALL_TRAIN = [
 ]
 
 
+@pytest.fixture(scope="session")
+def spread_run(tiny_cache, tmp_path_factory) -> Path:
+    """A `cnn_lstm` trained with `train.spread` on steering and speed (2 epochs)."""
+    from steertime.train import train
+
+    out = tmp_path_factory.mktemp("spread") / "run"
+    cfg = small_train_config(
+        tiny_cache, out, "model.name=cnn_lstm", "train.spread=true", "train.epochs=2"
+    )
+    cfg.data.outputs = ["steering", "speed"]
+    return train(cfg, progress=False)
+
+
 def small_train_config(cache: Path, out: Path, *overrides: str):
     """A TrainConfig small enough for a test: tiny model, short chunks; later overrides win."""
     from steertime.train import TrainConfig, apply_overrides

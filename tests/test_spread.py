@@ -43,16 +43,6 @@ def test_spread_loss_is_mse_for_means_and_gaussian_nll_for_spreads():
     assert torch.allclose(g[..., :2], g_mse, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def spread_run(tiny_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("spread") / "run"
-    cfg = small_train_config(
-        tiny_cache, out, "model.name=cnn_lstm", "train.spread=true", "train.epochs=2"
-    )
-    cfg.data.outputs = ["steering", "speed"]
-    return train(cfg, progress=False)
-
-
 def test_spread_is_calibrated_streamed_and_exported(spread_run, tiny_cache, tmp_path):
     meta = read_run_meta(spread_run)
     assert meta.layout.spread and len(meta.layout.spread_scale) == 2

@@ -20,6 +20,7 @@ from steertime.cli.app import (
     read_options,
 )
 from steertime.data.drive import DEFAULT_MAX_GAP_S
+from steertime.stream.adaptive import DEFAULT_GAMMA
 
 
 def _print_leaderboard(result: dict) -> None:
@@ -130,6 +131,12 @@ def evaluate(
         "inside fault events and on clean frames is reported apart.",
     ),
     fault_seed: int = typer.Option(0, help="Seed of the fault schedule (same for every run)."),
+    adapt_gamma: float = typer.Option(
+        DEFAULT_GAMMA,
+        min=0.0,
+        help="Runs with a spread: also score the 90% interval recalibrated online from the "
+        "outcomes already seen (adaptive conformal step; 0: off). See docs/evaluation.md.",
+    ),
 ) -> None:
     """Score a run streaming over held-out data against predict-zero, predict-mean and others."""
     from steertime.evaluate import evaluate_to_dir
@@ -160,6 +167,7 @@ def evaluate(
         threads=threads,
         faults=faults or None,
         fault_seed=fault_seed,
+        adapt_gamma=adapt_gamma,
     )
     _print_leaderboard(result)
     if faults:

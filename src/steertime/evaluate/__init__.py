@@ -12,7 +12,8 @@ from steertime.atomic import atomic_file, write_json
 from steertime.data import ReadOptions
 from steertime.evaluate import plots
 from steertime.evaluate.report import write_report
-from steertime.evaluate.run import Frames, evaluate, score
+from steertime.evaluate.run import Frames, adaptive_spread, evaluate, score
+from steertime.stream.adaptive import DEFAULT_GAMMA
 from steertime.stream.threads import DEFAULT_THREADS
 
 __all__ = ["Frames", "evaluate", "evaluate_to_dir", "leaderboard", "score"]
@@ -30,13 +31,14 @@ def evaluate_to_dir(
     threads: int = DEFAULT_THREADS,
     faults: str | None = None,
     fault_seed: int = 0,
+    adapt_gamma: float = DEFAULT_GAMMA,
 ) -> dict:
     """Evaluate and write metrics.json, predictions.parquet, PNG plots and report.html
     (with extra HTML `sections`, each opening with its `<h2>`, before the configuration)."""
     out = Path(out)
     # Score first: a refused run (NaN weights, unreadable data) must leave no empty --out.
     result, frames, layout = evaluate(
-        run, data, split, compare, format, options, threads, faults, fault_seed
+        run, data, split, compare, format, options, threads, faults, fault_seed, adapt_gamma
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", _json_safe(result))
@@ -50,6 +52,9 @@ def evaluate_to_dir(
             table[f"{model}:{name}"] = v
         for name, v in frames.spreads.get(model, {}).items():
             table[f"{model}:{name}_std"] = v  # runs trained with train.spread
+            if adapt_gamma > 0:  # the same spread recalibrated online (stream.adaptive)
+                sd = adaptive_spread(frames, model, name, adapt_gamma)
+                table[f"{model}:{name}_std_adaptive"] = sd
     with atomic_file(out / "predictions.parquet") as f:
         pd.DataFrame(table).to_parquet(f, index=False)
     images: dict[str, list[Path]] = {}
@@ -59,7 +64,8 @@ def evaluate_to_dir(
             plots.error_histogram(frames, name, out / f"error_hist_{name}.png"),
             plots.scatter(frames, name, out / f"scatter_{name}.png"),
         ]
-        if cal := plots.calibration(frames, name, out / f"calibration_{name}.png"):
+        cal = plots.calibration(frames, name, out / f"calibration_{name}.png", adapt_gamma)
+        if cal:
             images[name].append(cal)
     curves = plots.training_curves(Path(run), out / "training_curves.png")
     images["training"] = [curves] if curves else []

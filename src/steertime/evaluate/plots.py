@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from steertime.atomic import atomic_file  # noqa: E402
 from steertime.evaluate.metrics import interval_coverage  # noqa: E402
+from steertime.evaluate.run import adaptive_spread  # noqa: E402
 from steertime.models.layout import Z90  # noqa: E402
 
 
@@ -65,10 +66,11 @@ def timeseries(frames, name: str, out: Path) -> Path:
     return _save(fig, out)
 
 
-def calibration(frames, name: str, out: Path) -> Path | None:
+def calibration(frames, name: str, out: Path, adapt_gamma: float = 0.0) -> Path | None:
     """Reliability of the predicted spreads (runs trained with `train.spread`): for each
     nominal central interval, the share of frames whose target it covered. On the diagonal
-    the spread is honest; below it the model is overconfident. None without a spread."""
+    the spread is honest; below it the model is overconfident. With `adapt_gamma`, a
+    marker shows each run's 90% interval recalibrated online. None without a spread."""
     models = [m for m in frames.preds if name in frames.spreads.get(m, {})]
     if not models:
         return None
@@ -83,7 +85,19 @@ def calibration(frames, name: str, out: Path) -> Path | None:
         lead = frames.leads.get(m, 0)
         at90 = interval_coverage(pred, target, sd, 0.9)
         label = f"{m}: 90% covers {at90:.1%}" + (f" (vs log +{lead} frames)" if lead else "")
-        ax.plot(levels, cover, lw=1.5, label=label)
+        (line,) = ax.plot(levels, cover, lw=1.5, label=label)
+        if adapt_gamma > 0:
+            online = interval_coverage(
+                pred, target, adaptive_spread(frames, m, name, adapt_gamma), 0.9
+            )
+            ax.plot(
+                [0.9],
+                [online],
+                "o",
+                color=line.get_color(),
+                ms=6,
+                label=f"{m}: 90% recalibrated online covers {online:.1%}",
+            )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("nominal interval (mean ± z·spread)")

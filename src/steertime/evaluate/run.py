@@ -36,6 +36,7 @@ from steertime.data.splits import session_of
 from steertime.evaluate import metrics as M
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
+from steertime.stream.adaptive import DEFAULT_GAMMA, adaptive_scales
 from steertime.stream.segments import predict_segment
 from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
@@ -242,8 +243,10 @@ def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale:
     return out
 
 
-def score(frames: Frames, layout: OutputLayout) -> dict:
-    """Metrics for every model in `frames.preds` and the reference predictors."""
+def score(frames: Frames, layout: OutputLayout, adapt_gamma: float = DEFAULT_GAMMA) -> dict:
+    """Metrics for every model in `frames.preds` and the reference predictors.
+    `adapt_gamma`: step of the online spread recalibration scored beside the static one
+    (`steertime.stream.adaptive`; 0 leaves it out)."""
     result: dict = {
         "frames": int(len(frames.t)),
         "drives": sorted(set(frames.drive.tolist())),
@@ -280,6 +283,8 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                 entry["models"][m]["coverage"] = {
                     f"{p:g}": M.interval_coverage(pred, target, sd, p) for p in COVERAGE_LEVELS
                 }
+                if adapt_gamma > 0:
+                    entry["models"][m].update(_adaptive(frames, m, name, adapt_gamma))
             if lead := frames.leads.get(m, 0):
                 entry["models"][m]["lead_frames"] = lead
                 target = frames.truth_led[lead][name]
@@ -300,6 +305,27 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
     return result
 
 
+def adaptive_spread(frames: Frames, model: str, name: str, gamma: float) -> np.ndarray:
+    """(N,) `model`'s spread recalibrated online from the outcomes already seen, as a car
+    that measures the output (or a human driver's command) would: each drive starts from
+    the validation calibration, and a led run learns each outcome `data.lead` frames late."""
+    pred, sd = frames.preds[model][name], frames.spreads[model][name]
+    target = frames.calibration_target(model, name)
+    starts = np.r_[True, frames.drive[1:] != frames.drive[:-1]]
+    lead = frames.leads.get(model, 0)
+    return sd * adaptive_scales(pred, target, sd, starts, gamma, level=0.9, delay=lead)
+
+
+def _adaptive(frames: Frames, model: str, name: str, gamma: float) -> dict:
+    sd = adaptive_spread(frames, model, name, gamma)
+    pred, target = frames.preds[model][name], frames.calibration_target(model, name)
+    return {
+        "coverage90_adaptive": M.interval_coverage(pred, target, sd, 0.9),
+        "mean_spread_adaptive": float(np.mean(sd)),
+        "adapt_gamma": gamma,
+    }
+
+
 def evaluate(
     run: str | Path,
     data: str | Path,
@@ -310,10 +336,12 @@ def evaluate(
     threads: int = DEFAULT_THREADS,
     faults: str | None = None,
     fault_seed: int = 0,
+    adapt_gamma: float = DEFAULT_GAMMA,
 ) -> tuple[dict, Frames, OutputLayout]:
     """Predict with `run` (and every `compare` run) on the same frames and score them all
     (`threads`: intra-op threads for inference, see `steertime.stream.threads`).
-    `faults`: camera faults drawn over the frames (a cache only), see the module doc."""
+    `faults`: camera faults drawn over the frames (a cache only), see the module doc.
+    `adapt_gamma`: step of the online spread recalibration scored beside the static one."""
     run = Path(run)
     fault_specs = parse_faults(faults)
     src = resolve(data, format, options, accept=(CACHE, RECORDING))
@@ -351,7 +379,7 @@ def evaluate(
             f2, _ = predict_on_path(Path(other), data, src.format, options, threads)
             frames.merge(f2)
         source = {"path": str(data), "format": src.format, "split": None}
-    result = score(frames, layout)
+    result = score(frames, layout, adapt_gamma)
     result = {"run": str(run), "data": source, "duration_s": _duration(frames), **result}
     return result, frames, layout
 

@@ -96,6 +96,7 @@ def verdicts(result: dict) -> list[Verdict]:
                         if led is not None
                         else ""
                     )
+                    + _adaptive_text(models[m], unit)
                 )
         if math.isfinite(b.get("r2", math.nan)) and b["r2"] < POOR_R2:
             ok = False
@@ -104,3 +105,13 @@ def verdicts(result: dict) -> list[Verdict]:
             )
         out.append(Verdict(name, "; ".join(parts), ok))
     return out
+
+
+def _adaptive_text(m: dict, unit: str) -> str:
+    """The same interval recalibrated online from the outcomes seen (stream.adaptive)."""
+    if "coverage90_adaptive" not in m:
+        return ""
+    return (
+        f"; recalibrated online from the outcomes seen (gamma {m['adapt_gamma']:g}) "
+        f"{m['coverage90_adaptive']:.1%} (mean spread {m['mean_spread_adaptive']:.3g} {unit})"
+    ).replace(" )", ")")

@@ -17,6 +17,11 @@ never re-implement it. Real streams are messy:
   frozen camera) counts as missing too. A model trained with the frame-missing flag
   (`missing_input`) rolls its state forward on memory (status "missing"); any other
   model holds its last outputs (status "held"), the single-frame equivalent.
+
+A run trained with `train.spread` also gives `<name>_std`. With `adapt_gamma` > 0, each
+spread recalibrates itself online from the truths the caller reports after the fact
+(`observe({"speed": measured})`, `steertime.stream.adaptive`): only outputs the caller
+can measure change; `reset()` starts them again from the validation calibration.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from steertime.data.preprocess import FrameSizeMismatch, FrameSpec, spec_for_siz
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import RunMeta, load_model
+from steertime.stream.adaptive import AdaptiveScale
 from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
 
@@ -58,6 +64,7 @@ class StreamingPredictor:
         strict_size: bool = False,
         missing_input: bool = False,
         fault_gate: bool | None = None,
+        adapt_gamma: float = 0.0,
     ) -> None:
         self.layout, self.frame, self.max_gap_s, self.strict_size = (
             layout,
@@ -73,6 +80,9 @@ class StreamingPredictor:
         self.fault_gate = missing_input if fault_gate is None else fault_gate
         self.last_out: dict[str, float] | None = None
         self._last_raw: np.ndarray | None = None
+        if adapt_gamma and not layout.spread:
+            raise StreamError("adapt_gamma needs a run trained with a spread (train.spread=true)")
+        self.adapt = {n: AdaptiveScale(adapt_gamma) for n in layout.names} if adapt_gamma else {}
 
     # --- to be provided by the backend (PyTorch, onnxruntime) --------------------------
     def _reset_state(self) -> None:
@@ -88,6 +98,37 @@ class StreamingPredictor:
         self._reset_state()
         self.last_t = None
         self.last_out, self._last_raw = None, None
+        for a in self.adapt.values():
+            a.reset()
+
+    def observe(self, truth: dict[str, float]) -> dict[str, bool]:
+        """Report the true values of the last step's outputs once known (e.g. the
+        measured speed); each one's spread rescales for the next steps. Returns, per name,
+        whether the last 90% interval missed it."""
+        if not self.adapt:
+            raise StreamError("observe() needs adapt_gamma > 0 (and a run with a spread)")
+        unknown = sorted(set(truth) - set(self.adapt))
+        if unknown:
+            raise StreamError(
+                f"observe(): no output named {unknown}; outputs: {sorted(self.adapt)}"
+            )
+        if self.last_out is None:  # nothing predicted since the last reset
+            return {}
+        missed = {}
+        for name, value in truth.items():
+            v = float(value)
+            if not math.isfinite(v):
+                raise StreamError(f"observe(): {name}={value!r} is not finite")
+            out = self.last_out
+            missed[name] = self.adapt[name].update(out[name], out[f"{name}_std"], v)
+        return missed
+
+    def _parse(self, y: np.ndarray) -> dict[str, float]:
+        """(K,) or (2K,) physical outputs -> named floats, spreads rescaled online."""
+        out = {k: float(v) for k, v in self.layout.parse(y).items()}
+        for name, a in self.adapt.items():
+            out[f"{name}_std"] *= a.scale
+        return out
 
     def _fault(self, image: np.ndarray | None) -> str | None:
         """Why this frame carries no usable image (None: it does)."""
@@ -104,8 +145,7 @@ class StreamingPredictor:
     def _missing_step(self, t: float, status: str, fault: str) -> dict:
         if self.missing_input:
             blank = np.zeros((self.frame.height, self.frame.width, 3), np.uint8)
-            y = self.layout.parse(self._run(blank, missing=True))
-            self.last_out = {k: float(v) for k, v in y.items()}
+            self.last_out = self._parse(self._run(blank, missing=True))
             kind = "missing" if status == "ok" else status  # a reset says so first
             return {"t": t, "status": kind, "fault": fault, **self.last_out}
         if self.last_out is None:  # nothing to hold yet: the training mean
@@ -162,8 +202,7 @@ class StreamingPredictor:
             return self._missing_step(t, status, fault)
         x = self.preprocess(image)
         self.last_t = t
-        y = self._run(x)
-        self.last_out = {k: float(v) for k, v in self.layout.parse(y).items()}
+        self.last_out = self._parse(self._run(x))
         return {"t": t, "status": status, **self.last_out}
 
 

@@ -1,0 +1,131 @@
+"""Spreads recalibrated online (`stream.adaptive`): the update rule, its coverage
+guarantee under drift, delayed outcomes, and its use in `evaluate` and the predictor."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from steertime.evaluate.metrics import interval_coverage
+from steertime.evaluate.run import evaluate
+from steertime.evaluate.verdict import verdicts
+from steertime.stream import OnnxPredictor, Predictor, export_onnx
+from steertime.stream.adaptive import AdaptiveScale, adaptive_scales
+from steertime.stream.predictor import StreamError
+from tests.conftest import small_train_config
+
+
+def test_a_miss_widens_and_a_hit_narrows_by_the_level_s_odds():
+    a = AdaptiveScale(gamma=0.1, level=0.9)
+    assert a.update(0.0, 1.0, 5.0) is True  # |err| 5 > 1.645
+    assert a.scale == pytest.approx(math.exp(0.1 * 0.9))
+    a.reset()
+    assert a.update(0.0, 1.0, 1.0) is False
+    assert a.scale == pytest.approx(math.exp(-0.1 * 0.1))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=1, max_size=300), st.floats(0.01, 0.3))
+def test_misses_minus_their_share_are_the_log_scale_over_gamma(errors, gamma):
+    # The identity behind the long-run guarantee (Gibbs & Candès 2021), whatever the data.
+    n = len(errors)
+    pred, sd = np.zeros(n), np.full(n, 0.5)
+    truth = np.asarray(errors)
+    k = adaptive_scales(pred, truth, sd, gamma=gamma)
+    missed = np.abs(truth) > 1.6448536269514722 * sd * k
+    a = AdaptiveScale(gamma)
+    for e, s in zip(errors, sd * k, strict=True):
+        a.update(0.0, s, e)
+    assert np.sum(missed - 0.1) == pytest.approx(math.log(a.scale) / gamma, abs=1e-6)
+
+
+def test_under_drift_the_online_interval_covers_ninety_percent():
+    rng = np.random.default_rng(0)
+    n = 4000
+    noise = np.where(np.arange(n) < n // 4, 1.0, 2.5)  # the driving gets wilder
+    truth = rng.normal(0.0, noise)
+    pred, sd = np.zeros(n), np.ones(n)  # calibrated on the calm first part only
+    static = interval_coverage(pred, truth, sd, 0.9)
+    online = interval_coverage(pred, truth, sd * adaptive_scales(pred, truth, sd), 0.9)
+    assert static < 0.75
+    assert online == pytest.approx(0.9, abs=0.02)
+
+
+def test_late_outcomes_change_the_scale_only_when_they_arrive():
+    n = 6
+    pred, sd, truth = np.zeros(n), np.ones(n), np.full(n, 10.0)  # every frame missed
+    k = adaptive_scales(pred, truth, sd, gamma=0.1, delay=2)
+    assert k[:3].tolist() == [1.0, 1.0, 1.0]
+    assert k[3] == pytest.approx(math.exp(0.09))
+    starts = np.array([True, False, False, True, False, False])
+    k = adaptive_scales(pred, truth, sd, starts, gamma=0.1)
+    assert k[3] == 1.0 and k[2] > 1.0  # a new drive starts from the validation calibration
+
+
+def test_gamma_must_be_a_finite_non_negative_step():
+    with pytest.raises(ValueError, match="gamma"):
+        AdaptiveScale(gamma=-0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        AdaptiveScale(gamma=float("nan"))
+
+
+def test_evaluate_scores_the_online_interval_beside_the_static_one(spread_run, tiny_cache):
+    result, frames, _ = evaluate(spread_run, tiny_cache, split="test", adapt_gamma=0.1)
+    m = result["outputs"]["speed"]["models"][result["primary"]]
+    pred, sd = frames.preds[result["primary"]]["speed"], frames.spreads[result["primary"]]["speed"]
+    truth = frames.truth["speed"]
+    starts = np.r_[True, frames.drive[1:] != frames.drive[:-1]]
+    k = adaptive_scales(pred, truth, sd, starts, gamma=0.1)
+    assert m["coverage90_adaptive"] == pytest.approx(interval_coverage(pred, truth, sd * k, 0.9))
+    assert m["mean_spread_adaptive"] == pytest.approx(float(np.mean(sd * k)))
+    assert any("recalibrated online" in v.text for v in verdicts(result))
+    off, _, _ = evaluate(spread_run, tiny_cache, split="test", adapt_gamma=0.0)
+    assert "coverage90_adaptive" not in off["outputs"]["speed"]["models"][off["primary"]]
+
+
+def _camera_frames(n: int) -> np.ndarray:
+    """Frames as the simulator's camera gives them (320x160), before preprocessing."""
+    return np.random.default_rng(0).integers(0, 256, (n, 160, 320, 3), dtype=np.uint8)
+
+
+def test_the_predictor_rescales_the_spread_it_is_told_it_missed(spread_run, tmp_path):
+    frames = _camera_frames(6)
+    plain = Predictor.from_run(spread_run)
+    p = Predictor.from_run(spread_run, adapt_gamma=0.2)
+    out = p.step(frames[0], 0.0)
+    assert out["speed_std"] == pytest.approx(plain.step(frames[0], 0.0)["speed_std"])
+    assert p.observe({"speed": out["speed"] + 100.0}) == {"speed": True}
+    widened = p.step(frames[1], 0.1)
+    ref = plain.step(frames[1], 0.1)
+    assert widened["speed_std"] == pytest.approx(ref["speed_std"] * math.exp(0.2 * 0.9))
+    assert widened["steering_std"] == pytest.approx(ref["steering_std"])  # not observed
+    p.reset()
+    assert p.observe({"speed": 1.0}) == {}  # nothing predicted since the reset
+    again = p.step(frames[0], 0.0)
+    assert again["speed_std"] == pytest.approx(out["speed_std"])
+    # The exported graph streams through the same rule.
+    onnx = OnnxPredictor(export_onnx(spread_run, tmp_path / "onnx"), adapt_gamma=0.2)
+    o = onnx.step(frames[0], 0.0)
+    onnx.observe({"speed": o["speed"] + 100.0})
+    assert onnx.step(frames[1], 0.1)["speed_std"] == pytest.approx(widened["speed_std"], rel=1e-4)
+
+
+def test_observe_refuses_what_it_cannot_use(spread_run, tiny_cache, tmp_path):
+    frame = _camera_frames(1)[0]
+    with pytest.raises(StreamError, match="adapt_gamma"):
+        Predictor.from_run(spread_run).observe({"speed": 1.0})
+    p = Predictor.from_run(spread_run, adapt_gamma=0.05)
+    p.step(frame, 0.0)
+    with pytest.raises(StreamError, match="no output named"):
+        p.observe({"throttle": 0.3})
+    with pytest.raises(StreamError, match="not finite"):
+        p.observe({"speed": float("nan")})
+    from steertime.train import train
+
+    cfg = small_train_config(tiny_cache, tmp_path / "plain", "train.epochs=1")
+    with pytest.raises(StreamError, match="train.spread"):
+        Predictor.from_run(train(cfg, progress=False), adapt_gamma=0.05)
