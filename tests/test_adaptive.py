@@ -129,3 +129,15 @@ def test_observe_refuses_what_it_cannot_use(spread_run, tiny_cache, tmp_path):
     cfg = small_train_config(tiny_cache, tmp_path / "plain", "train.epochs=1")
     with pytest.raises(StreamError, match="train.spread"):
         Predictor.from_run(train(cfg, progress=False), adapt_gamma=0.05)
+
+
+def test_the_calibration_benchmark_runs_on_a_spread_run(spread_run, tiny_cache):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "calibration_online.py"
+    args = [str(tiny_cache), str(spread_run), "--split", "test", "--gammas", "0.05"]
+    r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "speed" in r.stdout and "online gamma 0.05" in r.stdout and "as trained" in r.stdout
