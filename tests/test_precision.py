@@ -71,3 +71,17 @@ def test_an_unknown_precision_is_refused_before_anything_is_written(tiny_cache, 
     with pytest.raises(SteertimeError, match=r"train.precision must be fp32 or bf16, got 'fp16'"):
         train(cfg, progress=False)
     assert not (tmp_path / "fp16").exists()
+
+
+def test_bf16_on_a_gpu_without_bfloat16_is_refused_by_its_name(tiny_cache, tmp_path, monkeypatch):
+    # No such GPU here: the device and its capabilities are stood in for.
+    from steertime.train import dist as D
+
+    gpu = D.DistInfo(0, 1, torch.device("cuda", 0))
+    monkeypatch.setattr(D, "setup", lambda device="auto": gpu)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100-SXM2-16GB")
+    cfg = small_train_config(tiny_cache, tmp_path / "v100", "train.precision=bf16")
+    with pytest.raises(SteertimeError, match=r"Tesla V100-SXM2-16GB has no bfloat16"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "v100" / "checkpoints").exists()
