@@ -141,3 +141,33 @@ def test_the_calibration_benchmark_runs_on_a_spread_run(spread_run, tiny_cache):
     r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "speed" in r.stdout and "online gamma 0.05" in r.stdout and "as trained" in r.stdout
+
+
+def test_drive_scores_and_recalibrates_the_intervals_of_what_the_car_measures(spread_run):
+    from steertime.sim import drive
+
+    static = drive(Predictor.from_run(spread_run), [5], 3.0).summary()
+    p = Predictor.from_run(spread_run, adapt_gamma=0.2)
+    online = drive(p, [5], 3.0).summary()
+    # The run predicts steering and speed: the car measures only its speed.
+    assert set(static["coverage90_measured"]) == set(online["coverage90_measured"]) == {"speed"}
+    road = online["per_road"][0]
+    assert road["interval_frames"]["speed"] == round(road["seconds"] * 10)
+    assert p.adapt["speed"].scale != 1.0 and p.adapt["steering"].scale == 1.0
+
+
+def test_drive_cli_refuses_adapt_gamma_without_a_spread(tmp_path, tiny_cache):
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+    from steertime.train import train
+
+    run = train(
+        small_train_config(tiny_cache, tmp_path / "plain", "train.epochs=1"), progress=False
+    )
+    r = CliRunner().invoke(
+        app, ["drive", str(run), "--roads", "1", "--minutes", "0.05", "--adapt-gamma", "0.05"]
+    )
+    assert r.exit_code != 0
+    said = str(r.output) + str(r.exception)
+    assert "--adapt-gamma needs a run trained with train.spread=true" in said

@@ -58,6 +58,12 @@ def drive(
     takeover_hold: int = typer.Option(
         1, help="Ask only once the spread has stayed above --takeover-spread this many frames."
     ),
+    adapt_gamma: float = typer.Option(
+        0.0,
+        min=0.0,
+        help="Runs with a spread: recalibrate the speed and torque intervals online from "
+        "what the car measures (adaptive conformal step, e.g. 0.05; 0: off).",
+    ),
 ) -> None:
     """Drive a trained model closed-loop on unseen simulated roads; report autonomy."""
     from steertime.atomic import write_json
@@ -84,8 +90,10 @@ def drive(
 
         p = (
             Predictor.from_run(run, threads=threads)
-            if takeover is None
-            else _spread_predictor(run, threads, "--takeover-spread")
+            if takeover is None and not adapt_gamma
+            else _spread_predictor(
+                run, threads, "--takeover-spread" if takeover else "--adapt-gamma", adapt_gamma
+            )
         )
         report = run_drive(p, seeds, minutes * 60, fps, offset_limit, hook, fault_specs, takeover)
     s = report.summary()
@@ -107,6 +115,15 @@ def drive(
         )
     if s["torque_rmse_nm"] is not None:
         console.print(f"torque RMSE against the car's {s['torque_rmse_nm']:.3f} N·m")
+    if cov := s["coverage90_measured"]:
+        how = f"recalibrated online, gamma {adapt_gamma:g}" if adapt_gamma else "as trained"
+        console.print(
+            f"90% intervals ({how}) hold what the car measured: "
+            + ", ".join(
+                f"{n} {c:.1%} (mean spread {s['mean_spread_measured'][n]:.3g})"
+                for n, c in cov.items()
+            )
+        )
     if takeover_spread is not None:
         per10 = s["false_requests"] / max(s["minutes"] / 10, 1e-9)
         console.print(
@@ -162,7 +179,7 @@ def takeover_rule(
         write_json(out, {"run": str(run), "faults": faults, "seed": seed, **chosen.to_dict()})
 
 
-def _spread_predictor(run: Path, threads: int, needs: str):
+def _spread_predictor(run: Path, threads: int, needs: str, adapt_gamma: float = 0.0):
     """A run's streaming predictor, refusing a run that predicts no spread."""
     from steertime.errors import SteertimeError
     from steertime.stream import Predictor
@@ -170,7 +187,9 @@ def _spread_predictor(run: Path, threads: int, needs: str):
     p = Predictor.from_run(run, threads=threads)
     if not p.layout.spread:
         raise SteertimeError(f"{run}: {needs} needs a run trained with train.spread=true")
-    return p
+    return (
+        Predictor(p.model, p.meta, threads=threads, adapt_gamma=adapt_gamma) if adapt_gamma else p
+    )
 
 
 @app.command("drive-compare")

@@ -18,6 +18,7 @@ import numpy as np
 
 from steertime.data.faults import FaultSpec, FaultyCamera, fault_schedule, fault_windows
 from steertime.errors import SteertimeError
+from steertime.models.layout import Z90
 from steertime.sim.camera import CameraSpec
 from steertime.sim.expert import ExpertParams, speed_control, target_speed
 from steertime.sim.world import FPS, World
@@ -50,6 +51,13 @@ class RoadResult:
     takeover_requests: int = 0
     warned_interventions: int = 0
     false_requests: int = 0
+    # Runs with a spread, for the outputs the car measures itself (MEASURED): frames
+    # scored and frames whose truth fell inside the 90% interval. With an `adapt_gamma`
+    # predictor the car also reports each measurement back (`observe`), so the interval
+    # recalibrates as it drives.
+    interval_frames: dict[str, int] = field(default_factory=dict)
+    interval_covered: dict[str, int] = field(default_factory=dict)
+    interval_spread_sum: dict[str, float] = field(default_factory=dict)  # of the spreads
 
 
 @dataclass
@@ -90,6 +98,8 @@ class DriveReport:
             "takeover_requests": sum(r.takeover_requests for r in self.roads),
             "warned_interventions": sum(r.warned_interventions for r in self.roads),
             "false_requests": sum(r.false_requests for r in self.roads),
+            "coverage90_measured": _pooled(self.roads, "interval_covered"),
+            "mean_spread_measured": _pooled(self.roads, "interval_spread_sum"),
             "per_road": [asdict(r) for r in self.roads],
         }
 
@@ -101,6 +111,17 @@ def _pooled_rmse(roads: Sequence[RoadResult]) -> float | None:
         return None
     t = sum(r.seconds for r in have)
     return math.sqrt(sum(r.torque_rmse**2 * r.seconds for r in have) / max(t, 1e-9))
+
+
+def _pooled(roads: Sequence[RoadResult], field_: str) -> dict[str, float]:
+    """Per measured output, a per-frame count or sum over all roads over their frames:
+    the share covered by the 90% interval, or the mean spread."""
+    names = dict.fromkeys(n for r in roads for n in r.interval_frames)
+    return {
+        n: sum(getattr(r, field_).get(n, 0) for r in roads)
+        / max(sum(r.interval_frames.get(n, 0) for r in roads), 1)
+        for n in names
+    }
 
 
 def autonomy_fraction(interventions: np.ndarray, seconds: np.ndarray) -> np.ndarray:
@@ -167,6 +188,38 @@ def autonomy_difference(
     return diff, float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
 
 
+def _restart(predictor: StreamingPredictor) -> None:
+    """Reset the model's memory after the car was put back on the road, keeping the
+    spreads' online calibration: the car and its sensors did not change."""
+    adapt = getattr(predictor, "adapt", {})
+    scales = {n: a.scale for n, a in adapt.items()}
+    predictor.reset()
+    for n, k in scales.items():
+        adapt[n].scale = k
+
+
+MEASURED = ("speed", "torque")  # outputs whose truth the car measures as it drives
+
+
+def _score_intervals(
+    predictor: StreamingPredictor,
+    out: dict,
+    truth: dict[str, float],
+    frames: dict[str, int],
+    covered: dict[str, int],
+    widths: dict[str, float],
+) -> None:
+    """Count whether each measured output's 90% interval held the truth, then (with an
+    `adapt_gamma` predictor) report the truth back so the interval recalibrates."""
+    names = [n for n in MEASURED if f"{n}_std" in out]
+    for n in names:
+        frames[n] = frames.get(n, 0) + 1
+        covered[n] = covered.get(n, 0) + int(abs(out[n] - truth[n]) <= Z90 * out[f"{n}_std"])
+        widths[n] = widths.get(n, 0.0) + out[f"{n}_std"]
+    if names and getattr(predictor, "adapt", None):
+        predictor.observe({n: truth[n] for n in names if n in predictor.adapt})
+
+
 def speed_command(out: dict) -> float | None:
     """The model's speed command: its `target_speed` output, else its `speed` output.
 
@@ -205,13 +258,19 @@ def drive_road(
     charged = fault_windows(codes, int(round(FAULT_AFTER_S * fps)))
     fault_hits = 0
     spreads, hit_steps = np.zeros(n_steps), []
+    frames: dict[str, int] = {}
+    covered: dict[str, int] = {}
+    widths: dict[str, float] = {}
     for i in range(n_steps):
         clean = world.frame()
         frame, _ = camera(i, clean) if faults else (clean, 0)
         out = predictor.step(frame, world.t)
         spreads[i] = out.get("steering_std", 0.0)
-        if "torque" in out:  # the torque the car has at this frame, as simulate records it
-            torque_err.append(out["torque"] - world.telemetry().torque)
+        tel = world.telemetry()  # what the car measures at this frame, as simulate records it
+        if "torque" in out:
+            torque_err.append(out["torque"] - tel.torque)
+        truth = {"speed": tel.speed, "torque": tel.torque}
+        _score_intervals(predictor, out, truth, frames, covered, widths)
         if frame is None:  # what the video shows of a dropped frame
             frame = np.zeros_like(clean)
         v_target = speed_command(out)
@@ -228,7 +287,7 @@ def drive_road(
             hit_steps.append(i)
             fault_hits += int(charged[i])
             world.place(world.s + 5.0)
-            predictor.reset()  # the scene jumped: the model's memory no longer fits it
+            _restart(predictor)  # the scene jumped: the model's memory no longer fits it
         if world.at_end:
             break
     spreads = spreads[: len(offsets)]
@@ -245,6 +304,9 @@ def drive_road(
         fault_seconds=float(np.count_nonzero(codes[: len(offsets)])) / fps,
         fault_interventions=fault_hits,
         torque_rmse=float(np.sqrt(np.mean(np.square(torque_err)))) if torque_err else None,
+        interval_frames=frames,
+        interval_covered=covered,
+        interval_spread_sum=widths,
         **takeover_counts(
             takeover.asking(spreads) if takeover else np.zeros(len(offsets), bool),
             hit_steps,
