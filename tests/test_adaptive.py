@@ -171,3 +171,18 @@ def test_drive_cli_refuses_adapt_gamma_without_a_spread(tmp_path, tiny_cache):
     assert r.exit_code != 0
     said = str(r.output) + str(r.exception)
     assert "--adapt-gamma needs a run trained with train.spread=true" in said
+
+
+def test_render_recalibrates_the_drawn_interval_from_the_recording(
+    spread_run, shared_data, tmp_path
+):
+    from steertime.data import read_drives
+    from steertime.evaluate.render import render
+
+    (d,) = read_drives(shared_data / "udacity_sim_track1")
+    clip = d.slice(np.arange(900, 930), "clip")
+    p = Predictor.from_run(spread_run, adapt_gamma=0.2)
+    render(p, [clip], tmp_path / "o.mp4")
+    assert (tmp_path / "o.mp4").stat().st_size > 0
+    # Both outputs are in the recording: both intervals were told the truth.
+    assert p.adapt["speed"].scale != 1.0 and p.adapt["steering"].scale != 1.0

@@ -208,6 +208,12 @@ def render(
     map: list[str] = MAP,
     threads: int = THREADS,
     camera: str = CAMERA,
+    adapt_gamma: float = typer.Option(
+        0.0,
+        min=0.0,
+        help="Runs with a spread: recalibrate the drawn 90% interval online from the "
+        "recording's truth as it plays (adaptive conformal step, e.g. 0.05; 0: as trained).",
+    ),
 ) -> None:
     """Draw true and predicted steering wheels over the camera video (H.264)."""
     from steertime.evaluate.render import render as render_video
@@ -216,7 +222,7 @@ def render(
 
     options = read_options(DEFAULT_MAX_GAP_S, False, mapping, map, camera=camera)
     drives = load_source(source, format, options)
-    p = Predictor.from_run(run, threads=threads)
+    p = Predictor.from_run(run, threads=threads, adapt_gamma=adapt_gamma)
     with progress("render", sum(len(d) for d in drives)) as advance:
         render_video(p, drives, out, output=output, progress=advance, heldout_from=p.meta.data_path)
     console.print(f"wrote {out}")

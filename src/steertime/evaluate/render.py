@@ -154,7 +154,9 @@ def render(
     heldout_from: str | Path | None = None,
 ) -> Path:
     """The overlay video of `drives`. `heldout_from`: the cache the run trained on (its
-    `RunMeta.data_path`); frames of its drives are tagged trained-on / held out."""
+    `RunMeta.data_path`); frames of its drives are tagged trained-on / held out. A
+    predictor built with `adapt_gamma` is told each frame's truth after drawing it, so
+    the interval shown recalibrates online (`steertime.stream.adaptive`)."""
     fps = fps or round(float(np.median([d.rate_hz for d in drives])) or 30)
     units = {n: u.to_dict() for n, u in drives[0].units.items()}
     for k, n in enumerate(predictor.layout.names):
@@ -175,4 +177,9 @@ def render(
                 true = {n: float(v[i]) for n, v in d.signals.items()}
                 tag = None if splits is None else str(splits[i])
                 video.write(compose(frame, t - t0, true, pred, units, history, output, tag))
+                if getattr(
+                    predictor, "adapt", None
+                ):  # the recording's truth, learnt after the frame
+                    seen = {n: v for n, v in true.items() if n in predictor.adapt}
+                    predictor.observe({n: v for n, v in seen.items() if math.isfinite(v)})
     return Path(out)
