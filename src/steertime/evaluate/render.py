@@ -177,9 +177,8 @@ def render(
                 true = {n: float(v[i]) for n, v in d.signals.items()}
                 tag = None if splits is None else str(splits[i])
                 video.write(compose(frame, t - t0, true, pred, units, history, output, tag))
-                if getattr(
-                    predictor, "adapt", None
-                ):  # the recording's truth, learnt after the frame
+                # With adapt_gamma, the recording's truth is learnt after the frame.
+                if getattr(predictor, "adapt", None):
                     seen = {n: v for n, v in true.items() if n in predictor.adapt}
                     predictor.observe({n: v for n, v in seen.items() if math.isfinite(v)})
     return Path(out)
