@@ -186,3 +186,20 @@ def test_render_recalibrates_the_drawn_interval_from_the_recording(
     assert (tmp_path / "o.mp4").stat().st_size > 0
     # Both outputs are in the recording: both intervals were told the truth.
     assert p.adapt["speed"].scale != 1.0 and p.adapt["steering"].scale != 1.0
+
+
+def test_predict_writes_spreads_recalibrated_from_the_recording(spread_run, shared_data):
+    from steertime.data import read_drives
+    from steertime.stream.run import predict_drives
+
+    (d,) = read_drives(shared_data / "udacity_sim_track1")
+    clip = d.slice(np.arange(900, 930), "clip")
+    plain = predict_drives(Predictor.from_run(spread_run), [clip])
+    online = predict_drives(Predictor.from_run(spread_run, adapt_gamma=0.2), [clip])
+    assert online["speed"].tolist() == pytest.approx(plain["speed"].tolist())  # means kept
+    assert online["speed_std"].iloc[0] == pytest.approx(plain["speed_std"].iloc[0])
+    ratio = online["speed_std"] / plain["speed_std"]
+    # each frame's spread rescaled by what the frames before it missed or held
+    pred, sd = plain["speed"].to_numpy(), plain["speed_std"].to_numpy()
+    k = adaptive_scales(pred, plain["true_speed"].to_numpy(), sd, gamma=0.2)
+    assert ratio.to_numpy() == pytest.approx(k, rel=1e-5)

@@ -36,16 +36,19 @@ def predict(
     map: list[str] = MAP,
     threads: int = THREADS,
     camera: str = CAMERA,
+    adapt_gamma: float = typer.Option(
+        0.0,
+        min=0.0,
+        help="Runs with a spread: recalibrate each <output>_std online from the "
+        "recording's own log, told after each frame (e.g. 0.05; 0: as trained).",
+    ),
 ) -> None:
     """Run a trained model frame by frame over a recording or a bare video."""
     from steertime.stream import OnnxPredictor, Predictor
     from steertime.stream.run import load_source, predict_drives, write_table
 
-    p = (
-        OnnxPredictor(onnx, threads=threads, max_gap_s=max_gap)
-        if onnx
-        else Predictor.from_run(run, threads=threads, max_gap_s=max_gap)
-    )
+    kw = {"threads": threads, "max_gap_s": max_gap, "adapt_gamma": adapt_gamma}
+    p = OnnxPredictor(onnx, **kw) if onnx else Predictor.from_run(run, **kw)
     options = read_options(DEFAULT_MAX_GAP_S, False, mapping, map, camera=camera)
     drives = load_source(source, format, options)
     total = sum(len(d) for d in drives)

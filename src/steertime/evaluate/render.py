@@ -19,7 +19,7 @@ from steertime.data import Drive
 from steertime.data.frames import FrameError
 from steertime.evaluate.heldout import split_labels
 from steertime.models.layout import Z90
-from steertime.stream.predictor import StreamingPredictor
+from steertime.stream.predictor import StreamingPredictor, tell_truth
 from steertime.video import h264_writer
 
 WIDTH = 640  # output width; height keeps the camera's aspect ratio (+ a chart band)
@@ -177,8 +177,5 @@ def render(
                 true = {n: float(v[i]) for n, v in d.signals.items()}
                 tag = None if splits is None else str(splits[i])
                 video.write(compose(frame, t - t0, true, pred, units, history, output, tag))
-                # With adapt_gamma, the recording's truth is learnt after the frame.
-                if getattr(predictor, "adapt", None):
-                    seen = {n: v for n, v in true.items() if n in predictor.adapt}
-                    predictor.observe({n: v for n, v in seen.items() if math.isfinite(v)})
+                tell_truth(predictor, true)  # with adapt_gamma: learnt after the frame
     return Path(out)

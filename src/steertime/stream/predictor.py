@@ -206,6 +206,16 @@ class StreamingPredictor:
         return {"t": t, "status": status, **self.last_out}
 
 
+def tell_truth(predictor: StreamingPredictor, values: dict[str, float]) -> None:
+    """After a step, hand an `adapt_gamma` predictor the recorded truth of its outputs
+    (those it predicts, finite ones only); a no-op for any other predictor."""
+    adapt = getattr(predictor, "adapt", None)
+    if adapt:
+        seen = {n: v for n, v in values.items() if n in adapt and math.isfinite(v)}
+        if seen:
+            predictor.observe(seen)
+
+
 def _decode(frame) -> np.ndarray:
     if isinstance(frame, np.ndarray):
         return frame

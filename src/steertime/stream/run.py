@@ -13,7 +13,7 @@ from steertime.data.frames import FrameError
 from steertime.data.resolve import RECORDING, VIDEO, read_source, resolve
 from steertime.data.resolve import bare_video_drive as bare_video_drive  # its older home
 from steertime.errors import DataError
-from steertime.stream.predictor import FrameSizeError, StreamingPredictor
+from steertime.stream.predictor import FrameSizeError, StreamingPredictor, tell_truth
 
 
 def load_source(
@@ -33,7 +33,9 @@ def predict_drives(
     drives: list[Drive],
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """One row per frame: drive, source row, t, status, predictions, and true_<signal>."""
+    """One row per frame: drive, source row, t, status, predictions, and true_<signal>.
+    An `adapt_gamma` predictor is told each frame's recorded truth after its step, so its
+    spreads recalibrate online (`steertime.stream.adaptive`)."""
     rows = []
     for d in drives:
         predictor.reset()  # each drive starts like a car starting
@@ -49,9 +51,10 @@ def predict_drives(
                     where = f"{d.frames.describe(i)} (row {int(d.rows[i])})"
                     out = {"t": t, "status": "skipped", "error": f"{where}: {e}"}
             row = {"drive": d.name, "row": int(d.rows[i]), **out}
-            for name in predictor.layout.names:
-                if name in d.signals:
-                    row[f"true_{name}"] = float(d.signals[name][i])
+            truth = {n: float(d.signals[n][i]) for n in predictor.layout.names if n in d.signals}
+            row.update({f"true_{n}": v for n, v in truth.items()})
+            if out["status"] != "skipped":
+                tell_truth(predictor, truth)  # with adapt_gamma: learnt after the frame
             rows.append(row)
             if progress:
                 progress(1)
