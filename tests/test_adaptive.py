@@ -71,6 +71,26 @@ def test_gamma_must_be_a_finite_non_negative_step():
         AdaptiveScale(gamma=-0.1)
     with pytest.raises(ValueError, match="gamma"):
         AdaptiveScale(gamma=float("nan"))
+    with pytest.raises(ValueError, match="delay must be >= 0, got -1"):
+        AdaptiveScale(delay=-1)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "render", "drive"])
+def test_a_negative_adapt_gamma_is_refused_on_the_command_line(command, tmp_path):
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+
+    args = {
+        "evaluate": ["evaluate", "RUN", "--data", "D", "--out", str(tmp_path / "e")],
+        "predict": ["predict", "RUN", "SRC", "--out", str(tmp_path / "p.csv")],
+        "render": ["render", "RUN", "SRC", "--out", str(tmp_path / "v.mp4")],
+        "drive": ["drive", "RUN"],
+    }[command]
+    r = CliRunner().invoke(app, [*args, "--adapt-gamma", "-1"])
+    assert r.exit_code == 2
+    assert "Invalid value for '--adapt-gamma'" in r.output
+    assert "greater than or equal to" in r.output
 
 
 def test_evaluate_scores_the_online_interval_beside_the_static_one(spread_run, tiny_cache):
@@ -103,6 +123,8 @@ def test_the_predictor_rescales_the_spread_it_is_told_it_missed(spread_run, tmp_
     ref = plain.step(frames[1], 0.1)
     assert widened["speed_std"] == pytest.approx(ref["speed_std"] * math.exp(0.2 * 0.9))
     assert widened["steering_std"] == pytest.approx(ref["steering_std"])  # not observed
+    p.reset(calibration=False)  # memory gone, the online scale kept
+    assert p.adapt["speed"].scale == pytest.approx(math.exp(0.2 * 0.9))
     p.reset()
     assert p.observe({"speed": 1.0}) == {}  # nothing predicted since the reset
     again = p.step(frames[0], 0.0)

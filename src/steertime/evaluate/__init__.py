@@ -12,7 +12,7 @@ from steertime.atomic import atomic_file, write_json
 from steertime.data import ReadOptions
 from steertime.evaluate import plots
 from steertime.evaluate.report import write_report
-from steertime.evaluate.run import Frames, adaptive_spread, evaluate, score
+from steertime.evaluate.run import Frames, evaluate, score
 from steertime.stream.adaptive import DEFAULT_GAMMA
 from steertime.stream.threads import DEFAULT_THREADS
 
@@ -52,9 +52,8 @@ def evaluate_to_dir(
             table[f"{model}:{name}"] = v
         for name, v in frames.spreads.get(model, {}).items():
             table[f"{model}:{name}_std"] = v  # runs trained with train.spread
-            if adapt_gamma > 0:  # the same spread recalibrated online (stream.adaptive)
-                sd = adaptive_spread(frames, model, name, adapt_gamma)
-                table[f"{model}:{name}_std_adaptive"] = sd
+        for name, v in frames.online_spreads.get(model, {}).items():
+            table[f"{model}:{name}_std_adaptive"] = v  # recalibrated online (stream.adaptive)
     with atomic_file(out / "predictions.parquet") as f:
         pd.DataFrame(table).to_parquet(f, index=False)
     images: dict[str, list[Path]] = {}
@@ -64,8 +63,7 @@ def evaluate_to_dir(
             plots.error_histogram(frames, name, out / f"error_hist_{name}.png"),
             plots.scatter(frames, name, out / f"scatter_{name}.png"),
         ]
-        cal = plots.calibration(frames, name, out / f"calibration_{name}.png", adapt_gamma)
-        if cal:
+        if cal := plots.calibration(frames, name, out / f"calibration_{name}.png"):
             images[name].append(cal)
     curves = plots.training_curves(Path(run), out / "training_curves.png")
     images["training"] = [curves] if curves else []

@@ -6,9 +6,9 @@ and are pure numpy, so they are easy to check by hand.
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import numpy as np
+
+from steertime.stream.adaptive import z_of
 
 
 def rmse(pred: np.ndarray, true: np.ndarray) -> float:
@@ -18,8 +18,7 @@ def rmse(pred: np.ndarray, true: np.ndarray) -> float:
 def interval_coverage(pred: np.ndarray, true: np.ndarray, sd: np.ndarray, level: float) -> float:
     """Share of frames whose truth lies in the central `level` interval of a Gaussian
     N(pred, sd): `level` itself when the spread is honest."""
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    return float(np.mean(np.abs(pred - true) <= z * sd))
+    return float(np.mean(np.abs(pred - true) <= z_of(level) * sd))
 
 
 def mae(pred: np.ndarray, true: np.ndarray) -> float:

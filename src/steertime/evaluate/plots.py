@@ -14,7 +14,6 @@ import numpy as np  # noqa: E402
 
 from steertime.atomic import atomic_file  # noqa: E402
 from steertime.evaluate.metrics import interval_coverage  # noqa: E402
-from steertime.evaluate.run import adaptive_spread  # noqa: E402
 from steertime.models.layout import Z90  # noqa: E402
 
 
@@ -66,11 +65,11 @@ def timeseries(frames, name: str, out: Path) -> Path:
     return _save(fig, out)
 
 
-def calibration(frames, name: str, out: Path, adapt_gamma: float = 0.0) -> Path | None:
+def calibration(frames, name: str, out: Path) -> Path | None:
     """Reliability of the predicted spreads (runs trained with `train.spread`): for each
     nominal central interval, the share of frames whose target it covered. On the diagonal
-    the spread is honest; below it the model is overconfident. With `adapt_gamma`, a
-    marker shows each run's 90% interval recalibrated online. None without a spread."""
+    the spread is honest; below it the model is overconfident. A marker shows each run's
+    90% interval recalibrated online (`frames.online_spreads`). None without a spread."""
     models = [m for m in frames.preds if name in frames.spreads.get(m, {})]
     if not models:
         return None
@@ -86,10 +85,8 @@ def calibration(frames, name: str, out: Path, adapt_gamma: float = 0.0) -> Path 
         at90 = interval_coverage(pred, target, sd, 0.9)
         label = f"{m}: 90% covers {at90:.1%}" + (f" (vs log +{lead} frames)" if lead else "")
         (line,) = ax.plot(levels, cover, lw=1.5, label=label)
-        if adapt_gamma > 0:
-            online = interval_coverage(
-                pred, target, adaptive_spread(frames, m, name, adapt_gamma), 0.9
-            )
+        if (sd_online := frames.online_spreads.get(m, {}).get(name)) is not None:
+            online = interval_coverage(pred, target, sd_online, 0.9)
             ax.plot(
                 [0.9],
                 [online],

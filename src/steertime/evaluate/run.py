@@ -63,6 +63,10 @@ class Frames:
     spreads: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     # model -> name -> (N,): with faults, the same run's predictions without them
     sighted: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # model -> name -> (N,): `spreads` recalibrated online (`recalibrate_online`), and the
+    # step it used; empty / 0 when not asked for
+    online_spreads: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    adapt_gamma: float = 0.0
 
     def merge(self, other: Frames) -> None:
         """Add another run's predictions on the same frames."""
@@ -71,6 +75,19 @@ class Frames:
         self.sighted.update(other.sighted)
         self.leads.update(other.leads)
         self.truth_led.update(other.truth_led)
+
+    def recalibrate_online(self, gamma: float) -> None:
+        """Fill `online_spreads` for every spread of every model (once, for the metrics,
+        the table and the plot alike); gamma 0 leaves them empty."""
+        self.adapt_gamma = gamma
+        self.online_spreads = (
+            {
+                m: {n: adaptive_spread(self, m, n, gamma) for n in sp}
+                for m, sp in self.spreads.items()
+            }
+            if gamma > 0
+            else {}
+        )
 
     def calibration_target(self, model: str, name: str) -> np.ndarray:
         """(N,) what `model`'s spread was calibrated against: the log `data.lead` frames
@@ -243,10 +260,9 @@ def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale:
     return out
 
 
-def score(frames: Frames, layout: OutputLayout, adapt_gamma: float = DEFAULT_GAMMA) -> dict:
-    """Metrics for every model in `frames.preds` and the reference predictors.
-    `adapt_gamma`: step of the online spread recalibration scored beside the static one
-    (`steertime.stream.adaptive`; 0 leaves it out)."""
+def score(frames: Frames, layout: OutputLayout) -> dict:
+    """Metrics for every model in `frames.preds` and the reference predictors (with
+    `frames.online_spreads`, their coverage beside the static one)."""
     result: dict = {
         "frames": int(len(frames.t)),
         "drives": sorted(set(frames.drive.tolist())),
@@ -283,8 +299,12 @@ def score(frames: Frames, layout: OutputLayout, adapt_gamma: float = DEFAULT_GAM
                 entry["models"][m]["coverage"] = {
                     f"{p:g}": M.interval_coverage(pred, target, sd, p) for p in COVERAGE_LEVELS
                 }
-                if adapt_gamma > 0:
-                    entry["models"][m].update(_adaptive(frames, m, name, adapt_gamma))
+                if (online := frames.online_spreads.get(m, {}).get(name)) is not None:
+                    entry["models"][m].update(
+                        coverage90_adaptive=M.interval_coverage(pred, target, online, 0.9),
+                        mean_spread_adaptive=float(np.mean(online)),
+                        adapt_gamma=frames.adapt_gamma,
+                    )
             if lead := frames.leads.get(m, 0):
                 entry["models"][m]["lead_frames"] = lead
                 target = frames.truth_led[lead][name]
@@ -314,16 +334,6 @@ def adaptive_spread(frames: Frames, model: str, name: str, gamma: float) -> np.n
     starts = np.r_[True, frames.drive[1:] != frames.drive[:-1]]
     lead = frames.leads.get(model, 0)
     return sd * adaptive_scales(pred, target, sd, starts, gamma, level=0.9, delay=lead)
-
-
-def _adaptive(frames: Frames, model: str, name: str, gamma: float) -> dict:
-    sd = adaptive_spread(frames, model, name, gamma)
-    pred, target = frames.preds[model][name], frames.calibration_target(model, name)
-    return {
-        "coverage90_adaptive": M.interval_coverage(pred, target, sd, 0.9),
-        "mean_spread_adaptive": float(np.mean(sd)),
-        "adapt_gamma": gamma,
-    }
 
 
 def evaluate(
@@ -379,7 +389,8 @@ def evaluate(
             f2, _ = predict_on_path(Path(other), data, src.format, options, threads)
             frames.merge(f2)
         source = {"path": str(data), "format": src.format, "split": None}
-    result = score(frames, layout, adapt_gamma)
+    frames.recalibrate_online(adapt_gamma)
+    result = score(frames, layout)
     result = {"run": str(run), "data": source, "duration_s": _duration(frames), **result}
     return result, frames, layout
 

@@ -94,12 +94,15 @@ class StreamingPredictor:
         raise NotImplementedError
 
     # --- public API --------------------------------------------------------------------
-    def reset(self) -> None:
+    def reset(self, calibration: bool = True) -> None:
+        """Start again from a fresh state; `calibration=False` keeps the spreads' online
+        scales (the scene jumped, the car and its sensors did not change)."""
         self._reset_state()
         self.last_t = None
         self.last_out, self._last_raw = None, None
-        for a in self.adapt.values():
-            a.reset()
+        if calibration:
+            for a in self.adapt.values():
+                a.reset()
 
     def observe(self, truth: dict[str, float]) -> dict[str, bool]:
         """Report the true values of the last step's outputs once known (e.g. the
