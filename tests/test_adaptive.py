@@ -136,6 +136,26 @@ def test_the_predictor_rescales_the_spread_it_is_told_it_missed(spread_run, tmp_
     assert onnx.step(frames[1], 0.1)["speed_std"] == pytest.approx(widened["speed_std"], rel=1e-4)
 
 
+def test_a_restart_in_the_loop_forgets_the_road_but_keeps_the_online_scale(spread_run):
+    from steertime.sim.drive import _restart
+
+    frames = _camera_frames(2)
+    p = Predictor.from_run(spread_run, adapt_gamma=0.2)
+    p.observe({"speed": p.step(frames[0], 0.0)["speed"] + 100.0})
+    _restart(p)  # the car was put back on the road
+    assert p.last_t is None and p.adapt["speed"].scale == pytest.approx(math.exp(0.2 * 0.9))
+
+    class StandIn:  # a scripted driver: `drive` asks only for reset() and step()
+        resets = 0
+
+        def reset(self) -> None:
+            self.resets += 1
+
+    s = StandIn()
+    _restart(s)
+    assert s.resets == 1
+
+
 def test_observe_refuses_what_it_cannot_use(spread_run, tiny_cache, tmp_path):
     frame = _camera_frames(1)[0]
     with pytest.raises(StreamError, match="adapt_gamma"):

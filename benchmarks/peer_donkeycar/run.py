@@ -6,6 +6,7 @@ steertime):
     python3 -m venv /tmp/dkvenv && /tmp/dkvenv/bin/pip install "donkeycar[pc]==5.3.0"
     /tmp/dkvenv/bin/python benchmarks/peer_donkeycar/run.py --work /tmp/sess \\
         [--protocols sessions,tub] [--models linear,rnn,3d] [--folds 23-01-12_2] [--seeds 0,1,2]
+        [--transfer-from ../shared/data/donkey_rc_sessions]
 
 For each fold of `bench_sessions.py` (same --work): a tub *view* of the training records
 (a manifest that marks the rest deleted; catalogs and images are symlinks, the source is
@@ -18,8 +19,15 @@ Writes `WORK/peer_donkeycar/{protocol}_predictions.csv` (timestamp_ms, record, t
 `donkey_<model>:steering|throttle`) and `{protocol}_timing.json`; `bench_sessions.py`
 then scores them beside steertime's models. With `--seeds`, each model is trained once per
 seed (Python, NumPy — which draws Donkeycar's random train/val split — and TensorFlow
-seeded), columns `donkey_<model>_s<seed>`: one Donkeycar run is not a number to beat, its
+seeded), columns `donkey_<model>_s<seed>` (columns written by earlier runs into the same
+--work are kept): one Donkeycar run is not a number to beat, its
 test RMSE on the tub moved by 0.02 between two runs of the same command.
+
+With `--transfer-from TUB`, each model is first trained once on the whole of another tub
+(Donkeycar's defaults; seed 0 when --seeds is given) and every fold's training starts from
+it (`donkeycar.pipeline.training.train(..., transfer=...)`, what `donkey train --transfer`
+does; with the default `FREEZE_LAYERS = False` every layer trains on): Donkeycar's
+counterpart of steertime's `train.init_from`. Columns `donkey_<model>_transfer[_s<seed>]`.
 """
 
 from __future__ import annotations
@@ -102,6 +110,12 @@ def main() -> None:
         help="TensorFlow intra-op threads (0: its default, every core); 1 to time it beside "
         "a one-thread steertime run on the same machine",
     )
+    ap.add_argument(
+        "--transfer-from",
+        type=Path,
+        default=None,
+        help="another tub: train each model on all of it once, then start every fold from it",
+    )
     a = ap.parse_args()
 
     import random
@@ -118,6 +132,24 @@ def main() -> None:
     cfg = dk.load_config(str(Path(dk.__file__).parent / "templates" / "cfg_complete.py"))
     peer = a.work / "peer_donkeycar"
     peer.mkdir(parents=True, exist_ok=True)
+
+    def set_seed(seed: int | None) -> None:
+        if seed is not None:
+            random.seed(seed)
+            np.random.seed(seed)
+            tf.random.set_seed(seed)
+
+    def pretrained(src: Path, m: str, seed: int | None) -> str:
+        """`m` trained on all of another tub, once (its seconds beside it, not in the folds')."""
+        model = peer / f"transfer_{src.resolve().name}_{m}.h5"
+        secs = model.with_suffix(".train_seconds")
+        if not secs.exists():
+            set_seed(seed)
+            t0 = time.perf_counter()
+            train(cfg, str(src / "data"), str(model), m)
+            secs.write_text(f"{time.perf_counter() - t0:.1f}\n")
+        return str(model)
+
     for protocol in a.protocols.split(","):
         rows, timing = [], {}
         for name, tub, test in folds(protocol, a.work, [f for f in a.folds.split(",") if f]):
@@ -131,16 +163,17 @@ def main() -> None:
             }
             seeds = [int(x) for x in a.seeds.split(",") if x] or [None]
             for m, seed in [(m, s) for m in a.models.split(",") for s in seeds]:
-                tag = m if seed is None else f"{m}_s{seed}"
+                start = pretrained(a.transfer_from, m, seeds[0]) if a.transfer_from else None
+                tag = (m if start is None else f"{m}_transfer") + (
+                    "" if seed is None else f"_s{seed}"
+                )
                 model = peer / f"{protocol}_{name}_{tag}.h5"
                 secs = model.with_suffix(".train_seconds")
                 if not secs.exists():
-                    if seed is not None:
-                        random.seed(seed)
-                        np.random.seed(seed)
-                        tf.random.set_seed(seed)
+                    set_seed(seed)
                     t0 = time.perf_counter()
-                    train(cfg, str(tub / "data"), str(model), m)  # the folder with manifest.json
+                    # tub_paths: the folder with manifest.json
+                    train(cfg, str(tub / "data"), str(model), m, transfer=start)
                     secs.write_text(f"{time.perf_counter() - t0:.1f}\n")
                 train_s = float(secs.read_text())
                 kl = get_model_by_type(m, cfg)
@@ -159,10 +192,17 @@ def main() -> None:
                 }
                 print(protocol, name, tag, timing[f"{name}:{tag}"], flush=True)
             rows.append(pd.DataFrame(fold))
-        f = peer / f"{protocol}_predictions.csv"
-        pd.concat(rows).to_csv(f.with_suffix(".tmp"), index=False)
+        f, t = peer / f"{protocol}_predictions.csv", peer / f"{protocol}_timing.json"
+        new = pd.concat(rows)
+        if f.exists():  # keep the columns of earlier runs (other models, --transfer-from)
+            old = pd.read_csv(f)
+            keep = ["fold", "record", *(c for c in old.columns if c not in new.columns)]
+            new = new.merge(old[keep], on=["fold", "record"], how="left")
+            timing = json.loads(t.read_text()) | timing if t.exists() else timing
+        new.to_csv(f.with_suffix(".tmp"), index=False)
         os.replace(f.with_suffix(".tmp"), f)
-        (peer / f"{protocol}_timing.json").write_text(json.dumps(timing, indent=1))
+        t.with_suffix(".tmp").write_text(json.dumps(timing, indent=1))
+        os.replace(t.with_suffix(".tmp"), t)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -188,10 +189,19 @@ def autonomy_difference(
     return diff, float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
 
 
-def _restart(predictor: StreamingPredictor) -> None:
+class Driver(Protocol):
+    """What a drive needs of its driver: any `StreamingPredictor`, or a stand-in (a
+    scripted, constant or human-like driver) with the same two calls."""
+
+    def reset(self) -> None: ...
+
+    def step(self, frame: np.ndarray | None, t: float) -> dict: ...
+
+
+def _restart(predictor: Driver) -> None:
     """Reset the model's memory after the car was put back on the road, keeping the
-    spreads' online calibration (stand-in predictors take a plain reset)."""
-    if getattr(predictor, "adapt", None):
+    spreads' online calibration: the scene jumped, the car and its sensors did not."""
+    if isinstance(predictor, StreamingPredictor):
         predictor.reset(calibration=False)
     else:
         predictor.reset()
@@ -201,7 +211,7 @@ MEASURED = ("speed", "torque")  # outputs whose truth the car measures as it dri
 
 
 def _score_intervals(
-    predictor: StreamingPredictor,
+    predictor: Driver,
     out: dict,
     truth: dict[str, float],
     frames: dict[str, int],
@@ -232,7 +242,7 @@ def speed_command(out: dict) -> float | None:
 
 
 def drive_road(
-    predictor: StreamingPredictor,
+    predictor: Driver,
     seed: int,
     seconds: float,
     fps: float = FPS,
@@ -381,7 +391,7 @@ def takeover_counts(asking: np.ndarray, hits: list[int], lead: int) -> dict:
 
 
 def drive(
-    predictor: StreamingPredictor,
+    predictor: Driver,
     seeds: list[int],
     seconds: float,
     fps: float = FPS,
