@@ -24,7 +24,7 @@ seeded), columns `donkey_<model>_s<seed>` (columns written by earlier runs into 
 test RMSE on the tub moved by 0.02 between two runs of the same command.
 
 With `--transfer-from TUB`, each model is first trained once on the whole of another tub
-(Donkeycar's defaults; seed 0 when --seeds is given) and every fold's training starts from
+(Donkeycar's defaults; the first of --seeds as its seed) and every fold's training starts from
 it (`donkeycar.pipeline.training.train(..., transfer=...)`, what `donkey train --transfer`
 does; with the default `FREEZE_LAYERS = False` every layer trains on): Donkeycar's
 counterpart of steertime's `train.init_from`. Columns `donkey_<model>_transfer[_s<seed>]`.
