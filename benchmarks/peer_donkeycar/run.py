@@ -139,15 +139,21 @@ def main() -> None:
             np.random.seed(seed)
             tf.random.set_seed(seed)
 
-    def pretrained(src: Path, m: str, seed: int | None) -> str:
-        """`m` trained on all of another tub, once (its seconds beside it, not in the folds')."""
-        model = peer / f"transfer_{src.resolve().name}_{m}.h5"
+    def fit(model: Path, tub: Path, m: str, seed: int | None, start: str | None = None) -> float:
+        """Train `m` on `tub` into `model` once (a rerun finds it); its training seconds."""
         secs = model.with_suffix(".train_seconds")
         if not secs.exists():
             set_seed(seed)
             t0 = time.perf_counter()
-            train(cfg, str(src / "data"), str(model), m)
+            # tub_paths: the folder with manifest.json
+            train(cfg, str(tub / "data"), str(model), m, transfer=start)
             secs.write_text(f"{time.perf_counter() - t0:.1f}\n")
+        return float(secs.read_text())
+
+    def pretrained(src: Path, m: str, seed: int | None) -> str:
+        """`m` trained on all of another tub, once (its seconds beside it, not in the folds')."""
+        model = peer / f"transfer_{src.resolve().name}_{m}.h5"
+        fit(model, src, m, seed)
         return str(model)
 
     for protocol in a.protocols.split(","):
@@ -168,14 +174,7 @@ def main() -> None:
                     "" if seed is None else f"_s{seed}"
                 )
                 model = peer / f"{protocol}_{name}_{tag}.h5"
-                secs = model.with_suffix(".train_seconds")
-                if not secs.exists():
-                    set_seed(seed)
-                    t0 = time.perf_counter()
-                    # tub_paths: the folder with manifest.json
-                    train(cfg, str(tub / "data"), str(model), m, transfer=start)
-                    secs.write_text(f"{time.perf_counter() - t0:.1f}\n")
-                train_s = float(secs.read_text())
+                train_s = fit(model, tub, m, seed, start)
                 kl = get_model_by_type(m, cfg)
                 kl.load(str(model))
                 out, step = [], []
@@ -193,12 +192,11 @@ def main() -> None:
                 print(protocol, name, tag, timing[f"{name}:{tag}"], flush=True)
             rows.append(pd.DataFrame(fold))
         f, t = peer / f"{protocol}_predictions.csv", peer / f"{protocol}_timing.json"
-        new = pd.concat(rows)
-        if f.exists():  # keep the columns of earlier runs (other models, --transfer-from)
-            old = pd.read_csv(f)
-            keep = ["fold", "record", *(c for c in old.columns if c not in new.columns)]
-            new = new.merge(old[keep], on=["fold", "record"], how="left")
+        new = pd.concat(rows).set_index(["fold", "record"])
+        if f.exists():  # keep what earlier runs wrote (other models, folds, --transfer-from)
+            new = new.combine_first(pd.read_csv(f).set_index(["fold", "record"]))
             timing = json.loads(t.read_text()) | timing if t.exists() else timing
+        new = new.reset_index()
         new.to_csv(f.with_suffix(".tmp"), index=False)
         os.replace(f.with_suffix(".tmp"), f)
         t.with_suffix(".tmp").write_text(json.dumps(timing, indent=1))
