@@ -23,7 +23,7 @@ from steertime.models.layout import Z90
 from steertime.sim.camera import CameraSpec
 from steertime.sim.expert import ExpertParams, speed_control, target_speed
 from steertime.sim.world import FPS, World
-from steertime.stream.predictor import StreamingPredictor
+from steertime.stream.predictor import StreamingPredictor, tell_truth
 
 INTERVENTION_S = 6.0  # the PilotNet paper's time charged per intervention
 OFFSET_LIMIT = 1.0  # m from the lane centre: beyond this a safety driver would take over
@@ -225,8 +225,7 @@ def _score_intervals(
         frames[n] = frames.get(n, 0) + 1
         covered[n] = covered.get(n, 0) + int(abs(out[n] - truth[n]) <= Z90 * out[f"{n}_std"])
         widths[n] = widths.get(n, 0.0) + out[f"{n}_std"]
-    if names and getattr(predictor, "adapt", None):
-        predictor.observe({n: truth[n] for n in names if n in predictor.adapt})
+    tell_truth(predictor, {n: truth[n] for n in names})
 
 
 def speed_command(out: dict) -> float | None:
