@@ -68,6 +68,7 @@ FRAME = {
     "sessions": ["--size", "80x160", "--crop", "40,0"],
     "tub": ["--size", "120x160"],
 }
+FRAME["tubval"] = FRAME["tub"]
 FLIP = ["--set", "data.flip=true"]
 # Frozen ImageNet features over a 3x5 grid (where the line is in the view), a small
 # projection and heavy dropout: best of four on the selection fold (0.376-0.383, noisy).
@@ -95,7 +96,18 @@ RECIPES: dict[str, dict[str, list[str]]] = {
         "feat_lstm": FEAT,
     },
 }
+RECIPES["tubval"] = RECIPES["tub"]
 EPOCHS = {"sessions": 20, "tub": 30}  # the tub's validation RMSE still falls at epoch 20
+EPOCHS["tubval"] = EPOCHS["tub"]
+# Choosing a tub recipe without the test records (`--protocols tubval`): three nested
+# folds inside records 0-4011, each scoring 802 records its training never saw (B and C
+# keep 40 records, 2 s, out beside them as a guard; A is the fold of the fourteenth to
+# nineteenth sessions); name -> (records trained and validated on, records scored).
+TUBVAL = {
+    "A": ([(0, 3210)], (3210, 4012)),
+    "B": ([(842, 4012)], (0, 802)),
+    "C": ([(0, 1565), (2447, 4012)], (1605, 2407)),
+}
 
 
 def steertime(*args: str, log: Path) -> float:
@@ -124,6 +136,20 @@ def folds(protocol: str, work: Path) -> list[dict]:
         ]
     src = SHARED / "donkey_rc_tub"
     n = 5015
+    if protocol == "tubval":
+        out = []
+        for name, (kept, (a, b)) in TUBVAL.items():
+            train, test = work / f"tubval_{name}_train", work / f"tubval_{name}_test"
+            if not train.exists():
+                shown = {i for lo, hi in kept for i in range(lo, hi)}
+                tub_view(src, train, set(range(n)) - shown)
+                tub_view(src, test, set(range(n)) - set(range(a, b)))
+            split = ["--split", "blocks", "--val", "0.2", "--test", "0", "--guard", "20"]
+            tail = ["--split", "tail", "--val", "0", "--test", "0"]
+            out.append(
+                {"name": f"{name}_{a}-{b - 1}", "train": (train, split), "test": (test, tail)}
+            )
+        return out
     train, test = work / "tub_train", work / "tub_test"
     if not train.exists():
         tub_view(src, train, set(range(TUB_TRAIN_RECORDS, n)))
@@ -141,6 +167,22 @@ def folds(protocol: str, work: Path) -> list[dict]:
             "test": (test, ["--split", "tail", "--val", "0", "--test", "0"]),
         }
     ]
+
+
+def with_variants(
+    recipes: dict[str, list[str]], models: list[str], variants: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Add `model+NAME` (a run of `model`'s recipe plus variant NAME's overrides) for the
+    variants --models names, so a lever and its baseline train and score in one run."""
+    out = dict(recipes)
+    for b in dict.fromkeys(base(m) for m in models):
+        model, plus, name = b.partition("+")
+        if not plus:
+            continue
+        if model not in recipes or name not in variants:
+            raise SystemExit(f"--models {b}: no recipe {model!r} or no --variant {name}:…")
+        out[b] = [*recipes[model], *(x for o in variants[name] for x in ("--set", o))]
+    return out
 
 
 def ensembles(models: list[str]) -> dict[str, list[str]]:
@@ -381,8 +423,10 @@ def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...], ref: str = "pilotn
 
 
 def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict) -> dict:
-    ref = models[0]  # the reference of every ratio (PilotNet unless --models says otherwise)
+    # The reference of every ratio: the first of --models (PilotNet unless --models says
+    # otherwise), all its seeds pooled when it has several.
     groups_of = pooled(models) | pooled(peers)
+    ref = next((k for k, v in groups_of.items() if len(v) > 1 and models[0] in v), models[0])
     rows = list(pooled(models))
     segs = [g["true_steering"].to_numpy() for _, g in preds.groupby("drive", sort=False)]
     out: dict = {"frames": len(preds), "reference": ref, "oracles": floors(segs)}
@@ -491,6 +535,14 @@ def main() -> None:
         help="NAME=RUN:W,RUN:W,...: a weighted `steertime ensemble` of these runs, scored too",
     )
     ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="a `--set` override for runs named `model+NAME` in --models only (repeatable): "
+        "e.g. --variant l2:model.layers=2 --models 'cnn_lstm*2,cnn_lstm+l2*2'",
+    )
+    ap.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -510,14 +562,19 @@ def main() -> None:
     unknown = {r for parts in mixes.values() for r, _ in parts} - set(models)
     if unknown:
         raise SystemExit(f"--mix names runs that --models does not train: {sorted(unknown)}")
+    variants: dict[str, list[str]] = {}
+    for v in a.variant:
+        name, _, override = v.partition(":")
+        variants.setdefault(name, []).append(override)
     results = {}
     for protocol in a.protocols.split(","):
+        recipes = with_variants(RECIPES[protocol], models, variants)
         fold_res = [
             run_fold(
                 f,
                 a.work / protocol / f["name"],
                 models,
-                RECIPES[protocol],
+                recipes,
                 a.epochs or EPOCHS[protocol],
                 a.jobs,
                 FRAME[protocol],

@@ -24,6 +24,9 @@ Options, all in `CnnRnnConfig`:
   learned a in (0, 1) per held output (normalised units: 0 is the training mean), so a long
   blackout can let go of the last command instead of holding it (a tap held for a second
   is worse than steering straight).
+- `aux_outputs` (set by `train.aux_leads`): `aux_head` maps each frame's features to the
+  outputs some frames later — an auxiliary training target, so the encoder must read the
+  road ahead. The streaming path never calls it.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ class CnnRnnConfig:
     hold_on_missing: bool = False  # missing frame: previous output + a learned correction
     held_outputs: int = 0  # the leading outputs held (the means with a spread); 0: all
     hold_decay: bool = False  # missing frame: a learned share a of the previous output held
+    # Training only (`train.aux_leads`, set by training): a linear head from each frame's
+    # features to the outputs some frames later. Never run at inference nor exported.
+    aux_outputs: int = 0
 
 
 class CnnRnn(SequenceModel):
@@ -128,6 +134,7 @@ class CnnRnn(SequenceModel):
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(cfg.dropout)
+        self.aux_head = nn.Linear(cfg.feat_dim, cfg.aux_outputs) if cfg.aux_outputs else None
         head_in = cfg.hidden + (cfg.feat_dim if cfg.skip else 0)
         self.head = nn.Sequential(
             nn.Linear(head_in, cfg.head_hidden),

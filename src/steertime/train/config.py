@@ -94,6 +94,12 @@ class LoopConfig:
     # train/soup.py); kept as the model only if it validates better than the best epoch.
     # 0 or 1: off. Default 5: chosen on validation inside the tub's training records.
     soup: int = 5
+    # Auxiliary targets, training only: a linear head on each frame's encoder features
+    # also predicts every output this many frames later (e.g. [10, 20]), so the encoder
+    # must read where the road goes, not only where the car is. The head is never run at
+    # inference or exported. Its share of the loss: `aux_weight`.
+    aux_leads: list[int] = field(default_factory=list)
+    aux_weight: float = 0.5
 
 
 @dataclass
@@ -245,6 +251,17 @@ def validate(cfg: TrainConfig) -> None:
         v = getattr(t, key)
         need(v >= 0, f"train.{key}", v, ">= 0")
     need(finite(t.ar_lambda) and t.ar_lambda >= 0, "train.ar_lambda", t.ar_lambda, ">= 0")
+    need(all(k > 0 for k in t.aux_leads), "train.aux_leads", t.aux_leads, "frames > 0")
+    need(
+        len(set(t.aux_leads)) == len(t.aux_leads), "train.aux_leads", t.aux_leads, "without repeats"
+    )
+    need(finite(t.aux_weight) and t.aux_weight >= 0, "train.aux_weight", t.aux_weight, ">= 0")
+    need(
+        not (t.aux_leads and t.bins),
+        "train.aux_leads",
+        t.aux_leads,
+        "empty with train.bins (the auxiliary head regresses)",
+    )
     need(bool(d.outputs), "data.outputs", d.outputs, "at least one signal")
     need(len(set(d.outputs)) == len(d.outputs), "data.outputs", d.outputs, "without repeats")
     if d.weights:
@@ -277,6 +294,16 @@ def validate(cfg: TrainConfig) -> None:
         except SteertimeError as e:
             raise SteertimeError(f"config key data.faults: {e}") from None
     _validate_model(cfg.model, need)
+    if t.aux_leads:
+        from steertime.models import model_config
+
+        fields = {f.name for f in dataclasses.fields(model_config(cfg.model["name"]))}
+        need(
+            "aux_outputs" in fields,
+            "train.aux_leads",
+            t.aux_leads,
+            f"empty for {cfg.model['name']}, which has no auxiliary head (use a cnn_* model)",
+        )
 
 
 def _validate_model(model: dict, need: Any) -> None:

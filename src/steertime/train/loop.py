@@ -123,9 +123,11 @@ class StepLoss(nn.Module):
         spread: bool = False,
         bin_centers: np.ndarray | None = None,
         precision: str = "fp32",
+        aux_weight: float = 0.0,
     ):
         super().__init__()
         self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
+        self.aux_weight = aux_weight
         self.features, self.spread = features, spread
         self.bf16 = precision == "bf16"
         self.register_buffer("w", torch.tensor(weights) / sum(weights))
@@ -187,19 +189,29 @@ class StepLoss(nn.Module):
         target: torch.Tensor,
         state: State,
         missing: torch.Tensor | None = None,
+        aux_target: torch.Tensor | None = None,
     ):
         feats, state = self._encode(frames, state)
+        aux = self._aux(feats, aux_target) if aux_target is not None else 0.0
         kw = {} if missing is None else {"missing": missing}  # only flag models get it
         if not self.model.autoregressive:
             y, state = self.model.core(feats, state, **kw)
-            return self._mse(y, target), state
+            return self._mse(y, target) + aux, state
         # Komanda: own-prediction steering + λ·(teacher-forced and own, all outputs)
         y_own, new_state = self.model.core(feats, state, **kw)
         y_tf, _ = self.model.core(feats, state, teacher=target, **kw)
         s = self.steer
         own_steer = (y_own - target)[:, self.skip :, s].square().mean()
         loss = own_steer + self.lam * (self._mse(y_tf, target) + self._mse(y_own, target))
-        return loss, new_state
+        return loss + aux, new_state
+
+    def _aux(self, feats: torch.Tensor, aux_target: torch.Tensor) -> torch.Tensor:
+        # (B, T, F) features -> (B, T, L*K) the outputs L leads later, normalised; their
+        # MSE weighted per output as the main loss, averaged over the leads.
+        b, t, n_lead, k = aux_target.shape
+        a = self.model.aux_head(feats).view(b, t, n_lead, k)
+        mse = (a - aux_target)[:, self.skip :].square().mean(dim=(0, 1, 2))  # (K,)
+        return self.aux_weight * (mse * self.w).sum()
 
 
 def train_values(cache: Cache, outputs: list[str]) -> dict[str, np.ndarray]:
@@ -312,17 +324,19 @@ def _append_metrics(run: Path, row: dict, keep_epochs_below: int | None = None) 
     write_text(f, buf.getvalue())
 
 
-def _check_lead_within_guard(ahead: int, cache: Cache) -> None:
+def _check_lead_within_guard(
+    ahead: int, cache: Cache, what: str = "data.lead + data.smooth"
+) -> None:
     """A training frame's target reads labels up to `ahead` frames later (data.lead, plus
-    data.smooth's half-width); past a split boundary's guard gap that would be a
-    validation or test label."""
+    data.smooth's half-width or the longest of train.aux_leads); past a split boundary's
+    guard gap that would be a validation or test label."""
     split = cache.manifest["splits"]["config"]
     if split.get("mode") != "drive" and ahead > split.get("guard", 0):
         flags = [f"--mode {split.get('mode')}"]
         flags += [f"--test-session {sid}" for sid in split.get("test_sessions", [])]
         flags += [f"--val-session {sid}" for sid in split.get("val_sessions", [])]
         raise SteertimeError(
-            f"data.lead + data.smooth = {ahead}: training reads labels {ahead} frames ahead, "
+            f"{what} = {ahead}: training reads labels {ahead} frames ahead, "
             f"beyond the {split.get('guard')}"
             f"-frame guard between the splits of {cache.path}: training would see "
             f"validation/test labels. Re-split with a larger guard: steertime split "
@@ -446,8 +460,13 @@ class _Training:
         if resume:
             stored = read_meta(self.last_dir).get("data_hash")
             check_data_hash(self.run, stored, cfg.data.cache, cache.content_hash)
-        # Smoothing reads labels `smooth` frames ahead, as a lead does.
-        _check_lead_within_guard(cfg.data.lead + cfg.data.smooth, cache)
+        # Smoothing reads labels `smooth` frames ahead, as a lead does; so do the
+        # auxiliary targets, `aux_leads` frames past the lead.
+        if max(t.aux_leads, default=0) > cfg.data.smooth:
+            ahead, what = max(t.aux_leads), "data.lead + max(train.aux_leads)"
+        else:
+            ahead, what = cfg.data.smooth, "data.lead + data.smooth"
+        _check_lead_within_guard(cfg.data.lead + ahead, cache, what)
         self.layout = layout = fit_layout(
             cache, cfg.data.outputs, cfg.data.weights, cfg.data.clip_outputs
         )
@@ -483,6 +502,7 @@ class _Training:
             spread=t.spread,
             bin_centers=layout.bin_centers() if layout.bins else None,
             precision=t.precision,
+            aux_weight=t.aux_weight,
         ).to(info.device)
         self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
         self.opt = make_optimizer(model, cfg.optim)
@@ -507,6 +527,7 @@ class _Training:
             self.augment.faults,
             model.missing_input,
             cfg.data.smooth,
+            t.aux_leads,
         )
         self.carried = model.init_state(self.rows, info.device)
         self.pos = Position()
@@ -541,6 +562,8 @@ class _Training:
             height=self.cache.frame.height,
             width=self.cache.frame.width,
         )
+        if self.t.aux_leads:  # config.validate refused models without an auxiliary head
+            spec["aux_outputs"] = self.layout.k * len(self.t.aux_leads)
         if spec.get("hold_on_missing") and self.layout.spread:
             # the head emits K means then K log-spreads: hold the means only
             spec["held_outputs"] = self.layout.k
@@ -666,7 +689,10 @@ class _Training:
         missing = None
         if model.missing_input:  # frames the fault augmentation left without an image
             missing = torch.from_numpy(self.reader.missing).to(info.device)
-        loss, new_state = self.ddp(x, y, state, missing)
+        aux = None
+        if self.t.aux_leads:  # (B, T, L, K), normalised as the targets are
+            aux = self.layout.normalize(torch.from_numpy(self.reader.aux_targets).to(info.device))
+        loss, new_state = self.ddp(x, y, state, missing, aux)
         if not torch.isfinite(loss):
             where = ", ".join(f"{self.cache.drives[c.drive].name}@{c.start}" for c in chunks[:4])
             raise TrainingDiverged(
