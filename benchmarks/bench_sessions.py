@@ -3,6 +3,7 @@
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
         [--models pilotnet,cnn_lstm,feat_lstm*3] [--epochs N] [--jobs 2] [--threads 1] [--seeds 3]
         [--ensemble] [--mix NAME=RUN:W,RUN:W,...] [--set KEY=VALUE ...]
+        [--variant NAME=KEY=VALUE[;KEY=VALUE] ...]
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -14,6 +15,9 @@ Everything a user would type goes through the `steertime` CLI (prepare, train, e
   spreads it), records 4012–5014 for test. The benchmark writes
   two *views* of the tub under --work (a manifest whose `deleted_indexes` hides the other
   part; catalogs and images are symlinks), so the source is never modified.
+- `tubval`: for choosing a tub recipe without the test records — three nested folds
+  inside records 0–4011 (`TUBVAL`), each trained and validated like `tub` and scored on
+  802 records it never saw (2,406 pooled).
 
 The first of --models (PilotNet by default) is the reference of every ratio. Each model
 trains with its protocol's recipe (`RECIPES`, the flags a user passes). The per-frame
@@ -32,7 +36,11 @@ the sum of its members'. `m*K` in --models trains that model alone K times. `fea
 reads frozen EfficientNet-Lite0 features that `steertime features` extracts once per
 protocol (the frames of every fold are the same) — its seconds are added to the first
 `feat_lstm` run of each fold. `--mix` builds `steertime ensemble --weights` of named runs
-(e.g. `mix=cnn_lstm:3,feat_lstm:1,feat_lstm_s1:1,feat_lstm_s2:1`).
+(e.g. `mix=cnn_lstm:3,feat_lstm:1,feat_lstm_s1:1,feat_lstm_s2:1`). `--variant
+cnn_lstm_l2=model.layers=2` adds a run named `cnn_lstm_l2` to what --models may name: the
+recipe of the model its name starts with, plus those overrides — a lever and its baseline
+in one table (`--models "cnn_lstm*2,cnn_lstm_l2*2"`, ratios against the first model's seeds
+pooled).
 """
 
 from __future__ import annotations
@@ -172,16 +180,21 @@ def folds(protocol: str, work: Path) -> list[dict]:
 def with_variants(
     recipes: dict[str, list[str]], models: list[str], variants: dict[str, list[str]]
 ) -> dict[str, list[str]]:
-    """Add `model+NAME` (a run of `model`'s recipe plus variant NAME's overrides) for the
-    variants --models names, so a lever and its baseline train and score in one run."""
+    """Add each variant --models names: the recipe of the model its name starts with
+    (`cnn_lstm_l2` -> `cnn_lstm`) plus its overrides, so a lever and its baseline train
+    and score in one run (bench_faults.py's --variant, the same form)."""
     out = dict(recipes)
     for b in dict.fromkeys(base(m) for m in models):
-        model, plus, name = b.partition("+")
-        if not plus:
+        if b in recipes:
             continue
-        if model not in recipes or name not in variants:
-            raise SystemExit(f"--models {b}: no recipe {model!r} or no --variant {name}:…")
-        out[b] = [*recipes[model], *(x for o in variants[name] for x in ("--set", o))]
+        if b not in variants:
+            raise SystemExit(f"--models {b}: no such recipe ({', '.join(recipes)}) or --variant")
+        model = max((r for r in recipes if b.startswith(r)), key=len, default=None)
+        if model is None:
+            raise SystemExit(
+                f"--variant {b}: its name must start with a recipe's ({', '.join(recipes)})"
+            )
+        out[b] = [*recipes[model], *(x for o in variants[b] for x in ("--set", o))]
     return out
 
 
@@ -536,11 +549,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--variant",
-        action="append",
+        nargs="*",
         default=[],
-        metavar="NAME:KEY=VALUE",
-        help="a `--set` override for runs named `model+NAME` in --models only (repeatable): "
-        "e.g. --variant l2:model.layers=2 --models 'cnn_lstm*2,cnn_lstm+l2*2'",
+        help="NAME=KEY=VAL[;KEY=VAL]: a run NAME in --models, trained with the recipe of the "
+        "model its name starts with plus these overrides, e.g. --variant "
+        "'cnn_lstm_l2=model.layers=2' --models 'cnn_lstm*2,cnn_lstm_l2*2'",
     )
     ap.add_argument(
         "--set",
@@ -562,10 +575,7 @@ def main() -> None:
     unknown = {r for parts in mixes.values() for r, _ in parts} - set(models)
     if unknown:
         raise SystemExit(f"--mix names runs that --models does not train: {sorted(unknown)}")
-    variants: dict[str, list[str]] = {}
-    for v in a.variant:
-        name, _, override = v.partition(":")
-        variants.setdefault(name, []).append(override)
+    variants = {v.split("=", 1)[0]: v.split("=", 1)[1].split(";") for v in a.variant}
     results = {}
     for protocol in a.protocols.split(","):
         recipes = with_variants(RECIPES[protocol], models, variants)
