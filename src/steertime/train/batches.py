@@ -12,8 +12,8 @@ fresh in every window and the first `burn_in` steps only warm it up.
 Lead (`data.lead`, frames): the target of frame t is the log at t + lead, clamped at the
 drive's end (`steertime.data.lead`). Smooth (`data.smooth`, k frames): training targets
 are the centred mean of the 2k+1 log values around that row (`smoothed`), within the drive.
-Auxiliary leads (`train.aux_leads`): `aux_targets` (B, T, L, K) holds the raw log each
-lead further on than the target, for the training-only head that predicts it.
+Auxiliary leads (`train.aux_leads`): `aux_targets` (B, T, L, K) holds the targets each
+lead further on (smoothed alike), for the training-only head that predicts them.
 
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
@@ -195,7 +195,7 @@ class BatchReader:
         d0 = cache.drives[0]
         self.cache, self.outputs, self.length, self.features = cache, outputs, length, features
         self.lead, self.smooth, self.aux_leads = lead, smooth, tuple(aux_leads)
-        # set by read(): every output `aux_leads[j]` frames after each target, raw labels
+        # set by read(): every output's target `aux_leads[j]` frames further on
         self.aux_targets = np.empty((rows, length, len(self.aux_leads), len(outputs)), np.float32)
         self._smoothed: dict[tuple[int, str], np.ndarray] = {}
         # A model without the flag cannot be told a frame is missing (the predictor holds
@@ -224,7 +224,7 @@ class BatchReader:
                 self.targets[b, :, k] = sign * self._signal(c.drive, name)[rows]
                 for j, extra in enumerate(self.aux_leads):
                     later = lead_rows(c.start, c.start + self.length, self.lead + extra, d.n)
-                    self.aux_targets[b, :, j, k] = sign * d.signals[name][later]
+                    self.aux_targets[b, :, j, k] = sign * self._signal(c.drive, name)[later]
             if c.flip and self.features is None:
                 self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
             if c.dy or c.dx:

@@ -281,7 +281,10 @@ def binned(layout: OutputLayout, bins: int, model: dict) -> OutputLayout:
 def _loss_name(t) -> str:
     if t.spread:
         return "Gaussian NLL"
-    return "cross-entropy over bins" if t.bins else "1 = predict-the-mean"
+    if t.bins:
+        return "cross-entropy over bins"
+    # the auxiliary term adds its own share of the leads' variance on top
+    return "1 + aux_weight = predict-the-mean" if t.aux_leads else "1 = predict-the-mean"
 
 
 def lr_at(step: int, total: int, cfg, warmup: int | None = None) -> float:
@@ -546,7 +549,8 @@ class _Training:
             model, self.writer, self.clip, t.diagnostics and info.is_main
         )
         self.monitor.labels = label_note(train_values(cache, layout.names))
-        self.monitor.loss_not_a_share = t.spread or bool(t.bins)  # NLL or cross-entropy
+        # NLL, cross-entropy, or a share with the auxiliary term on top
+        self.monitor.loss_not_a_share = t.spread or bool(t.bins) or bool(t.aux_leads)
         if warmup_note and info.is_main:
             self.monitor.warn("warmup", warmup_note)
         if start_note and info.is_main:
