@@ -1,0 +1,62 @@
+"""benchmarks/bench_sessions.py's pieces that decide what a figure means: the nested tub
+folds that choose recipes must never show a fold's training the records it scores, nor
+any test record; a variant is its model's recipe plus its overrides."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_sessions")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _shown(view: Path, n: int = 5015) -> set[int]:
+    meta = json.loads((view / "data" / "manifest.json").read_text().splitlines()[4])
+    return set(range(n)) - set(meta["deleted_indexes"])
+
+
+def test_tubval_folds_score_records_their_training_never_saw(bench, shared_data, tmp_path):
+    folds = bench.folds("tubval", tmp_path)
+    assert [f["name"] for f in folds] == ["A_3210-4011", "B_0-801", "C_1605-2406"]
+    scored_all: set[int] = set()
+    for f in folds:
+        train, test = _shown(f["train"][0]), _shown(f["test"][0])
+        assert len(test) == 802 and not test & scored_all  # three disjoint scored blocks
+        scored_all |= test
+        assert max(train | test) < bench.TUB_TRAIN_RECORDS  # never a test record
+        assert not train & test
+        # everything else before the test records trains, but for 40 records (2 s) either
+        # side of B's and C's scored block (A's ends where the test records begin)
+        lo, hi = min(test), max(test)
+        near = 0 if f["name"].startswith("A") else 40
+        guard = {i for i in range(lo - near, hi + near + 1) if i not in test}
+        assert train == set(range(bench.TUB_TRAIN_RECORDS)) - test - guard
+    assert bench.folds("tubval", tmp_path) == folds  # views reused, not rewritten
+
+
+def test_a_variant_is_its_models_recipe_plus_its_overrides(bench):
+    recipes = bench.RECIPES["tub"]
+    variants = {"cnn_lstm_l2": ["model.layers=2", "train.seed=3"]}
+    out = bench.with_variants(recipes, ["cnn_lstm", "cnn_lstm_l2", "cnn_lstm_l2_s1"], variants)
+    assert out["cnn_lstm_l2"] == [
+        *recipes["cnn_lstm"],
+        *("--set", "model.layers=2", "--set", "train.seed=3"),
+    ]
+    assert out["cnn_lstm"] == recipes["cnn_lstm"]
+    with pytest.raises(SystemExit, match="no such recipe"):
+        bench.with_variants(recipes, ["cnn_lstm_l3"], variants)
+    with pytest.raises(SystemExit, match="must start with a recipe"):
+        bench.with_variants(recipes, ["lstm_x"], {"lstm_x": ["model.layers=2"]})
