@@ -19,7 +19,8 @@ Everything a user would type goes through the `steertime` CLI (prepare, train, e
   inside records 0–4011 (`TUBVAL`), each trained and validated like `tub` and scored on
   802 records it never saw (2,406 pooled).
 
-The first of --models (PilotNet by default) is the reference of every ratio. Each model
+The first of --models (PilotNet by default; all its seeds pooled when it has several) is
+the reference of every ratio. Each model
 trains with its protocol's recipe (`RECIPES`, the flags a user passes). The per-frame
 predictions of every fold are pooled, and the table gives pooled RMSE, each model's ratio
 to PilotNet with a paired block-bootstrap 95% interval (2 s blocks, never across
@@ -579,6 +580,9 @@ def main() -> None:
     unknown = {r for parts in mixes.values() for r, _ in parts} - set(models)
     if unknown:
         raise SystemExit(f"--mix names runs that --models does not train: {sorted(unknown)}")
+    bad = [v for v in a.variant if "=" not in v.partition("=")[2]]
+    if bad:
+        raise SystemExit(f"--variant wants NAME=KEY=VALUE[;KEY=VALUE], got {bad}")
     variants = {v.split("=", 1)[0]: v.split("=", 1)[1].split(";") for v in a.variant}
     results = {}
     for protocol in a.protocols.split(","):
