@@ -209,9 +209,10 @@ class StreamingPredictor:
         return {"t": t, "status": status, **self.last_out}
 
 
-def tell_truth(predictor: StreamingPredictor, values: dict[str, float]) -> None:
+def tell_truth(predictor: object, values: dict[str, float]) -> None:
     """After a step, hand an `adapt_gamma` predictor the recorded truth of its outputs
-    (those it predicts, finite ones only); a no-op for any other predictor."""
+    (those it predicts, finite ones only); a no-op for anything else that steps (another
+    predictor, a simulator's stand-in driver), so callers need not ask which it is."""
     adapt = getattr(predictor, "adapt", None)
     if adapt:
         seen = {n: v for n, v in values.items() if n in adapt and math.isfinite(v)}
