@@ -178,6 +178,18 @@ def folds(protocol: str, work: Path) -> list[dict]:
     ]
 
 
+def parse_variants(specs: list[str]) -> dict[str, list[str]]:
+    """`NAME=KEY=VALUE[;KEY=VALUE]` -> {NAME: [KEY=VALUE, ...]}; a malformed one is refused."""
+    out = {}
+    for v in specs:
+        name, _, overrides = v.partition("=")
+        parts = overrides.split(";")
+        if not name or not all("=" in o for o in parts):
+            raise SystemExit(f"--variant wants NAME=KEY=VALUE[;KEY=VALUE], got {v!r}")
+        out[name] = parts
+    return out
+
+
 def with_variants(
     recipes: dict[str, list[str]], models: list[str], variants: dict[str, list[str]]
 ) -> dict[str, list[str]]:
@@ -580,10 +592,7 @@ def main() -> None:
     unknown = {r for parts in mixes.values() for r, _ in parts} - set(models)
     if unknown:
         raise SystemExit(f"--mix names runs that --models does not train: {sorted(unknown)}")
-    bad = [v for v in a.variant if "=" not in v.partition("=")[2]]
-    if bad:
-        raise SystemExit(f"--variant wants NAME=KEY=VALUE[;KEY=VALUE], got {bad}")
-    variants = {v.split("=", 1)[0]: v.split("=", 1)[1].split(";") for v in a.variant}
+    variants = parse_variants(a.variant)
     results = {}
     for protocol in a.protocols.split(","):
         recipes = with_variants(RECIPES[protocol], models, variants)

@@ -60,3 +60,11 @@ def test_a_variant_is_its_models_recipe_plus_its_overrides(bench):
         bench.with_variants(recipes, ["cnn_lstm_l3"], variants)
     with pytest.raises(SystemExit, match="must start with a recipe"):
         bench.with_variants(recipes, ["lstm_x"], {"lstm_x": ["model.layers=2"]})
+
+
+def test_variants_parse_and_a_malformed_one_is_refused_naming_it(bench):
+    got = bench.parse_variants(["cnn_lstm_x=model.layers=2;data.brightness=0.2"])
+    assert got == {"cnn_lstm_x": ["model.layers=2", "data.brightness=0.2"]}
+    for bad in ("cnn_lstm_x", "cnn_lstm_x=model.layers", "=model.layers=2", "a=b=1;c"):
+        with pytest.raises(SystemExit, match=f"got '{bad}'"):
+            bench.parse_variants([bad])
