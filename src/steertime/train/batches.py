@@ -219,12 +219,16 @@ class BatchReader:
             else:  # mirrored sequences read the mirrored frames' features
                 self.frames[b] = self.features.read(c.drive, c.start, c.start + self.length, c.flip)
             rows = lead_rows(c.start, c.start + self.length, self.lead, d.n)
+            later = [
+                lead_rows(c.start, c.start + self.length, self.lead + extra, d.n)
+                for extra in self.aux_leads
+            ]
             for k, name in enumerate(self.outputs):
                 sign = -1.0 if c.flip and name in ANTISYMMETRIC else 1.0
-                self.targets[b, :, k] = sign * self._signal(c.drive, name)[rows]
-                for j, extra in enumerate(self.aux_leads):
-                    later = lead_rows(c.start, c.start + self.length, self.lead + extra, d.n)
-                    self.aux_targets[b, :, j, k] = sign * self._signal(c.drive, name)[later]
+                signal = self._signal(c.drive, name)
+                self.targets[b, :, k] = sign * signal[rows]
+                for j, r in enumerate(later):
+                    self.aux_targets[b, :, j, k] = sign * signal[r]
             if c.flip and self.features is None:
                 self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
             if c.dy or c.dx:
