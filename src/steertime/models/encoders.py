@@ -27,6 +27,44 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
 
 
 INITS = ("torch", "he")
+POOLS = ("flatten", "spatial_softmax")
+NORMS = ("none", "batch", "group")
+
+
+class SpatialSoftmax(nn.Module):
+    """Each channel's map -> where it fires: the softmax-weighted mean of x and y in [-1, 1]
+    (Levine et al. 2016). (N, C, H, W) -> (N, 2C): the features say *where* the line is,
+    with 2C numbers instead of C*H*W that a linear layer could fit to the room."""
+
+    def __init__(self, channels: int, height: int, width: int) -> None:
+        super().__init__()
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij"
+        )
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], 1))  # (HW, 2)
+        self.log_temp = nn.Parameter(torch.zeros(channels))  # learned sharpness per channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # Coordinates to a few pixels need float32 even when the convolutions run in bf16.
+        with torch.autocast(x.device.type, enabled=False):
+            return self._where(x, n, c, h, w)
+
+    def _where(self, x: torch.Tensor, n: int, c: int, h: int, w: int) -> torch.Tensor:
+        logits = (
+            x.to(torch.promote_types(x.dtype, torch.float32)).reshape(n, c, h * w)
+            * self.log_temp.exp()[:, None]
+        )
+        attn = torch.softmax(logits, dim=-1)  # (N, C, HW)
+        return (attn @ self.grid).reshape(n, 2 * c)  # (N, C, 2) -> (N, 2C)
+
+
+def _norm(kind: str, channels: int) -> list[nn.Module]:
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "group":  # the same in training and in the car, whatever the batch
+        return [nn.GroupNorm(max(1, channels // 8), channels)]
+    return []
 
 
 @dataclass
@@ -45,6 +83,12 @@ class PilotNetConvConfig:
     # shrink ~0.55x per layer (0.002 of the input's at the last) and training first sits
     # at predict-the-mean for ~100 steps (docs/benchmarks.md, sixteenth session).
     init: str = "torch"
+    # "flatten" (PilotNet's): every position of the last map into the projection;
+    # "spatial_softmax": where each channel fires, 2 numbers per channel (SpatialSoftmax).
+    pool: str = "flatten"
+    # After every convolution, before the activation: "batch" (BatchNorm; its running
+    # statistics are what the car uses) or "group" (GroupNorm, 8 channels a group).
+    norm: str = "none"
 
 
 class PilotNetConv(nn.Module):
@@ -65,16 +109,20 @@ class PilotNetConv(nn.Module):
                 f"frames of {cfg.height}x{cfg.width} are too small for PilotNet's five "
                 "convolutions: they need at least 61x61 (prepare --size, e.g. 66x200)"
             )
+        for name, value, allowed in (("pool", cfg.pool, POOLS), ("norm", cfg.norm, NORMS)):
+            if value not in allowed:
+                raise SteertimeError(f"{name} must be one of {allowed}, got {value!r}")
+        if cfg.init not in INITS:
+            raise SteertimeError(f"init must be one of {INITS}, got {cfg.init!r}")
         for i, cout in enumerate(c):
             k, s = (5, 2) if i < 3 else (3, 1)
-            layers += [nn.Conv2d(cin, cout, k, s), activation(cfg.act)]
+            layers += [nn.Conv2d(cin, cout, k, s), *_norm(cfg.norm, cout), activation(cfg.act)]
             if cfg.conv_dropout > 0:
                 layers.append(nn.Dropout(cfg.conv_dropout))
             cin = cout
-        layers += [nn.Flatten(), nn.Dropout(cfg.dropout)]
+        pool = SpatialSoftmax(cin, h, w) if cfg.pool == "spatial_softmax" else nn.Flatten()
+        layers += [pool, nn.Dropout(cfg.dropout)]
         self.net = nn.Sequential(*layers)
-        if cfg.init not in INITS:
-            raise SteertimeError(f"init must be one of {INITS}, got {cfg.init!r}")
         if cfg.init == "he":
             for m in self.net:
                 if isinstance(m, nn.Conv2d):
