@@ -99,6 +99,14 @@ def test_exports_and_matches_onnx(opts, tmp_path):
         assert abs(a["steering"] - b["steering"]) < 1e-4, (i, a, b)
 
 
+def test_pilotnet_takes_the_same_options():
+    m = create_model("pilotnet", n_outputs=2, pool="spatial_softmax", norm="group")
+    assert m.encoder.cfg.pool == "spatial_softmax" and m.encoder.out_dim == 128
+    assert any(isinstance(x, torch.nn.GroupNorm) for x in m.modules())
+    y, _ = m(_frames())
+    assert y.shape == (2, 6, 2) and torch.isfinite(y).all()
+
+
 @pytest.mark.parametrize("bad", [{"pool": "max"}, {"norm": "layer"}], ids=str)
 def test_unknown_pool_or_norm_is_refused_naming_the_choices(bad):
     (key,) = bad

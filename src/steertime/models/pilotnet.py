@@ -25,6 +25,8 @@ class PilotNetConfig:
     conv_dropout: float = 0.0  # after every convolution, as in Donkeycar's `linear`
     act: str = "elu"  # or "relu": faster on CPU runtimes that fuse it into the conv
     init: str = "torch"  # or "he": the convolutions' init (see PilotNetConvConfig)
+    pool: str = "flatten"  # or "spatial_softmax" (see PilotNetConvConfig)
+    norm: str = "none"  # or "batch" / "group" after every convolution
 
 
 class PilotNet(SequenceModel):
@@ -33,7 +35,13 @@ class PilotNet(SequenceModel):
         self.n_outputs = cfg.n_outputs
         self.encoder = PilotNetConv(
             PilotNetConvConfig(
-                cfg.height, cfg.width, conv_dropout=cfg.conv_dropout, act=cfg.act, init=cfg.init
+                cfg.height,
+                cfg.width,
+                conv_dropout=cfg.conv_dropout,
+                act=cfg.act,
+                init=cfg.init,
+                pool=cfg.pool,
+                norm=cfg.norm,
             )
         )
         self.head = nn.Sequential(
