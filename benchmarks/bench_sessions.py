@@ -41,7 +41,9 @@ protocol (the frames of every fold are the same) — its seconds are added to th
 cnn_lstm_l2=model.layers=2` adds a run named `cnn_lstm_l2` to what --models may name: the
 recipe of the model its name starts with, plus those overrides — a lever and its baseline
 in one table (`--models "cnn_lstm*2,cnn_lstm_l2*2"`, ratios against the first model's seeds
-pooled).
+pooled). Trained runs are reused by name; each fold's `eval/` holds the runs the latest
+command scored, and `predictions_all.parquet` beside it every run ever scored there, for
+averages of earlier variants.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from label_noise import floors
-from steertime.atomic import write_json, write_text
+from steertime.atomic import atomic_file, write_json, write_text
 from steertime.data.readers.donkey import tub_view
 from steertime.evaluate import metrics as M
 
@@ -345,8 +347,29 @@ def run_fold(
         log=folder / "eval.log",
     )
     preds = pd.read_parquet(ev / "predictions.parquet")
+    keep = folder / "predictions_all.parquet"
+    old = pd.read_parquet(keep) if keep.is_file() else None
+    with atomic_file(keep) as f:
+        merge_predictions(old, preds).to_parquet(f, index=False)
     preds["fold"] = fold["name"]
     return {"preds": preds, "train_seconds": seconds, "seconds_to_best": to_best}
+
+
+def merge_predictions(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """Every run ever scored on a fold, one column per run and signal: `eval/` holds only
+    the runs the latest command named, so a mix or an offline average of earlier variants
+    needs their predictions kept here. A run scored again replaces its old columns."""
+    if old is None:
+        return new
+    keys = ["drive", "t"]
+    if not old[keys].equals(new[keys]) or not np.allclose(
+        old["true_steering"], new["true_steering"]
+    ):
+        raise SystemExit(
+            "the fold's frames changed since its earlier scores: remove predictions_all.parquet"
+        )
+    runs = [c for c in new.columns if ":" in c]
+    return pd.concat([old.drop(columns=[c for c in runs if c in old]), new[runs]], axis=1)
 
 
 def peer_predictions(work: Path, protocol: str, preds: pd.DataFrame) -> list[str]:

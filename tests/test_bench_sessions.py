@@ -68,3 +68,19 @@ def test_variants_parse_and_a_malformed_one_is_refused_naming_it(bench):
     for bad in ("cnn_lstm_x", "cnn_lstm_x=model.layers", "=model.layers=2", "a=b=1;c"):
         with pytest.raises(SystemExit, match=f"got '{bad}'"):
             bench.parse_variants([bad])
+
+
+def test_scores_of_earlier_runs_are_kept_beside_later_ones(bench):
+    import numpy as np
+    import pandas as pd
+
+    frames = {"drive": ["d"] * 3, "t": [0.0, 0.05, 0.1], "true_steering": [0.1, -0.2, 0.3]}
+    first = pd.DataFrame({**frames, "a:steering": [1.0, 2, 3], "b:steering": [4.0, 5, 6]})
+    later = pd.DataFrame({**frames, "b:steering": [7.0, 8, 9], "c:steering": [0.0, 0, 0]})
+    kept = bench.merge_predictions(bench.merge_predictions(None, first), later)
+    assert sorted(c for c in kept if ":" in c) == ["a:steering", "b:steering", "c:steering"]
+    assert kept["a:steering"].tolist() == [1, 2, 3]  # not named again: kept
+    assert kept["b:steering"].tolist() == [7, 8, 9]  # scored again: replaced
+    moved = later.assign(true_steering=np.array([0.1, -0.2, 0.4]))
+    with pytest.raises(SystemExit, match="frames changed"):
+        bench.merge_predictions(kept, moved)
