@@ -93,3 +93,16 @@ def test_freeze_refuses_a_module_that_is_not_there_before_writing_anything(tiny_
     with pytest.raises(SteertimeError, match="encodr"):
         train(cfg, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_freeze_refuses_an_encoder_whose_batchnorm_would_keep_moving():
+    bn = create_model("cnn_lstm", height=66, width=200, encoder_cfg={"norm": "batch"})
+    with pytest.raises(SteertimeError, match=r"encoder\.net\.1 is a BatchNorm layer"):
+        freeze(bn, "encoder")
+    assert all(p.requires_grad for p in bn.parameters())
+    assert bn.training  # the check leaves the mode as it was
+    gn = create_model("cnn_lstm", height=66, width=200, encoder_cfg={"norm": "group"})
+    assert freeze(gn, "encoder")
+    # the ImageNet encoder holds its batch norms in eval mode itself: freezing it is fine
+    feat = create_model("feat_lstm", height=66, width=200)
+    assert any(n.startswith("encoder.") for n in freeze(feat, "encoder"))

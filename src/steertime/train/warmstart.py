@@ -80,6 +80,24 @@ def freeze(model: nn.Module, prefixes: str) -> list[str]:
         frozen += hit
     if frozen and len(set(frozen)) == len(named):
         raise SteertimeError("train.freeze: that is every parameter; nothing would train")
+    # A frozen BatchNorm in training mode still normalises by each batch and moves its
+    # running statistics, so "frozen" would not be what the car runs. (The ImageNet
+    # encoder keeps its own in eval mode, which is fine.)
+    was = model.training
+    model.train(True)
+    moving = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.training
+        and any(name == p or name.startswith(p + ".") for p in wanted)
+    ]
+    model.train(was)
+    if moving:
+        raise SteertimeError(
+            f"train.freeze: {moving[0]} is a BatchNorm layer, whose statistics keep moving "
+            "while it trains; freeze an encoder built with norm: none or group"
+        )
     for n in frozen:
         named[n].requires_grad_(False)
     return frozen
