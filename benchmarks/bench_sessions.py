@@ -3,7 +3,7 @@
     python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
         [--models pilotnet,cnn_lstm,feat_lstm*3] [--epochs N] [--jobs 2] [--threads 1] [--seeds 3]
         [--ensemble] [--mix NAME=RUN:W,RUN:W,...] [--set KEY=VALUE ...]
-        [--variant NAME=KEY=VALUE[;KEY=VALUE] ...]
+        [--variant NAME=KEY=VALUE[;KEY=VALUE] ...]   (KEY: a train key, or prepare.FLAG)
 
 Everything a user would type goes through the `steertime` CLI (prepare, train, evaluate):
 
@@ -41,9 +41,11 @@ protocol (the frames of every fold are the same) — its seconds are added to th
 cnn_lstm_l2=model.layers=2` adds a run named `cnn_lstm_l2` to what --models may name: the
 recipe of the model its name starts with, plus those overrides — a lever and its baseline
 in one table (`--models "cnn_lstm*2,cnn_lstm_l2*2"`, ratios against the first model's seeds
-pooled). Trained runs are reused by name; each fold's `eval/` holds the runs the latest
-command scored, and `predictions_all.parquet` beside it every run ever scored there, for
-averages of earlier variants.
+pooled); a `prepare.FLAG=VALUE` override changes the run's `steertime prepare` flags instead
+(`cnn_lstm_r72=prepare.size=72x96`: its own caches in the fold folder, its predictions
+joined to the others' on the same frames). Trained runs are reused by name; each fold's
+`eval/` holds the runs the latest command scored, and `predictions_all.parquet` beside it
+every run ever scored there, for averages of earlier variants.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ FRAME = {
 }
 FRAME["tubval"] = FRAME["tub"]
 FLIP = ["--set", "data.flip=true"]
+PREPARE = "prepare."  # a --variant key with this prefix is a `steertime prepare` flag
 # Frozen ImageNet features over a 3x5 grid (where the line is in the view), a small
 # projection and heavy dropout: best of four on the selection fold (0.376-0.383, noisy).
 FEATS = "{features}"  # replaced by the protocol's features store
@@ -209,8 +212,38 @@ def with_variants(
             raise SystemExit(
                 f"--variant {b}: its name must start with a recipe's ({', '.join(recipes)})"
             )
-        out[b] = [*recipes[model], *(x for o in variants[b] for x in ("--set", o))]
+        train = [o for o in variants[b] if not o.startswith(PREPARE)]
+        out[b] = [*recipes[model], *(x for o in train for x in ("--set", o))]
     return out
+
+
+def frames_of(
+    frame: list[str], models: list[str], variants: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Each model's `steertime prepare` flags: the protocol's, with a variant's
+    `prepare.FLAG=VALUE` overrides replacing or adding `--FLAG VALUE` (a resolution or crop
+    measured against the protocol's in one table, e.g. `prepare.size=72x96`)."""
+    out = {}
+    for m in models:
+        flags = _pairs(frame)
+        for o in variants.get(base(m), []):
+            key, _, value = o.partition("=")
+            if key.startswith(PREPARE):
+                flags[f"--{key.removeprefix(PREPARE)}"] = value
+        out[m] = [x for kv in flags.items() for x in kv]
+    return out
+
+
+def _pairs(flags: list[str]) -> dict[str, str]:
+    return dict(zip(flags[::2], flags[1::2], strict=True))  # FRAME: flag/value pairs
+
+
+def cache_suffix(frame: list[str], default: list[str]) -> str:
+    """'' for the protocol's frame, else the flags that differ (`_size72x96`): one cache per
+    frame in a fold folder."""
+    flags, base_flags = _pairs(frame), _pairs(default)
+    diff = [f"{k.lstrip('-')}{v}" for k, v in flags.items() if base_flags.get(k) != v]
+    return "".join(f"_{d.replace(',', '-')}" for d in diff)
 
 
 def ensembles(models: list[str]) -> dict[str, list[str]]:
@@ -239,27 +272,47 @@ def run_fold(
     mixes: dict[str, list[tuple[str, float]]] | None = None,
     threads: int = 0,
     overrides: list[str] | None = None,
+    frames: dict[str, list[str]] | None = None,
 ) -> dict:
+    """Prepare, train, and score every model on one fold. `frames`: a model's own prepare
+    flags where a variant changes them (`frames_of`); it gets its own caches, and its
+    predictions are joined to the others' on the same frames."""
     folder.mkdir(parents=True, exist_ok=True)
-    cache = folder / "cache"
+    frames = frames or {}
     src, split = fold["train"]
-    if not cache.exists():
-        steertime("prepare", str(src), "--out", str(cache), *frame, *split, log=folder / "p.log")
-    score_on, score_split = cache, "test"
-    if fold["test"] is not None:
-        score_on, score_split = folder / "cache_test", "all"
-        tsrc, tsplit = fold["test"]
-        if not score_on.exists():
+    caches: dict[str, tuple[Path, Path, str]] = {}  # suffix -> train cache, scored cache, split
+    for f in dict.fromkeys(tuple(frames.get(m, frame)) for m in models):
+        sfx = cache_suffix(list(f), frame)
+        cache = folder / f"cache{sfx}"
+        if not cache.exists():
             steertime(
-                "prepare", str(tsrc), "--out", str(score_on), *frame, *tsplit, log=folder / "pt.log"
+                "prepare", str(src), "--out", str(cache), *f, *split, log=folder / f"p{sfx}.log"
             )
+        score_on, score_split = cache, "test"
+        if fold["test"] is not None:
+            score_on, score_split = folder / f"cache_test{sfx}", "all"
+            tsrc, tsplit = fold["test"]
+            if not score_on.exists():
+                steertime(
+                    "prepare",
+                    str(tsrc),
+                    "--out",
+                    str(score_on),
+                    *f,
+                    *tsplit,
+                    log=folder / f"pt{sfx}.log",
+                )
+        caches[sfx] = (cache, score_on, score_split)
+    sfx_of = {m: cache_suffix(frames.get(m, frame), frame) for m in models}
 
     feats, feat_seconds = folder.parent / "features", 0.0
     if any(FEATS in a for m in models for a in recipes[base(m)]):
+        if any(sfx_of[m] for m in models if any(FEATS in a for a in recipes[base(m)])):
+            raise SystemExit("feat_lstm reads the protocol's features store: no prepare.* variant")
         flip = ["--flip"] if any(a == "data.flip=true" for a in recipes["feat_lstm"]) else []
         feat_seconds = steertime(
             "features",
-            str(cache),
+            str(caches[""][0]),
             "--out",
             str(feats),
             "--encoder-cfg",
@@ -278,7 +331,7 @@ def run_fold(
             secs = steertime(
                 "train",
                 "--data",
-                str(cache),
+                str(caches[sfx_of[m]][0]),
                 "--outputs",
                 OUTPUTS,
                 "--epochs",
@@ -307,10 +360,16 @@ def run_fold(
         best = int(mc["val_rmse_steering"].idxmin())
         to_best[m] = float(mc["seconds"].iloc[: best + 1].sum())
     # `steertime ensemble` over each model's seeds: its cost is every member's training.
-    for name, members in ensembles(models).items() if ensemble else ():
+    averaged = {**(ensembles(models) if ensemble else {})}
+    averaged |= {name: [m for m, _ in parts] for name, parts in (mixes or {}).items()}
+    for name, members in averaged.items():
+        if len({sfx_of[m] for m in members}) > 1:
+            raise SystemExit(f"--mix {name}: its members were prepared differently")
+        weights = dict((mixes or {}).get(name, []))
         steertime(
             "ensemble",
             *[str(folder / m) for m in members],
+            *(["--weights", ",".join(f"{weights[m]:g}" for m in members)] if weights else []),
             "--out",
             str(folder / name),
             "--overwrite",
@@ -318,35 +377,25 @@ def run_fold(
         )
         seconds[name] = sum(seconds[m] for m in members)
         to_best[name] = sum(to_best[m] for m in members)
-    for name, parts in (mixes or {}).items():
+        sfx_of[name] = sfx_of[members[0]]
+    preds = None
+    for sfx, (_, score_on, score_split) in caches.items():
+        runs = [str(folder / m) for m in seconds if sfx_of[m] == sfx]
+        ev = folder / f"eval{sfx}"
         steertime(
-            "ensemble",
-            *[str(folder / m) for m, _ in parts],
-            "--weights",
-            ",".join(f"{w:g}" for _, w in parts),
+            "evaluate",
+            runs[-1],
+            "--data",
+            str(score_on),
+            "--split",
+            score_split,
+            *[a for r in runs[:-1] for a in ("--compare", r)],
             "--out",
-            str(folder / name),
-            "--overwrite",
-            log=folder / f"{name}.log",
+            str(ev),
+            log=folder / f"eval{sfx}.log",
         )
-        seconds[name] = sum(seconds[m] for m, _ in parts)
-        to_best[name] = sum(to_best[m] for m, _ in parts)
-    scored = list(seconds)
-    ev = folder / "eval"
-    runs = [str(folder / m) for m in scored]
-    steertime(
-        "evaluate",
-        runs[-1],
-        "--data",
-        str(score_on),
-        "--split",
-        score_split,
-        *[a for r in runs[:-1] for a in ("--compare", r)],
-        "--out",
-        str(ev),
-        log=folder / "eval.log",
-    )
-    preds = pd.read_parquet(ev / "predictions.parquet")
+        p = pd.read_parquet(ev / "predictions.parquet")
+        preds = p if preds is None else merge_predictions(preds, p, "differently prepared runs")
     keep = folder / "predictions_all.parquet"
     old = pd.read_parquet(keep) if keep.is_file() else None
     with atomic_file(keep) as f:
@@ -355,7 +404,7 @@ def run_fold(
     return {"preds": preds, "train_seconds": seconds, "seconds_to_best": to_best}
 
 
-def merge_predictions(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+def merge_predictions(old: pd.DataFrame | None, new: pd.DataFrame, what: str = "") -> pd.DataFrame:
     """Every run ever scored on a fold, one column per run and signal: `eval/` holds only
     the runs the latest command named, so a mix or an offline average of earlier variants
     needs their predictions kept here. A run scored again replaces its old columns."""
@@ -366,7 +415,10 @@ def merge_predictions(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFra
         old["true_steering"], new["true_steering"]
     ):
         raise SystemExit(
-            "the fold's frames changed since its earlier scores: remove predictions_all.parquet"
+            f"{what} scored different frames"
+            if what
+            else "the fold's frames changed since its earlier scores: "
+            "remove predictions_all.parquet"
         )
     runs = [c for c in new.columns if ":" in c]
     return pd.concat([old.drop(columns=[c for c in runs if c in old]), new[runs]], axis=1)
@@ -632,6 +684,7 @@ def main() -> None:
                 mixes,
                 a.threads,
                 a.overrides,
+                frames_of(FRAME[protocol], models, variants),
             )
             for f in folds(protocol, a.work)
         ]

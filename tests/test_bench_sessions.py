@@ -62,6 +62,22 @@ def test_a_variant_is_its_models_recipe_plus_its_overrides(bench):
         bench.with_variants(recipes, ["lstm_x"], {"lstm_x": ["model.layers=2"]})
 
 
+def test_a_prepare_variant_gets_its_own_frame_and_cache(bench):
+    frame = bench.FRAME["sessions"]  # --size 80x160 --crop 40,0
+    variants = {"cnn_lstm_small": ["prepare.size=40x80", "model.layers=2"]}
+    models = ["cnn_lstm", "cnn_lstm_small", "cnn_lstm_small_s1"]
+    recipes = bench.with_variants(bench.RECIPES["sessions"], models, variants)
+    assert recipes["cnn_lstm_small"] == [*recipes["cnn_lstm"], "--set", "model.layers=2"]
+    frames = bench.frames_of(frame, models, variants)
+    assert frames["cnn_lstm"] == frame
+    small = ["--size", "40x80", "--crop", "40,0"]
+    assert frames["cnn_lstm_small"] == frames["cnn_lstm_small_s1"] == small
+    assert bench.cache_suffix(frame, frame) == ""
+    assert bench.cache_suffix(small, frame) == "_size40x80"
+    wide = bench.frames_of(frame, ["pilotnet_c"], {"pilotnet_c": ["prepare.crop=0,0"]})
+    assert bench.cache_suffix(wide["pilotnet_c"], frame) == "_crop0-0"
+
+
 def test_variants_parse_and_a_malformed_one_is_refused_naming_it(bench):
     got = bench.parse_variants(["cnn_lstm_x=model.layers=2;data.brightness=0.2"])
     assert got == {"cnn_lstm_x": ["model.layers=2", "data.brightness=0.2"]}
