@@ -83,7 +83,6 @@ FRAME = {
 }
 FRAME["tubval"] = FRAME["tub"]
 FLIP = ["--set", "data.flip=true"]
-TUB_WEIGHTS = ["--set", "data.weights=1,0.1"]  # steering, throttle (OUTPUTS' order)
 PREPARE = "prepare."  # a --variant key with this prefix is a `steertime prepare` flag
 # Frozen ImageNet features over a 3x5 grid (where the line is in the view), a small
 # projection and heavy dropout: best of four on the selection fold (0.376-0.383, noisy).
@@ -108,9 +107,6 @@ RECIPES: dict[str, dict[str, list[str]]] = {
     },
     "tub": {
         **{m: ["--model", m] for m in ("pilotnet", "cnn_lstm", "motion_lstm")},
-        # Throttle at a tenth of the loss: 0.979x [0.963, 0.995] on the nested folds
-        # (twenty-fourth session); runs named cnn_lstm before then trained at 1, 1.
-        "cnn_lstm": ["--model", "cnn_lstm", *TUB_WEIGHTS],
         "feat_lstm": FEAT,
     },
 }
