@@ -246,6 +246,23 @@ def cache_suffix(frame: list[str], default: list[str]) -> str:
     return "".join(f"_{d.replace(',', '-')}" for d in diff)
 
 
+def check_frames(
+    frames: dict[str, list[str]],
+    frame: list[str],
+    recipes: dict[str, list[str]],
+    mixes: dict[str, list[tuple[str, float]]],
+) -> None:
+    """Refuse, before anything trains, what a `prepare.*` variant cannot do: a mix of
+    differently prepared runs (`steertime ensemble` needs members that see the same frames)
+    and a features model (it reads the protocol's one features store)."""
+    for name, parts in mixes.items():
+        if len({tuple(frames[m]) for m, _ in parts}) > 1:
+            raise SystemExit(f"--mix {name}: its members are prepared differently")
+    for m, f in frames.items():
+        if f != frame and any(FEATS in a for a in recipes[base(m)]):
+            raise SystemExit(f"--variant {base(m)}: a features model takes no prepare.* key")
+
+
 def ensembles(models: list[str]) -> dict[str, list[str]]:
     """`m_ens` -> the seeded runs of `m` it averages (models trained with several seeds)."""
     out: dict[str, list[str]] = {}
@@ -280,9 +297,10 @@ def run_fold(
     folder.mkdir(parents=True, exist_ok=True)
     frames = frames or {}
     src, split = fold["train"]
+    sfx_of = {m: cache_suffix(frames.get(m, frame), frame) for m in models}
     caches: dict[str, tuple[Path, Path, str]] = {}  # suffix -> train cache, scored cache, split
-    for f in dict.fromkeys(tuple(frames.get(m, frame)) for m in models):
-        sfx = cache_suffix(list(f), frame)
+    for m in {sfx: m for m, sfx in sfx_of.items()}.values():
+        f, sfx = frames.get(m, frame), sfx_of[m]
         cache = folder / f"cache{sfx}"
         if not cache.exists():
             steertime(
@@ -303,12 +321,9 @@ def run_fold(
                     log=folder / f"pt{sfx}.log",
                 )
         caches[sfx] = (cache, score_on, score_split)
-    sfx_of = {m: cache_suffix(frames.get(m, frame), frame) for m in models}
 
     feats, feat_seconds = folder.parent / "features", 0.0
     if any(FEATS in a for m in models for a in recipes[base(m)]):
-        if any(sfx_of[m] for m in models if any(FEATS in a for a in recipes[base(m)])):
-            raise SystemExit("feat_lstm reads the protocol's features store: no prepare.* variant")
         flip = ["--flip"] if any(a == "data.flip=true" for a in recipes["feat_lstm"]) else []
         feat_seconds = steertime(
             "features",
@@ -360,11 +375,9 @@ def run_fold(
         best = int(mc["val_rmse_steering"].idxmin())
         to_best[m] = float(mc["seconds"].iloc[: best + 1].sum())
     # `steertime ensemble` over each model's seeds: its cost is every member's training.
-    averaged = {**(ensembles(models) if ensemble else {})}
+    averaged = ensembles(models) if ensemble else {}
     averaged |= {name: [m for m, _ in parts] for name, parts in (mixes or {}).items()}
-    for name, members in averaged.items():
-        if len({sfx_of[m] for m in members}) > 1:
-            raise SystemExit(f"--mix {name}: its members were prepared differently")
+    for name, members in averaged.items():  # members share a frame: check_frames
         weights = dict((mixes or {}).get(name, []))
         steertime(
             "ensemble",
@@ -671,6 +684,8 @@ def main() -> None:
     results = {}
     for protocol in a.protocols.split(","):
         recipes = with_variants(RECIPES[protocol], models, variants)
+        frames = frames_of(FRAME[protocol], models, variants)
+        check_frames(frames, FRAME[protocol], recipes, mixes)
         fold_res = [
             run_fold(
                 f,
@@ -684,7 +699,7 @@ def main() -> None:
                 mixes,
                 a.threads,
                 a.overrides,
-                frames_of(FRAME[protocol], models, variants),
+                frames,
             )
             for f in folds(protocol, a.work)
         ]

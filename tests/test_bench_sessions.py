@@ -78,6 +78,26 @@ def test_a_prepare_variant_gets_its_own_frame_and_cache(bench):
     assert bench.cache_suffix(wide["pilotnet_c"], frame) == "_crop0-0"
 
 
+def test_what_a_prepare_variant_cannot_do_is_refused_before_training(bench):
+    frame, recipes = bench.FRAME["tub"], bench.RECIPES["tub"]
+    variants = {"cnn_lstm_r72": ["prepare.size=72x96"], "feat_lstm_r72": ["prepare.size=72x96"]}
+    models = ["cnn_lstm", "cnn_lstm_s1", "cnn_lstm_r72", "cnn_lstm_r72_s1"]
+    frames = bench.frames_of(frame, models, variants)
+    same = {"m": [("cnn_lstm", 1.0), ("cnn_lstm_s1", 1.0)]}
+    bench.check_frames(frames, frame, bench.with_variants(recipes, models, variants), same)
+    mixed = {"m": [("cnn_lstm", 1.0), ("cnn_lstm_r72", 1.0)]}
+    with pytest.raises(SystemExit, match="--mix m: its members are prepared differently"):
+        bench.check_frames(frames, frame, bench.with_variants(recipes, models, variants), mixed)
+    feats = ["feat_lstm_r72"]
+    with pytest.raises(SystemExit, match="--variant feat_lstm_r72: a features model"):
+        bench.check_frames(
+            bench.frames_of(frame, feats, variants),
+            frame,
+            bench.with_variants(recipes, feats, variants),
+            {},
+        )
+
+
 def test_variants_parse_and_a_malformed_one_is_refused_naming_it(bench):
     got = bench.parse_variants(["cnn_lstm_x=model.layers=2;data.brightness=0.2"])
     assert got == {"cnn_lstm_x": ["model.layers=2", "data.brightness=0.2"]}
