@@ -3,12 +3,16 @@
     python benchmarks/bench_train.py [--frames-per-step 160] [--steps 15]
     python benchmarks/bench_train.py --size 120x160 --precisions fp32,bf16 --threads 1 \
         --models pilotnet,cnn_lstm --seq-lens 10
+    python benchmarks/bench_train.py --size 120x160 --precisions bf16 --threads 1 \
+        --models cnn_lstm --seq-lens 10 --heaps system,keep --rounds 3
 
 Times whole optimiser steps (CNN once per frame, recurrent core over the chunk,
 backward, clipping, Adam) of each model at each seq_len with the same number of frames
 per step, and reports medians and the ratios the goals name; with several precisions
 (`train.precision`), each one's speed-up over fp32, the precisions interleaved round by
-round so that a machine's drift hits them alike.
+round so that a machine's drift hits them alike. With several `--heaps` (`train.heap`,
+a setting of the whole process), each heap runs in its own process, the heaps alternating
+for `--rounds` rounds; the median of each heap's rounds and their ratio are reported.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 
 from steertime.models import create_model
+from steertime.train.heap import keep_freed_memory
 from steertime.train.loop import StepLoss
 
 
@@ -64,7 +71,15 @@ def main() -> None:
     ap.add_argument("--seq-lens", default="10,50")
     ap.add_argument("--precisions", default="fp32", help="e.g. fp32,bf16 (train.precision)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
+    ap.add_argument("--heaps", default="system", help="train.heap values, e.g. system,keep")
+    ap.add_argument("--rounds", type=int, default=3, help="processes per heap (several heaps)")
     a = ap.parse_args()
+    heaps = a.heaps.split(",")
+    if len(heaps) > 1:
+        print(json.dumps(compare_heaps(heaps, a.rounds), indent=2))
+        return
+    if heaps[0] == "keep" and not keep_freed_memory():
+        raise SystemExit("--heaps keep: this C library has no mallopt (not glibc)")
     if a.threads:
         torch.set_num_threads(a.threads)
     size = tuple(int(v) for v in a.size.split("x"))
@@ -92,6 +107,30 @@ def main() -> None:
         # per-frame cost ratio seq 50 / seq 10 = inverse throughput ratio
         r["cnn_lstm_cost_seq50_over_seq10"] = round(r["cnn_lstm_seq10"] / r["cnn_lstm_seq50"], 3)
     print(json.dumps(r, indent=2))
+
+
+def compare_heaps(heaps: list[str], rounds: int) -> dict:
+    """Each heap in a fresh process (mallopt cannot be undone), alternating round by round."""
+    args = [v for i, v in enumerate(sys.argv) if i and "--heaps" not in sys.argv[i - 1 : i + 1]]
+    runs: dict[str, list[dict]] = {h: [] for h in heaps}
+    for _ in range(rounds):
+        for h in heaps:
+            out = subprocess.run(
+                [sys.executable, __file__, *args, "--heaps", h],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            runs[h].append(json.loads(out))
+    keys = [k for k, v in runs[heaps[0]][0].items() if isinstance(v, float) and "_over_" not in k]
+    r: dict = {"rounds": rounds}
+    for k in keys:
+        for h in heaps:
+            r[f"{k}_{h}"] = statistics.median(run[k] for run in runs[h])
+            r[f"{k}_{h}_all"] = [run[k] for run in runs[h]]
+        for h in heaps[1:]:
+            r[f"{k}_{h}_over_{heaps[0]}"] = round(r[f"{k}_{h}"] / r[f"{k}_{heaps[0]}"], 3)
+    return r
 
 
 if __name__ == "__main__":

@@ -78,6 +78,10 @@ class LoopConfig:
     # head and loss stay float32; validation and inference run float32). Faster on CPUs
     # with AMX or AVX512-BF16 and on recent GPUs; slower on CPUs without them.
     precision: str = "fp32"
+    # keep: glibc keeps freed blocks for reuse instead of handing each large activation
+    # back to the kernel and faulting it in again next step (train/heap.py; 1.3x faster
+    # steps at 120x160 on a CPU). system: malloc as it comes.
+    heap: str = "keep"
     # Start from a run's best weights: every tensor whose name and shape match (all of
     # them for the same model; the encoder from a `pilotnet` run into a `cnn_lstm`).
     init_from: str = ""
@@ -215,6 +219,7 @@ DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adam", "sgd")
 MODES = ("stateful", "windows")
 PRECISIONS = ("fp32", "bf16")
+HEAPS = ("keep", "system")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -244,6 +249,7 @@ def validate(cfg: TrainConfig) -> None:
     need(t.mode in MODES, "train.mode", t.mode, " or ".join(MODES))
     need(t.device in DEVICES, "train.device", t.device, " or ".join(DEVICES))
     need(t.precision in PRECISIONS, "train.precision", t.precision, " or ".join(PRECISIONS))
+    need(t.heap in HEAPS, "train.heap", t.heap, " or ".join(HEAPS))
     for key in ("seq_len", "batch_size", "epochs", "checkpoint_every", "patience"):
         v = getattr(t, key)
         need(v > 0, f"train.{key}", v, "> 0")

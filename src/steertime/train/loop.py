@@ -62,6 +62,7 @@ from steertime.train import dist as D
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
+from steertime.train.heap import keep_freed_memory
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
 from steertime.train.runfolder import (
     check_data_hash,
@@ -450,6 +451,8 @@ class _Training:
         self.best_dir = self.run / "checkpoints" / "best"
         if t.threads:
             torch.set_num_threads(t.threads)
+        if t.heap == "keep":
+            keep_freed_memory()
         self.augment = _check_config(cfg, info.world)
         cuda = info.device.type == "cuda"
         if t.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
