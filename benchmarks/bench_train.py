@@ -26,8 +26,8 @@ import time
 
 import torch
 
+from steertime.heap import keep_freed_memory
 from steertime.models import create_model
-from steertime.train.heap import keep_freed_memory
 from steertime.train.loop import StepLoss
 
 

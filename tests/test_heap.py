@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
+from steertime import heap
 from steertime.errors import SteertimeError
-from steertime.train import heap, train
+from steertime.train import train
 from tests.conftest import small_train_config
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -18,7 +19,7 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's
 PROBE = textwrap.dedent(
     """
     import ctypes, sys, torch
-    from steertime.train.heap import keep_freed_memory
+    from steertime.heap import keep_freed_memory
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [(n, ctypes.c_size_t) for n in (
@@ -77,3 +78,26 @@ def test_a_run_records_its_heap_and_refuses_an_unknown_one(tiny_cache, tmp_path)
     with pytest.raises(SteertimeError, match=r"train.heap must be keep or system, got 'jemalloc'"):
         train(cfg, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_feature_extraction_keeps_the_heap_unless_told_not_to(
+    keep, tiny_cache, tmp_path, monkeypatch
+):
+    from steertime.data import Cache, features
+
+    calls = []
+    monkeypatch.setattr(features, "keep_freed_memory", lambda: calls.append(1) or True)
+    features.extract_features(Cache.open(tiny_cache), tmp_path / "f", keep_heap=keep)
+    assert calls == ([1] if keep else [])
+
+
+def test_features_refuses_an_unknown_heap_before_writing(tiny_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+
+    out = tmp_path / "f"
+    r = CliRunner().invoke(app, ["features", str(tiny_cache), "--out", str(out), "--heap", "x"])
+    assert r.exit_code != 0 and "--heap must be keep or system, got 'x'" in r.output
+    assert not out.exists()

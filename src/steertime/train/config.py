@@ -79,7 +79,7 @@ class LoopConfig:
     # with AMX or AVX512-BF16 and on recent GPUs; slower on CPUs without them.
     precision: str = "fp32"
     # keep: glibc keeps freed blocks for reuse instead of handing each large activation
-    # back to the kernel and faulting it in again next step (train/heap.py; 1.3x faster
+    # back to the kernel and faulting it in again next step (steertime/heap.py; 1.3x faster
     # steps at 120x160 on a CPU). system: malloc as it comes.
     heap: str = "keep"
     # Start from a run's best weights: every tensor whose name and shape match (all of

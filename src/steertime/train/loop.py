@@ -48,6 +48,7 @@ from steertime.data import Cache
 from steertime.data.faults import parse_faults
 from steertime.data.features import FeatureStore
 from steertime.errors import SteertimeError
+from steertime.heap import keep_freed_memory
 from steertime.models import OutputLayout, SequenceModel, State, create_model, detach_state
 from steertime.models.checkpoint import (
     load_ema,
@@ -62,7 +63,6 @@ from steertime.train import dist as D
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
-from steertime.train.heap import keep_freed_memory
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
 from steertime.train.runfolder import (
     check_data_hash,

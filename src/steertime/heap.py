@@ -1,14 +1,17 @@
-"""Keep freed memory inside the process while training on a CPU.
+"""Keep freed memory inside the process while training or extracting features on a CPU.
 
 glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with a fresh
 `mmap` and returns it with `munmap` when freed. A training step at the tub's 120x160 frames
 allocates activations of 35-70 MiB each (160 frames x 24 channels x 58 x 78), so every
 step asks the kernel for those pages again and zero-fills them on first touch: an ELU
 over one such tensor took 47 ms fresh against 26 ms into reused memory, and the whole
-step ran 1.3x faster with the blocks kept (docs/benchmarks.md, "Keeping freed memory").
+step ran 1.3x faster with the blocks kept, EfficientNet-Lite0's feature extraction 2.3x
+(docs/benchmarks.md, "Keeping freed memory").
 PyTorch's CPU allocator has no cache of its own, so the fix is malloc's: serve large
 blocks from the heap and never trim it. The price is that the process keeps its peak
-memory until it exits, which a training process does anyway.
+memory until it exits, which a training process does anyway. Called by `train`
+(`train.heap=keep`, the default) and `extract_features`; it is a setting of the whole
+process, so a library that embeds steertime decides by those two switches.
 """
 
 from __future__ import annotations
