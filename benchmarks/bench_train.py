@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -100,6 +101,8 @@ def main() -> None:
                 if p != "fp32" and "fp32" in benches:
                     r[f"{key}_over_fp32"] = round(r[key] / r[f"{m}_seq{t}"], 3)
     r["threads"] = torch.get_num_threads()
+    # What the heap setting costs: the process's peak resident memory (Linux: KiB).
+    r["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     r["size"] = a.size
     if "cnn_lstm_seq10" in r and "pilotnet_seq10" in r:
         r["cnn_lstm_over_pilotnet_seq10"] = round(r["cnn_lstm_seq10"] / r["pilotnet_seq10"], 3)
