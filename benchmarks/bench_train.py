@@ -114,7 +114,13 @@ def main() -> None:
 
 def compare_heaps(heaps: list[str], rounds: int) -> dict:
     """Each heap in a fresh process (mallopt cannot be undone), alternating round by round."""
-    args = [v for i, v in enumerate(sys.argv) if i and "--heaps" not in sys.argv[i - 1 : i + 1]]
+    # This run's flags less --heaps (either form), which each child gets one value of.
+    argv = sys.argv[1:]
+    args = [
+        v
+        for i, v in enumerate(argv)
+        if not v.startswith("--heaps") and (i == 0 or argv[i - 1] != "--heaps")
+    ]
     runs: dict[str, list[dict]] = {h: [] for h in heaps}
     for _ in range(rounds):
         for h in heaps:

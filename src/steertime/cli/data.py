@@ -313,7 +313,7 @@ def features(
     ),
     heap: str = typer.Option(
         "keep",
-        help="keep: malloc keeps freed blocks for the next batch (2.3x faster on Linux); "
+        help="keep: malloc keeps freed blocks for the next batch (about 2x faster on Linux); "
         "system: as it comes. Like train.heap.",
     ),
 ) -> None:
