@@ -15,12 +15,9 @@ import argparse
 import glob
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from steertime.evaluate.metrics import block_bootstrap_ratio
-
-BLOCK = 40  # 2 s at 20 Hz, as bench_sessions.py
+from bench_sessions import _row  # a pair is scored exactly as a lever's `m ×2` row
 
 
 def main() -> None:
@@ -30,30 +27,16 @@ def main() -> None:
     a = ap.parse_args()
     parts = []
     for f in sorted(glob.glob(str(a.folds / "*" / "predictions_all.parquet"))):
-        d = pd.read_parquet(f)
-        d["fold"] = Path(f).parent.name
-        parts.append(d)
-    d = pd.concat(parts, ignore_index=True)
+        parts.append(pd.read_parquet(f).assign(fold=Path(f).parent.name))
+    preds = pd.concat(parts, ignore_index=True)
     runs = [a.model] + [f"{a.model}_s{s}" for s in (1, 2, 3)]
-    y = d["true_steering"].to_numpy()
-    err = {r: np.clip(d[f"{r}:steering"].to_numpy(), -1, 1) - y for r in runs}
-    folds = d["fold"].to_numpy()
-
-    def pair(p: tuple[int, int]) -> np.ndarray:  # per-frame error whose RMSE is the pair's
-        return np.sqrt((err[runs[p[0]]] ** 2 + err[runs[p[1]]] ** 2) / 2)
-
     for p, q in (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))):
-        ea, eb = pair(q), pair(p)
-        ratio = np.sqrt(np.mean(ea**2) / np.mean(eb**2))
-        lo, hi = block_bootstrap_ratio(ea, eb, BLOCK, groups=folds)
-        per = [
-            np.sqrt(np.mean(ea[folds == f] ** 2) / np.mean(eb[folds == f] ** 2))
-            for f in dict.fromkeys(folds)
-        ]
-        print(
-            f"seeds {q} vs {p}: {ratio:.3f}x [{lo:.3f}, {hi:.3f}]; per fold "
-            + " / ".join(f"{r:.3f}" for r in per)
-        )
+        groups = {"a": [runs[i] for i in q], "b": [runs[i] for i in p]}
+        r = _row(preds, "a", "b", groups)
+        lo, hi = r["vs_b_ci95"]
+        ref = _row(preds, "b", "b", groups)["per_fold"]
+        per = " / ".join(f"{v / ref[f]:.3f}" for f, v in r["per_fold"].items())
+        print(f"seeds {q} vs {p}: {r['vs_b']:.3f}x [{lo:.3f}, {hi:.3f}]; per fold {per}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ _NEVER_TRIM = 2**31 - 1
 
 _kept = False
 
+# `train.heap` and `steertime features --heap`: keep (this module) or system (as it comes).
+HEAPS = ("keep", "system")
+
 
 def keep_freed_memory() -> bool:
     """Make glibc keep freed blocks for reuse (no mmap per block, no trimming).

@@ -319,9 +319,10 @@ def features(
 ) -> None:
     """Extract a frozen encoder's features for every cached frame once (resumable)."""
     from steertime.data.features import extract_features
+    from steertime.heap import HEAPS
 
-    if heap not in ("keep", "system"):
-        raise typer.BadParameter(f"--heap must be keep or system, got {heap!r}")
+    if heap not in HEAPS:
+        raise typer.BadParameter(f"--heap must be {' or '.join(HEAPS)}, got {heap!r}")
     c = data.Cache.open(cache)
     out = out or Path(cache) / "features" / encoder
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from steertime.errors import SteertimeError
+from steertime.heap import HEAPS
 
 
 @dataclass
@@ -219,7 +220,6 @@ DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adam", "sgd")
 MODES = ("stateful", "windows")
 PRECISIONS = ("fp32", "bf16")
-HEAPS = ("keep", "system")
 
 
 def validate(cfg: TrainConfig) -> None:
