@@ -17,6 +17,7 @@ import yaml
 
 from steertime.errors import SteertimeError
 from steertime.heap import HEAPS
+from steertime.train.track import SPLITS as TRACK_SPLITS
 
 
 @dataclass
@@ -99,6 +100,11 @@ class LoopConfig:
     # train/soup.py); kept as the model only if it validates better than the best epoch.
     # 0 or 1: off. Default 5: chosen on validation inside the tub's training records.
     soup: int = 5
+    # A second prepared cache scored after every epoch and logged (`track_rmse_*` beside
+    # `elapsed_s` in metrics.csv), never used to choose: time to a target accuracy on
+    # frames the run never sees (train/track.py). `track_split`: which of its splits.
+    track: str = ""
+    track_split: str = "all"
     # Auxiliary targets, training only: a linear head on each frame's encoder features
     # also predicts every output this many frames later (e.g. [10, 20]), so the encoder
     # must read where the road goes, not only where the car is. The head is never run at
@@ -250,6 +256,8 @@ def validate(cfg: TrainConfig) -> None:
     need(t.device in DEVICES, "train.device", t.device, " or ".join(DEVICES))
     need(t.precision in PRECISIONS, "train.precision", t.precision, " or ".join(PRECISIONS))
     need(t.heap in HEAPS, "train.heap", t.heap, " or ".join(HEAPS))
+    splits = " or ".join(TRACK_SPLITS)
+    need(t.track_split in TRACK_SPLITS, "train.track_split", t.track_split, splits)
     for key in ("seq_len", "batch_size", "epochs", "checkpoint_every", "patience"):
         v = getattr(t, key)
         need(v > 0, f"train.{key}", v, "> 0")

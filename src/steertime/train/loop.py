@@ -72,6 +72,7 @@ from steertime.train.runfolder import (
     started,
 )
 from steertime.train.soup import TopEpochs
+from steertime.train.track import Tracker
 from steertime.train.validate import calibrated, stream_metrics
 from steertime.train.warmstart import freeze, warm_start
 
@@ -95,6 +96,7 @@ class Position:
     done: bool = False
     best_epoch: int | None = None  # stored once an epoch improved
     ema_n: int | None = None  # stored with optim.ema
+    elapsed_s: float = 0.0  # seconds trained up to the last epoch's end (see _Training.elapsed)
 
     @property
     def mean_loss(self) -> float:
@@ -443,6 +445,7 @@ class _Training:
 
     # --- setup ------------------------------------------------------------------------
     def __init__(self, cfg: TrainConfig, resume: bool, info: D.DistInfo) -> None:
+        self.started = time.perf_counter()  # elapsed_s counts set-up too, as a user waits for it
         self.cfg, self.t, self.info = cfg, cfg.train, info
         t = self.t
         self.writer: SummaryWriter | None = None
@@ -480,6 +483,9 @@ class _Training:
         if t.bins:
             layout = self.layout = binned(layout, t.bins, cfg.model)
         self.val_segs = cache.segments("val")
+        self.tracker = (
+            Tracker(t.track, t.track_split, cache, layout) if t.track and info.is_main else None
+        )
         self.model = model = self._build_model()
         steer = layout.index("steering") if "steering" in layout.names else 0
         self.skip = t.burn_in if t.mode == "windows" else 0
@@ -541,6 +547,7 @@ class _Training:
             self._resume()
         elif info.is_main:
             self._start_run_folder()
+        self.elapsed_before = self.pos.elapsed_s  # what an interrupted run had trained
         self.ema = WeightEMA(model, cfg.optim.ema, self.pos.ema_n or 0) if cfg.optim.ema else None
         if self.ema is not None and resume:
             self.ema.shadow.update(load_ema(self.last_dir, info.device))
@@ -771,6 +778,7 @@ class _Training:
                 save_checkpoint(self.best_dir, model, model_meta(model, layout, extra))
             if info.is_main and self.top is not None:
                 self.top.offer(epoch, score, model, model_meta(model, self.layout, {}))
+            tracked = self._track(model)
         if improved:
             pos.best, pos.best_epoch, pos.bad_epochs = score, epoch, 0
         else:
@@ -783,12 +791,17 @@ class _Training:
             "lr": lr_at(pos.global_step, self.total_steps, self.cfg.optim, self.warmup),
             "frames_per_s": n_done * self.frames_per_step / max(elapsed, 1e-9),
             "seconds": elapsed,
+            **tracked,
+            "elapsed_s": self.elapsed(),
         }
+        pos.elapsed_s = row["elapsed_s"]
         self.last_row = row
         if info.is_main:
             _append_metrics(self.run, row)
             for k, v in row.items():
-                if k not in ("epoch", "global_step"):
+                if k.startswith("track_"):
+                    self.writer.add_scalar(f"track/{k[6:]}", v, epoch)
+                elif k not in ("epoch", "global_step"):
                     self.writer.add_scalar(f"epoch/{k}", v, epoch)
         if on_epoch is not None:
             on_epoch(epoch, {**metrics, "score": score})
@@ -801,6 +814,18 @@ class _Training:
         if not pos.done or pos.step >= n_steps:
             pos.epoch, pos.step, pos.loss_sum, pos.loss_n = epoch + 1, 0, 0.0, 0
         self.checkpoint()
+
+    def elapsed(self) -> float:
+        """Seconds this run has trained, over resumes: set-up, steps, validation and
+        checkpoints, without `train.track`'s scoring (which a run without it does not do)."""
+        tracking = self.tracker.seconds if self.tracker is not None else 0.0
+        return self.elapsed_before + time.perf_counter() - self.started - tracking
+
+    def _track(self, model: SequenceModel) -> dict[str, float]:
+        """`train.track`'s scores of `model`; nothing here reads them (see train/track.py)."""
+        if self.tracker is None:
+            return {}
+        return self.tracker.score(model, self.info.device, self.cfg.data.lead)
 
     def make_soup(self) -> None:
         """Average the K best epochs' weights (`train.soup`); keep the average as
@@ -825,6 +850,7 @@ class _Training:
             score = metrics[key]
             kept = score < pos.best
             epochs = self.top.epochs()
+            tracked = self._track(model)
             if kept:
                 extra = {
                     **self.meta_extra,
@@ -846,6 +872,8 @@ class _Training:
                 "best_epoch": pos.best_epoch,
                 "best_epoch_score": pos.best,
                 "kept": kept,
+                **tracked,
+                "elapsed_s": self.elapsed(),
             },
         )
         shown = ", ".join(str(e + 1) for e in epochs)

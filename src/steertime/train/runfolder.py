@@ -35,6 +35,8 @@ SAFE_ON_RESUME = (
     "train.precision",
     "train.checkpoint_every",
     "train.diagnostics",
+    "train.track",  # scored and logged, never read back (train/track.py)
+    "train.track_split",
     "data.cache",  # the path may move; the content hash is compared on resume
 )
 
