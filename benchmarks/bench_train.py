@@ -29,7 +29,7 @@ import torch
 
 from steertime.heap import keep_freed_memory
 from steertime.models import create_model
-from steertime.train.loop import StepLoss
+from steertime.train.step import StepLoss
 
 
 class Bench:

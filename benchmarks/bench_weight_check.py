@@ -17,7 +17,7 @@ import time
 import torch
 
 from steertime.models import create_model
-from steertime.train.loop import StepLoss
+from steertime.train.step import StepLoss
 
 
 def check(params: list[torch.Tensor]) -> bool:

@@ -179,7 +179,11 @@ def test_training_position_round_trips_the_stored_dict():
         "loss_sum": 0.0,
         "loss_n": 0,
         "done": False,
+        "elapsed_s": 0.0,
     }
     old = {**fresh, "epoch": 2, "best": 0.4, "best_epoch": 1, "ema_n": 30, "loss_n": 5}
     assert Position.from_dict(old).to_dict() == old
+    # a checkpoint written before elapsed_s existed resumes from 0 s
+    del old["elapsed_s"]
+    assert Position.from_dict(old).elapsed_s == 0.0
     assert Position.from_dict(json.loads(json.dumps(fresh))).best == float("inf")

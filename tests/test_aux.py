@@ -49,7 +49,7 @@ def test_aux_targets_read_each_lead_past_the_target_clamped_and_mirrored(tiny_ca
 
 def test_the_aux_loss_is_the_weighted_mse_of_the_head_on_the_features():
     from steertime.models import create_model
-    from steertime.train.loop import StepLoss
+    from steertime.train.step import StepLoss
 
     torch.manual_seed(0)
     model = create_model("cnn_lstm", n_outputs=2, hidden=8, feat_dim=8, aux_outputs=4)

@@ -16,7 +16,7 @@ from steertime.models.ensemble import build_ensemble
 from steertime.models.layout import expectation
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
 from steertime.train import train
-from steertime.train.loop import StepLoss
+from steertime.train.step import StepLoss
 from tests.conftest import small_train_config
 
 

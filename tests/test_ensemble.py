@@ -19,7 +19,7 @@ from steertime.models import OutputLayout
 from steertime.models.checkpoint import read_run_meta, save_untrained_run
 from steertime.models.ensemble import build_ensemble
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
-from steertime.train.loop import fit_layout
+from steertime.train.targets import fit_layout
 from tests.conftest import LAYOUT, SPEC, make_run
 
 

@@ -237,6 +237,8 @@ def test_resume_with_more_epochs_is_allowed(capsys, trained, tmp_path):
     assert load_config(run / "config.yaml").train.epochs == 2
     rows = pd.read_csv(run / "metrics.csv")
     assert list(rows["epoch"]) == [0, 1]
+    # seconds trained carry over the resume: epoch 1 counts epoch 0's too
+    assert rows["elapsed_s"].iloc[1] > rows["elapsed_s"].iloc[0] > 0
     cfg, safe = resume_config(run, ["train.epochs=3"])
     assert safe == ["train.epochs: 2 -> 3"] and cfg.train.epochs == 3
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from steertime.errors import SteertimeError
 from steertime.models import create_model, list_models
 from steertime.train import train
-from steertime.train.loop import StepLoss
+from steertime.train.step import StepLoss
 from tests.conftest import small_train_config
 
 

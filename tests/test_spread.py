@@ -14,7 +14,7 @@ from steertime.models import create_model
 from steertime.models.checkpoint import read_run_meta
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
 from steertime.train import train
-from steertime.train.loop import StepLoss
+from steertime.train.step import StepLoss
 from tests.conftest import small_train_config
 
 

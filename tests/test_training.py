@@ -462,7 +462,7 @@ def test_warmup_longer_than_the_run_is_shortened_with_a_warning(tiny_cache, tmp_
     assert scaled == 3 and "shortened to 3 steps" in note
     run = train(_cfg(tiny_cache, tmp_path / "r", "optim.warmup_steps=100"), progress=True)
     assert "optim.warmup_steps=100 is longer" in (run / "warnings.txt").read_text()
-    from steertime.train.loop import lr_at
+    from steertime.train.optim import lr_at
 
     cfg = _cfg(tiny_cache, tmp_path / "x").optim
     assert lr_at(1, 14, cfg, warmup=1) == pytest.approx(cfg.lr, rel=0.02)  # full lr at once

@@ -35,10 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -49,7 +47,7 @@ from steertime.data.faults import parse_faults
 from steertime.data.features import FeatureStore
 from steertime.errors import SteertimeError
 from steertime.heap import keep_freed_memory
-from steertime.models import OutputLayout, SequenceModel, State, create_model, detach_state
+from steertime.models import SequenceModel, create_model, detach_state
 from steertime.models.checkpoint import (
     load_ema,
     load_train_state,
@@ -58,12 +56,12 @@ from steertime.models.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from steertime.models.layout import LOG_SPREAD_BOUND
 from steertime.train import dist as D
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
+from steertime.train.optim import lr_at, make_optimizer
 from steertime.train.runfolder import (
     check_data_hash,
     check_resume,
@@ -72,6 +70,8 @@ from steertime.train.runfolder import (
     started,
 )
 from steertime.train.soup import TopEpochs
+from steertime.train.step import StepLoss
+from steertime.train.targets import binned, fit_layout, train_values
 from steertime.train.track import Tracker
 from steertime.train.validate import calibrated, stream_metrics
 from steertime.train.warmstart import freeze, warm_start
@@ -112,175 +112,6 @@ class Position:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-class StepLoss(nn.Module):
-    """One step's forward and loss; this is what DDP wraps, so gradients sync once."""
-
-    def __init__(
-        self,
-        model: SequenceModel,
-        weights: list[float],
-        steer: int,
-        lam: float,
-        skip: int,
-        features: bool = False,
-        spread: bool = False,
-        bin_centers: np.ndarray | None = None,
-        precision: str = "fp32",
-        aux_weight: float = 0.0,
-    ):
-        super().__init__()
-        self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
-        self.aux_weight = aux_weight
-        self.features, self.spread = features, spread
-        self.bf16 = precision == "bf16"
-        self.register_buffer("w", torch.tensor(weights) / sum(weights))
-        self.bins = bin_centers is not None
-        if self.bins:  # (K, N) bin centres in normalised units
-            self.register_buffer("centers", torch.tensor(bin_centers, dtype=torch.float32))
-
-    def _mse(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # (B, T, K): weighted mean over outputs of the per-output MSE, burn-in excluded
-        if self.spread:
-            return self._nll(y, t)
-        if self.bins:
-            return self._hl_gauss(y, t)
-        return ((y - t)[:, self.skip :].square().mean(dim=(0, 1)) * self.w).sum()
-
-    def _hl_gauss(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # (B, T, K*N) logits: cross-entropy against the label spread as a Gaussian of 0.75
-        # bin widths over the bins (Imani & White 2018; Farebrother et al. 2024). Unlike a
-        # one-hot class it keeps the label's position between two bins, so the expectation
-        # can be exact, and neighbouring angles share what they learn.
-        c = self.centers
-        k, n = c.shape
-        width = (c[:, 1:2] - c[:, :1]).view(k, 1)  # (K, 1)
-        edges = torch.cat([c - width / 2, c[:, -1:] + width / 2], dim=-1)  # (K, N+1)
-        tc = torch.minimum(torch.maximum(t, c[:, 0]), c[:, -1]).unsqueeze(-1)  # (B, T, K, 1)
-        cdf = torch.special.ndtr((edges - tc) / (0.75 * width))  # (B, T, K, N+1)
-        p = cdf[..., 1:] - cdf[..., :-1]
-        p = p / p.sum(-1, keepdim=True)  # (B, T, K, N)
-        logp = torch.log_softmax(y.reshape(*y.shape[:-1], k, n), dim=-1)
-        ce = -(p * logp).sum(-1)  # (B, T, K)
-        return (ce[:, self.skip :].mean(dim=(0, 1)) * self.w).sum()
-
-    def _nll(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # (B, T, 2K): the means learn from the MSE exactly as without a spread, and the
-        # spreads from the Gaussian negative log-likelihood of the *detached* means. A
-        # plain NLL lets a model give up on hard frames (call them uncertain instead of
-        # fitting them): on the tub's taps it cost validation RMSE 0.39 against 0.30.
-        k = t.shape[-1]
-        mu, log_s = y[..., :k], y[..., k:].clamp(-LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)
-        mse = (mu - t).square()
-        nll = 0.5 * ((t - mu.detach()) * torch.exp(-log_s)).square() + log_s
-        return ((mse + nll)[:, self.skip :].mean(dim=(0, 1)) * self.w).sum()
-
-    def _encode(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        # train.precision=bf16: the convolutions, where the time goes, run in bfloat16
-        # (weights and their updates stay float32); memory, head and loss in float32.
-        with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            if self.features:  # precomputed encoder outputs: the CNN does not run
-                feats = self.model.encode_features(frames)  # (B, T, E) -> (B, T, F)
-            else:
-                feats, state = self.model.encode(frames, state)  # (B, T, F), once per frame
-        if self.bf16:
-            state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        return feats.float(), state
-
-    def forward(
-        self,
-        frames: torch.Tensor,
-        target: torch.Tensor,
-        state: State,
-        missing: torch.Tensor | None = None,
-        aux_target: torch.Tensor | None = None,
-    ):
-        feats, state = self._encode(frames, state)
-        aux = self._aux(feats, aux_target) if aux_target is not None else 0.0
-        kw = {} if missing is None else {"missing": missing}  # only flag models get it
-        if not self.model.autoregressive:
-            y, state = self.model.core(feats, state, **kw)
-            return self._mse(y, target) + aux, state
-        # Komanda: own-prediction steering + λ·(teacher-forced and own, all outputs)
-        y_own, new_state = self.model.core(feats, state, **kw)
-        y_tf, _ = self.model.core(feats, state, teacher=target, **kw)
-        s = self.steer
-        own_steer = (y_own - target)[:, self.skip :, s].square().mean()
-        loss = own_steer + self.lam * (self._mse(y_tf, target) + self._mse(y_own, target))
-        return loss + aux, new_state
-
-    def _aux(self, feats: torch.Tensor, aux_target: torch.Tensor) -> torch.Tensor:
-        # (B, T, F) features -> (B, T, L*K) the outputs L leads later, normalised; their
-        # MSE weighted per output as the main loss, averaged over the leads.
-        b, t, n_lead, k = aux_target.shape
-        a = self.model.aux_head(feats).view(b, t, n_lead, k)
-        mse = (a - aux_target)[:, self.skip :].square().mean(dim=(0, 1, 2))  # (K,)
-        return self.aux_weight * (mse * self.w).sum()
-
-
-def train_values(cache: Cache, outputs: list[str]) -> dict[str, np.ndarray]:
-    """Each output's labels over the training split (never val or test)."""
-    missing = [n for n in outputs if n not in cache.signal_names()]
-    if missing:
-        raise SteertimeError(
-            f"outputs {missing} are not signals of every drive in {cache.path} "
-            f"(available: {cache.signal_names()})"
-        )
-    segs = cache.segments("train")
-    if not segs:
-        raise SteertimeError(f"{cache.path}: the train split is empty")
-    return {
-        n: np.concatenate([cache.drives[s.drive].signals[n][s.start : s.stop] for s in segs])
-        for n in outputs
-    }
-
-
-def fit_layout(
-    cache: Cache, outputs: list[str], weights: list[float], clip: bool = True
-) -> OutputLayout:
-    """Mean/std (and, with `clip`, min/max) of each output over the training split."""
-    vals = train_values(cache, outputs)
-    units = [cache.drives[0].units[n].to_dict() for n in outputs]
-    return OutputLayout(
-        names=list(outputs),
-        mean=[float(vals[n].mean()) for n in outputs],
-        std=[max(float(vals[n].std()), 1e-6) for n in outputs],
-        units=units,
-        weights=list(weights) if weights else [1.0] * len(outputs),
-        low=[float(vals[n].min()) for n in outputs] if clip else [],
-        high=[float(vals[n].max()) for n in outputs] if clip else [],
-    )
-
-
-def binned(layout: OutputLayout, bins: int, model: dict) -> OutputLayout:
-    """The layout of a categorical head: `bins` classes per output over its training
-    range (normalised), checked against what the head cannot do."""
-    if bins < 2:
-        raise SteertimeError(f"train.bins must be 0 (regression) or >= 2, got {bins}")
-    clash = [
-        f
-        for f, on in (
-            ("train.spread", layout.spread),
-            ("model.hold_on_missing", model.get("hold_on_missing")),
-        )
-        if on
-    ]
-    if clash:
-        raise SteertimeError(
-            f"train.bins={bins}: a categorical head cannot be combined with {clash[0]} "
-            "(it holds or spreads one value per output, not N logits)"
-        )
-    if not layout.clips:
-        raise SteertimeError(
-            "train.bins needs the outputs' training range: keep data.clip_outputs=true"
-        )
-    mean, std = np.asarray(layout.mean), np.asarray(layout.std)
-    low = (np.asarray(layout.low) - mean) / std
-    high = (np.asarray(layout.high) - mean) / std
-    # a constant output (high == low) still needs an ordered range to spread its bins over
-    high = np.maximum(high, low + 1e-3)
-    return dataclasses.replace(layout, bins=bins, bin_low=low.tolist(), bin_high=high.tolist())
-
-
 def _loss_name(t) -> str:
     if t.spread:
         return "Gaussian NLL"
@@ -288,28 +119,6 @@ def _loss_name(t) -> str:
         return "cross-entropy over bins"
     # the auxiliary term adds its own share of the leads' variance on top
     return "1 + aux_weight = predict-the-mean" if t.aux_leads else "1 = predict-the-mean"
-
-
-def lr_at(step: int, total: int, cfg, warmup: int | None = None) -> float:
-    """The learning rate at `step` of `total`; `warmup` overrides cfg.warmup_steps (see
-    `effective_warmup`)."""
-    warmup = cfg.warmup_steps if warmup is None else warmup
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    if cfg.schedule == "constant":
-        return cfg.lr
-    frac = min(1.0, (step - warmup) / max(1, total - warmup))
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
-def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    if cfg.name == "adam":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    raise SteertimeError(f"optim.name must be adam or sgd, got {cfg.name!r}")
 
 
 def _append_metrics(run: Path, row: dict, keep_epochs_below: int | None = None) -> None:
