@@ -32,14 +32,13 @@ def reading(run: Path, target: float) -> dict:
         raise SystemExit(f"{run}: no {KEY} in metrics.csv (train with --set train.track=CACHE)")
     hit = m.index[m[KEY] <= target]
     first = m.loc[hit[0]] if len(hit) else None
-    soup_file = run / "soup.json"
-    soup = json.loads(soup_file.read_text()) if soup_file.is_file() else {}
-    if soup.get("kept"):
+    best = json.loads((run / "checkpoints" / "best" / "meta.json").read_text())
+    if "soup_epochs" in best:  # the soup validated better and is the run's model
+        soup = json.loads((run / "soup.json").read_text())
         kept = {"what": "soup", "s": soup["elapsed_s"], "rmse": soup[KEY]}
     else:
-        best = int(m["val_rmse_steering"].idxmin())
-        row = m.loc[best]
-        kept = {"what": f"epoch {int(row['epoch']) + 1}", "s": row["elapsed_s"], "rmse": row[KEY]}
+        row = m.loc[m["epoch"] == best["epoch"]].iloc[0]
+        kept = {"what": f"epoch {best['epoch'] + 1}", "s": row["elapsed_s"], "rmse": row[KEY]}
     return {
         "run": run.name,
         "epochs": len(m),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,6 +68,20 @@ def test_tracking_changes_no_weight_and_scores_what_evaluate_scores(tiny_cache, 
     assert result["outputs"]["steering"]["models"][tracked.name]["rmse"] == pytest.approx(
         kept, rel=1e-5
     )
+
+    # benchmarks/time_to_accuracy.py reads the first epoch at a target and the kept model
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        tta = importlib.import_module("time_to_accuracy")
+    finally:
+        sys.path.pop(0)
+    r = tta.reading(tracked, target=scores[1])
+    first = min(i for i, x in enumerate(scores) if x <= scores[1])
+    assert r["first_epoch"] == first + 1 and r["first_s"] == pytest.approx(elapsed[first])
+    assert r["kept"]["rmse"] == pytest.approx(kept) and r["curve"] == pytest.approx(
+        scores, abs=1e-4
+    )
+    assert tta.reading(tracked, target=0.0)["first_epoch"] is None
 
     # Scoring changes no weight, so a resumed run may start or stop tracking.
     cfg, changes = resume_config(plain, ["train.epochs=4", f"train.track={heldout}"])
