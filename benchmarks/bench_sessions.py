@@ -24,7 +24,8 @@ the reference of every ratio. Each model
 trains with its protocol's recipe (`RECIPES`, the flags a user passes). The per-frame
 predictions of every fold are pooled, and the table gives pooled RMSE, each model's ratio
 to PilotNet with a paired block-bootstrap 95% interval (2 s blocks, never across
-sessions), throttle RMSE, training time and time to the best checkpoint, beside the label
+sessions), throttle RMSE, training time and time to the best-validated epoch (`elapsed_s` when it
+was on disk), beside the label
 oracles of `label_noise.py`. With `--seeds K` every model trains K times (`train.seed`
 0..K-1; runs `m`, `m_s1`, …) and a row `m ×K` pools them: its per-frame error is the RMS
 over seeds, so its RMSE is the seed-averaged one and its paired interval covers frames
@@ -373,7 +374,12 @@ def run_fold(
     for m in models:
         mc = pd.read_csv(folder / m / "metrics.csv")
         best = int(mc["val_rmse_steering"].idxmin())
-        to_best[m] = float(mc["seconds"].iloc[: best + 1].sum())
+        # elapsed_s (runs since the twenty-sixth session): set-up, steps, validation and the
+        # checkpoint up to the moment that epoch was on disk; before it, its steps only
+        if "elapsed_s" in mc:
+            to_best[m] = float(mc["elapsed_s"].iloc[best])
+        else:
+            to_best[m] = float(mc["seconds"].iloc[: best + 1].sum())
     # `steertime ensemble` over each model's seeds: its cost is every member's training.
     averaged = ensembles(models) if ensemble else {}
     averaged |= {name: [m for m, _ in parts] for name, parts in (mixes or {}).items()}
