@@ -140,6 +140,49 @@ def test_evaluate_writes_metrics_and_report(evaluated):
     assert "class='led'" in (tmp / "ev" / "report.html").read_text()
     for f in ("report.html", "timeseries_steering.png", "scatter_speed.png", "training_curves.png"):
         assert (tmp / "ev" / f).is_file(), f
+    # what each run cost to train, beside its error: a run without a log says nothing
+    cost = m["training"]["lstm"]
+    assert cost["epochs"] == 2 and cost["kept"] in ("epoch 1", "epoch 2", "soup")
+    assert 0 < cost["kept_at_s"] <= cost["trained_s"] and "run_pilotnet" not in m["training"]
+    assert (
+        "lstm: kept" in output
+        and "kept model on disk after" in (tmp / "ev" / "report.html").read_text()
+    )
+
+
+def test_runs_of_one_name_are_told_apart_and_one_run_twice_refused(tiny_cache, tmp_path):
+    from steertime.errors import SteertimeError
+    from steertime.evaluate import evaluate
+
+    a = make_run(tmp_path / "a", "pilotnet")
+    b = make_run(tmp_path / "b", "cnn_lstm").rename(tmp_path / "b" / "run_pilotnet")
+    result, _, _ = evaluate(a, tiny_cache, "test", [b], threads=1)
+    models = result["outputs"]["steering"]["models"]
+    assert {"a/run_pilotnet", "b/run_pilotnet"} <= set(models)
+    assert models["a/run_pilotnet"]["rmse"] != models["b/run_pilotnet"]["rmse"]
+    with pytest.raises(SteertimeError, match="given twice"):
+        evaluate(a, tiny_cache, "test", [tmp_path / "a" / ".." / "a" / "run_pilotnet"])
+
+
+def test_training_cost_of_old_runs_and_ensembles(evaluated, tmp_path):
+    import pandas as pd
+
+    from steertime.evaluate.cost import training_cost
+    from steertime.models.ensemble import build_ensemble
+
+    tmp, _ = evaluated
+    new = training_cost(tmp / "lstm")
+    twin = shutil.copytree(tmp / "lstm", tmp_path / "twin")
+    ens = build_ensemble([tmp / "lstm", twin], tmp_path / "ens")
+    both = training_cost(ens)
+    assert both["members"] == 2 and both["trained_s"] == pytest.approx(2 * new["trained_s"])
+    # a run logged before elapsed_s existed: its epochs, no seconds guessed
+    m = pd.read_csv(twin / "metrics.csv").drop(columns="elapsed_s")
+    m.to_csv(twin / "metrics.csv", index=False)
+    old = training_cost(twin)
+    assert old["epochs"] == 2 and "trained_s" not in old
+    assert "trained_s" not in training_cost(ens)  # a sum with a member unknown would undercount
+    assert training_cost(tmp_path / "nothing") is None
 
 
 def test_trained_target_score_matches_training_validation(evaluated, tiny_cache):

@@ -25,6 +25,7 @@ from steertime.stream.adaptive import DEFAULT_GAMMA
 
 def _print_leaderboard(result: dict) -> None:
     from steertime.evaluate import leaderboard
+    from steertime.evaluate.cost import describe
     from steertime.evaluate.verdict import verdicts
 
     for name, entry in result["outputs"].items():
@@ -61,6 +62,8 @@ def _print_leaderboard(result: dict) -> None:
                 )
     for v in verdicts(result):
         console.print(("" if v.ok else "[yellow]warning:[/] ") + v.text, highlight=False)
+    for name, cost in result.get("training", {}).items():
+        console.print(describe(name, cost), highlight=False)
 
 
 def _print_ch2(r: dict) -> None:

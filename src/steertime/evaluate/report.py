@@ -106,6 +106,31 @@ def metrics_table(result: dict, name: str) -> str:
     )
 
 
+def training_table(result: dict) -> str:
+    """What each run cost to train (`evaluate.cost`): seconds beside the errors above."""
+    costs = result.get("training", {})
+    if not costs:
+        return ""
+    head = ["run", "kept", "epochs", "kept model on disk after", "trained"]
+    rows = [
+        [
+            name,
+            c["kept"],
+            c.get("epochs", c.get("members", "")),
+            f"{c['kept_at_s']:.0f} s" if c.get("kept_at_s") is not None else "–",
+            f"{c['trained_s']:.0f} s" if c.get("trained_s") is not None else "–",
+        ]
+        for name, c in costs.items()
+    ]
+    return (
+        "<table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>" for r in rows)
+        + "</table>"
+    )
+
+
 def verdict_section(result: dict) -> str:
     """The answer first: best model per output, by how much, and whether it is any good."""
     items = "".join(
@@ -158,8 +183,9 @@ def write_report(
     for name in result["outputs"]:
         parts.append(metrics_table(result, name))
         parts += [_img(p) for p in images.get(name, [])]
-    if images.get("training"):
-        parts.append("<h2>Training</h2>" + "".join(_img(p) for p in images["training"]))
+    if images.get("training") or result.get("training"):
+        parts.append("<h2>Training</h2>" + training_table(result))
+        parts += [_img(p) for p in images.get("training", [])]
     parts += sections
     parts += [
         "<h2>Run configuration</h2><pre>",

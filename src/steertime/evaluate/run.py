@@ -33,7 +33,9 @@ from steertime.data.faults import FaultSpec, fault_schedule, parse_faults
 from steertime.data.lead import lead_rows
 from steertime.data.resolve import CACHE, RECORDING, resolve
 from steertime.data.splits import session_of
+from steertime.errors import SteertimeError
 from steertime.evaluate import metrics as M
+from steertime.evaluate.cost import training_cost
 from steertime.models import OutputLayout
 from steertime.models.checkpoint import load_model
 from steertime.stream.adaptive import DEFAULT_GAMMA, adaptive_scales
@@ -123,6 +125,25 @@ def _run_name(run: Path) -> str:
     return Path(run).resolve().name
 
 
+def run_names(runs: list[Path]) -> list[str]:
+    """Each run's name in tables and columns: its folder's name, with as many parent
+    folders as it takes to tell apart runs of the same name (`a/cnn_lstm`, `b/cnn_lstm`).
+    The same run given twice is refused: it would be scored against itself."""
+    paths = [Path(r).resolve() for r in runs]
+    seen: dict[Path, int] = {}
+    for i, p in enumerate(paths):
+        if p in seen:
+            raise SteertimeError(f"{runs[i]}: given twice (also as {runs[seen[p]]})")
+        seen[p] = i
+    depth = [1] * len(paths)
+    while True:
+        names = ["/".join(p.parts[-d:]) for p, d in zip(paths, depth, strict=True)]
+        clash = {n for n in names if names.count(n) > 1}
+        if not clash:
+            return names
+        depth = [d + (n in clash) for d, n in zip(depth, names, strict=True)]
+
+
 def segment_faults(seg, rate_hz: float, faults: list[FaultSpec], seed: int) -> np.ndarray | None:
     """The fault codes of one segment's frames: the same for every model scored."""
     if not faults:
@@ -138,13 +159,15 @@ def predict_on_cache(
     threads: int = DEFAULT_THREADS,
     faults: list[FaultSpec] = (),
     fault_seed: int = 0,
+    name: str | None = None,
 ) -> tuple[Frames, OutputLayout]:
+    """`run` streaming over `split` of `cache`; its predictions keyed by `name` (default:
+    the run folder's name)."""
+    name = name or _run_name(run)
     model, meta = load_model(run)
     layout = meta.layout
     segs = cache.segments(split) if split else cache.segments()
     if not segs:
-        from steertime.errors import SteertimeError
-
         raise SteertimeError(f"{cache.path}: split {split!r} is empty")
     ts, drives, preds, codes, spreads = [], [], [], [], []
     for s in segs:
@@ -172,11 +195,11 @@ def predict_on_cache(
         rate_hz=float(np.median([e["rate_hz"] for e in cache.manifest["drives"]])),
         fault=np.concatenate(codes) if codes else None,
     )
-    frames.preds[_run_name(run)] = {n: p[:, k] for k, n in enumerate(layout.names)}
+    frames.preds[name] = {n: p[:, k] for k, n in enumerate(layout.names)}
     if spreads:
         sd = np.concatenate(spreads)
-        frames.spreads[_run_name(run)] = {n: sd[:, k] for k, n in enumerate(layout.names)}
-    lead = frames.leads[_run_name(run)] = meta.lead
+        frames.spreads[name] = {n: sd[:, k] for k, n in enumerate(layout.names)}
+    lead = frames.leads[name] = meta.lead
     if lead:
         frames.truth_led[lead] = _cache_truth(cache, segs, lead)
     return frames, layout
@@ -188,8 +211,10 @@ def predict_on_path(
     format: str | None,
     options: ReadOptions | None,
     threads: int = DEFAULT_THREADS,
+    name: str | None = None,
 ):
     """A raw recording: the streaming predictor over every drive with frames."""
+    name = name or _run_name(run)
     from steertime.stream import Predictor
     from steertime.stream.run import load_source, predict_drives
 
@@ -207,10 +232,10 @@ def predict_on_path(
         units=units,
         rate_hz=float(np.median([d.rate_hz for d in drives])),
     )
-    frames.preds[_run_name(run)] = {n: df[n].to_numpy() for n in p.layout.names}
+    frames.preds[name] = {n: df[n].to_numpy() for n in p.layout.names}
     if p.layout.spread:
-        frames.spreads[_run_name(run)] = {n: df[f"{n}_std"].to_numpy() for n in p.layout.names}
-    lead = frames.leads[_run_name(run)] = p.meta.lead
+        frames.spreads[name] = {n: df[f"{n}_std"].to_numpy() for n in p.layout.names}
+    lead = frames.leads[name] = p.meta.lead
     if lead:
         frames.truth_led[lead] = {
             n: led_within_drives(v, frames.drive, lead) for n, v in truth.items()
@@ -353,23 +378,23 @@ def evaluate(
     `faults`: camera faults drawn over the frames (a cache only), see the module doc.
     `adapt_gamma`: step of the online spread recalibration scored beside the static one."""
     run = Path(run)
+    runs = [run, *map(Path, compare)]
+    names = run_names(runs)
     fault_specs = parse_faults(faults)
     src = resolve(data, format, options, accept=(CACHE, RECORDING))
     data = src.path
     if fault_specs and src.kind != CACHE:
-        from steertime.errors import SteertimeError
-
         raise SteertimeError(f"{data}: --faults needs a prepared cache (steertime prepare)")
     if src.kind == CACHE:
         cache = Cache.open(data)
         fk = {"faults": fault_specs, "fault_seed": fault_seed}
-        frames, layout = predict_on_cache(run, cache, split, threads, **fk)
-        for other in compare:
-            f2, _ = predict_on_cache(Path(other), cache, split, threads, **fk)
+        frames, layout = predict_on_cache(run, cache, split, threads, **fk, name=names[0])
+        for other, name in zip(runs[1:], names[1:], strict=True):
+            f2, _ = predict_on_cache(other, cache, split, threads, **fk, name=name)
             frames.merge(f2)
         if fault_specs:  # each run again, shown every frame
-            for r in (run, *compare):
-                seen, _ = predict_on_cache(Path(r), cache, split, threads)
+            for r, name in zip(runs, names, strict=True):
+                seen, _ = predict_on_cache(r, cache, split, threads, name=name)
                 frames.sighted.update(seen.preds)
         segs = cache.segments(split) if split else cache.segments()
         source = {
@@ -384,14 +409,17 @@ def evaluate(
             source["faults"] = ",".join(map(str, fault_specs))
             source["fault_seed"] = fault_seed
     else:
-        frames, layout = predict_on_path(run, data, src.format, options, threads)
-        for other in compare:
-            f2, _ = predict_on_path(Path(other), data, src.format, options, threads)
+        frames, layout = predict_on_path(run, data, src.format, options, threads, names[0])
+        for other, name in zip(runs[1:], names[1:], strict=True):
+            f2, _ = predict_on_path(other, data, src.format, options, threads, name)
             frames.merge(f2)
         source = {"path": str(data), "format": src.format, "split": None}
     frames.recalibrate_online(adapt_gamma)
     result = score(frames, layout)
     result = {"run": str(run), "data": source, "duration_s": _duration(frames), **result}
+    costs = {name: training_cost(r) for r, name in zip(runs, names, strict=True)}
+    if any(costs.values()):
+        result["training"] = {k: v for k, v in costs.items() if v}
     return result, frames, layout
 
 
