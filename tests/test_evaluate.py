@@ -183,6 +183,14 @@ def test_training_cost_of_old_runs_and_ensembles(evaluated, tmp_path):
     assert old["epochs"] == 2 and "trained_s" not in old
     assert "trained_s" not in training_cost(ens)  # a sum with a member unknown would undercount
     assert training_cost(tmp_path / "nothing") is None
+    # a log a crash damaged: the good rows count, the rest is dropped, nothing raises
+    rows = (tmp / "lstm" / "metrics.csv").read_bytes().splitlines(keepends=True)
+    (twin / "metrics.csv").write_bytes(b"".join([rows[0], rows[1], b"\x00" * 40 + b"\n"]))
+    (twin / "soup.json").write_bytes(b'{"elapsed_s": 1')
+    cut = training_cost(twin)
+    assert cut["epochs"] == 1 and cut["trained_s"] == pytest.approx(
+        pd.read_csv(tmp / "lstm" / "metrics.csv")["elapsed_s"].iloc[0]
+    )
 
 
 def test_trained_target_score_matches_training_validation(evaluated, tiny_cache):

@@ -23,6 +23,14 @@ def _best_meta(run: Path) -> dict | None:
     return read_meta(folder) if (folder / "meta.json").is_file() else None
 
 
+def _json(f: Path) -> dict:
+    try:
+        d = json.loads(f.read_text()) if f.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # a damaged soup.json: the epoch's figures stand without the soup's
+    return d if isinstance(d, dict) else {}
+
+
 def training_cost(run: str | Path) -> dict | None:
     """{"epochs", "kept", "kept_at_s", "trained_s"} of a trained run; for an ensemble the
     members' sums (`members`); None when the folder says nothing about its training."""
@@ -45,10 +53,16 @@ def training_cost(run: str | Path) -> dict | None:
         m = pd.read_csv(f)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return None  # a damaged log says nothing reliable; the scores stand without it
-    if m.empty or "epoch" not in m:
+    if "epoch" not in m:
         return None
-    soup_file = run / "soup.json"
-    soup = json.loads(soup_file.read_text()) if soup_file.is_file() else {}
+    # rows a crash left half-written (NUL bytes, cut lines) are dropped, not guessed at
+    for col in ("epoch", "elapsed_s"):
+        if col in m:
+            m[col] = pd.to_numeric(m[col], errors="coerce")
+    m = m.dropna(subset=["epoch"]).reset_index(drop=True)
+    if m.empty:
+        return None
+    soup = _json(run / "soup.json")
     epoch = meta.get("epoch")
     out = {"epochs": int(len(m)), "kept": "soup" if "soup_epochs" in meta else None}
     if out["kept"] is None:
@@ -61,7 +75,7 @@ def training_cost(run: str | Path) -> dict | None:
         row = m.loc[m["epoch"] == epoch, "elapsed_s"] if epoch is not None else m["elapsed_s"]
         kept_at = float(row.iloc[-1]) if len(row) else None
     out["kept_at_s"] = kept_at
-    out["trained_s"] = max(float(m["elapsed_s"].iloc[-1]), float(soup.get("elapsed_s", 0.0)))
+    out["trained_s"] = max(float(m["elapsed_s"].max()), float(soup.get("elapsed_s", 0.0)))
     return out
 
 
