@@ -291,10 +291,13 @@ def run_fold(
     threads: int = 0,
     overrides: list[str] | None = None,
     frames: dict[str, list[str]] | None = None,
+    track: bool = False,
 ) -> dict:
     """Prepare, train, and score every model on one fold. `frames`: a model's own prepare
     flags where a variant changes them (`frames_of`); it gets its own caches, and its
-    predictions are joined to the others' on the same frames."""
+    predictions are joined to the others' on the same frames. `track`: every run also
+    scores each epoch on the fold's held-out frames (`train.track`, logged only), and the
+    fold returns those curves (`curves`: model -> elapsed_s, held-out steering RMSE)."""
     folder.mkdir(parents=True, exist_ok=True)
     frames = frames or {}
     src, split = fold["train"]
@@ -359,6 +362,7 @@ def run_fold(
                 *(a.replace(FEATS, str(feats)) for a in recipes[base(m)]),
                 *(["--set", f"train.seed={m.rpartition('_s')[2]}"] if base(m) != m else []),
                 *(a for o in overrides or [] for a in ("--set", o)),
+                *(tracked(*caches[sfx_of[m]][1:]) if track else []),
                 "--out",
                 str(run),
                 log=folder / f"{m}.log",
@@ -370,9 +374,11 @@ def run_fold(
         seconds = dict(zip(models, pool.map(train, models), strict=True))
     if "feat_lstm" in seconds:  # the one extraction every feat_lstm run of the fold reads
         seconds["feat_lstm"] += feat_seconds
-    to_best = {}
+    to_best, curves = {}, {}
     for m in models:
         mc = pd.read_csv(folder / m / "metrics.csv")
+        if TRACKED in mc:  # a run reused from an untracked benchmark has no curve
+            curves[m] = mc[["elapsed_s", TRACKED]].to_numpy()
         best = int(mc["val_rmse_steering"].idxmin())
         # elapsed_s (runs since the twenty-sixth session): set-up, steps, validation and the
         # checkpoint up to the moment that epoch was on disk; before it, its steps only
@@ -420,7 +426,36 @@ def run_fold(
     with atomic_file(keep) as f:
         merge_predictions(old, preds).to_parquet(f, index=False)
     preds["fold"] = fold["name"]
-    return {"preds": preds, "train_seconds": seconds, "seconds_to_best": to_best}
+    return {"preds": preds, "train_seconds": seconds, "seconds_to_best": to_best, "curves": curves}
+
+
+TRACKED = "track_rmse_steering"
+
+
+def tracked(cache: Path, split: str) -> list[str]:
+    """`steertime train` flags that score every epoch on the frames the fold scores."""
+    return ["--set", f"train.track={cache}", "--set", f"train.track_split={split}"]
+
+
+def first_reached(
+    curves: dict, fold_targets: dict[str, float], cols: list[str]
+) -> float | str | None:
+    """Seconds until a run first scored at or under the target on held-out frames, summed
+    over the folds (the folds train one after another), averaged over a pooled row's runs;
+    "never" when a run never did; None when a run has no curve (not tracked)."""
+    per_run = []
+    for c in cols:
+        total = 0.0
+        for fold, target in fold_targets.items():
+            curve = curves.get(fold, {}).get(c)
+            if curve is None:
+                return None
+            hit = curve[curve[:, 1] <= target]
+            if not len(hit):
+                return "never"
+            total += float(hit[0, 0])
+        per_run.append(total)
+    return float(np.mean(per_run))
 
 
 def merge_predictions(old: pd.DataFrame | None, new: pd.DataFrame, what: str = "") -> pd.DataFrame:
@@ -542,7 +577,13 @@ def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...], ref: str = "pilotn
     return float(np.sqrt(sq / n))
 
 
-def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict) -> dict:
+def table(
+    preds: pd.DataFrame,
+    models: list[str],
+    peers: list[str],
+    extra: dict,
+    curves: dict | None = None,
+) -> dict:
     # The reference of every ratio: the first of --models (PilotNet unless --models says
     # otherwise), all its seeds pooled when it has several.
     groups_of = pooled(models) | pooled(peers)
@@ -580,7 +621,20 @@ def table(preds: pd.DataFrame, models: list[str], peers: list[str], extra: dict)
             cols = groups_of.get(m, [m])
             out[f"vs_{peer}"][m]["train_seconds"] = _seconds(extra, "train_seconds", cols)
             out[f"vs_{peer}"][m]["seconds_to_best"] = _seconds(extra, "seconds_to_best", cols)
+            # With --track: when each run first steered as well as this peer on these
+            # frames (its per-fold error the target), read from the runs' own logs.
+            if curves and m != peer:
+                targets = out[f"vs_{peer}"][peer]["per_fold"]
+                out[f"vs_{peer}"][m]["seconds_to_peer"] = first_reached(curves, targets, cols)
     return out
+
+
+def _reached(s: float | str | None, peer: str) -> str:
+    if s is None:
+        return ""
+    if s == "never":
+        return f"; never as good as `{peer}` on these frames in any epoch"
+    return f"; first as good as `{peer}` on these frames after {s:.0f} s"
 
 
 def _ci(c: list[float]) -> str:
@@ -629,6 +683,7 @@ def markdown(protocol: str, res: dict, models: list[str]) -> str:
                 + (f", throttle {r['throttle']:.4f}" if "throttle" in r else "")
                 + (f", trained {r['train_seconds']:.0f} s" if r.get("train_seconds") else "")
                 + (f" (best at {r['seconds_to_best']:.0f} s)" if r.get("seconds_to_best") else "")
+                + _reached(r.get("seconds_to_peer"), peer)
             )
     return "\n".join(lines)
 
@@ -647,6 +702,13 @@ def main() -> None:
         help="threads per training (default: 2 / --jobs); 1 beside a Donkeycar run",
     )
     ap.add_argument("--seeds", type=int, default=1, help="runs of every model (train.seed)")
+    ap.add_argument(
+        "--track",
+        action="store_true",
+        help="every run scores each epoch on the held-out frames (train.track, logged, never "
+        "used to choose); the Donkeycar lines then say when each run first reached that "
+        "model's error (seconds trained, summed over folds)",
+    )
     ap.add_argument(
         "--ensemble",
         action="store_true",
@@ -692,6 +754,7 @@ def main() -> None:
         recipes = with_variants(RECIPES[protocol], models, variants)
         frames = frames_of(FRAME[protocol], models, variants)
         check_frames(frames, FRAME[protocol], recipes, mixes)
+        fold_list = folds(protocol, a.work)
         fold_res = [
             run_fold(
                 f,
@@ -706,9 +769,11 @@ def main() -> None:
                 a.threads,
                 a.overrides,
                 frames,
+                a.track,
             )
-            for f in folds(protocol, a.work)
+            for f in fold_list
         ]
+        curves = {f["name"]: r["curves"] for f, r in zip(fold_list, fold_res, strict=True)}
         preds = pd.concat([r["preds"] for r in fold_res], ignore_index=True)
         peers = peer_predictions(a.work, protocol, preds)
         scored = [*models, *(ensembles(models) if a.ensemble else []), *mixes]
@@ -717,7 +782,7 @@ def main() -> None:
             for k in ("train_seconds", "seconds_to_best")
         }
         extra["train_seconds"] |= peer_seconds(a.work, protocol)
-        results[protocol] = table(preds, scored, peers, extra)
+        results[protocol] = table(preds, scored, peers, extra, curves if a.track else None)
         print(markdown(protocol, results[protocol], scored), "\n", flush=True)
     write_json(a.work / "results.json", json.loads(json.dumps(results, default=float)))
 

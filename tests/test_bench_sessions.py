@@ -120,3 +120,56 @@ def test_scores_of_earlier_runs_are_kept_beside_later_ones(bench):
     moved = later.assign(true_steering=np.array([0.1, -0.2, 0.4]))
     with pytest.raises(SystemExit, match="frames changed"):
         bench.merge_predictions(kept, moved)
+
+
+def test_track_says_when_each_run_first_reached_the_peer(bench):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for fold in ("f1", "f2"):
+        t = np.arange(200) / 20
+        truth = np.sin(t)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "drive": fold,
+                    "t": t,
+                    "fold": fold,
+                    "true_steering": truth,
+                    "donkey_linear:steering": truth + rng.normal(0, 0.4, 200),
+                    "cnn_lstm:steering": truth + rng.normal(0, 0.2, 200),
+                    "cnn_lstm_s1:steering": truth + rng.normal(0, 0.2, 200),
+                }
+            )
+        )
+    preds = pd.concat(parts, ignore_index=True)
+    # elapsed_s, held-out RMSE per epoch: seed 0 reaches 0.3 (and the peer's ~0.4) at 20 s
+    # on f1 and 15 s on f2; seed 1 never does on f2
+    curve = lambda *r: np.array(r, dtype=float)  # noqa: E731
+    curves = {
+        "f1": {
+            "cnn_lstm": curve([10, 0.6], [20, 0.29], [30, 0.35]),
+            "cnn_lstm_s1": curve([10, 0.2], [20, 0.2]),
+        },
+        "f2": {
+            "cnn_lstm": curve([5, 0.6], [15, 0.1]),
+            "cnn_lstm_s1": curve([5, 0.6], [15, 0.7]),
+        },
+    }
+    targets = {"f1": 0.3, "f2": 0.3}
+    assert bench.first_reached(curves, targets, ["cnn_lstm"]) == 35.0
+    assert bench.first_reached(curves, targets, ["cnn_lstm_s1"]) == "never"
+    assert bench.first_reached(curves, targets, ["untracked"]) is None
+
+    res = bench.table(preds, ["cnn_lstm", "cnn_lstm_s1"], ["donkey_linear"], {}, curves)
+    vs = res["vs_donkey_linear"]
+    peer = vs["donkey_linear"]["per_fold"]
+    assert set(peer) == {"f1", "f2"} and "seconds_to_peer" not in vs["donkey_linear"]
+    want = sum(curves[f]["cnn_lstm"][curves[f]["cnn_lstm"][:, 1] <= peer[f]][0, 0] for f in peer)
+    assert vs["cnn_lstm"]["seconds_to_peer"] == want
+    assert vs["cnn_lstm_s1"]["seconds_to_peer"] == "never"
+    text = bench.markdown("tub", res, ["cnn_lstm", "cnn_lstm_s1"])
+    assert f"first as good as `donkey_linear` on these frames after {want:.0f} s" in text
+    assert "never as good as `donkey_linear`" in text
