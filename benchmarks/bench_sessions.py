@@ -458,6 +458,31 @@ def first_reached(
     return float(np.mean(per_run))
 
 
+def pooled_reached(
+    curves: dict, fold_frames: dict[str, int], target: float, cols: list[str]
+) -> float | str | None:
+    """The protocol's reading: after epoch e of every fold, the folds' held-out errors
+    pooled over their frames; seconds (summed over folds) until that pooled error is at or
+    under the peer's pooled `target`. A fold that stopped early keeps its last epoch."""
+    per_run = []
+    for c in cols:
+        runs = [curves.get(f, {}).get(c) for f in fold_frames]
+        if any(r is None for r in runs):
+            return None
+        n = np.array(list(fold_frames.values()), dtype=float)
+        hit = None
+        for e in range(max(len(r) for r in runs)):
+            at = [r[min(e, len(r) - 1)] for r in runs]
+            rmse = float(np.sqrt(np.sum(n * np.array([a[1] for a in at]) ** 2) / n.sum()))
+            if rmse <= target:
+                hit = float(sum(a[0] for a in at))
+                break
+        if hit is None:
+            return "never"
+        per_run.append(hit)
+    return float(np.mean(per_run))
+
+
 def merge_predictions(old: pd.DataFrame | None, new: pd.DataFrame, what: str = "") -> pd.DataFrame:
     """Every run ever scored on a fold, one column per run and signal: `eval/` holds only
     the runs the latest command named, so a mix or an offline average of earlier variants
@@ -626,15 +651,22 @@ def table(
             if curves and m != peer:
                 targets = out[f"vs_{peer}"][peer]["per_fold"]
                 out[f"vs_{peer}"][m]["seconds_to_peer"] = first_reached(curves, targets, cols)
+                if len(targets) > 1:
+                    n = mine.groupby("fold").size().to_dict()
+                    target = out[f"vs_{peer}"][peer]["steering"]
+                    out[f"vs_{peer}"][m]["seconds_to_peer_pooled"] = pooled_reached(
+                        curves, {f: n[f] for f in targets}, target, cols
+                    )
     return out
 
 
-def _reached(s: float | str | None, peer: str) -> str:
+def _reached(s: float | str | None, peer: str, how: str = "") -> str:
     if s is None:
         return ""
+    how = f" ({how})" if how else ""
     if s == "never":
-        return f"; never as good as `{peer}` on these frames in any epoch"
-    return f"; first as good as `{peer}` on these frames after {s:.0f} s"
+        return f"; never as good as `{peer}` on these frames in any epoch{how}"
+    return f"; first as good as `{peer}` on these frames after {s:.0f} s{how}"
 
 
 def _ci(c: list[float]) -> str:
@@ -683,7 +715,10 @@ def markdown(protocol: str, res: dict, models: list[str]) -> str:
                 + (f", throttle {r['throttle']:.4f}" if "throttle" in r else "")
                 + (f", trained {r['train_seconds']:.0f} s" if r.get("train_seconds") else "")
                 + (f" (best at {r['seconds_to_best']:.0f} s)" if r.get("seconds_to_best") else "")
-                + _reached(r.get("seconds_to_peer"), peer)
+                + _reached(r.get("seconds_to_peer_pooled"), peer, "pooled over the folds")
+                + _reached(
+                    r.get("seconds_to_peer"), peer, "fold by fold" if len(v["folds"]) > 1 else ""
+                )
             )
     return "\n".join(lines)
 

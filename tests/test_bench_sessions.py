@@ -170,6 +170,12 @@ def test_track_says_when_each_run_first_reached_the_peer(bench):
     want = sum(curves[f]["cnn_lstm"][curves[f]["cnn_lstm"][:, 1] <= peer[f]][0, 0] for f in peer)
     assert vs["cnn_lstm"]["seconds_to_peer"] == want
     assert vs["cnn_lstm_s1"]["seconds_to_peer"] == "never"
+    # pooled over the folds, epoch by epoch (the protocol's figure): seed 0 after epoch 2
+    # of both folds (20 + 15 s); seed 1 never (0.447, then 0.515, against the peer's ~0.4)
+    assert 0.38 < vs["donkey_linear"]["steering"] < 0.44
+    assert vs["cnn_lstm"]["seconds_to_peer_pooled"] == 35.0
+    assert vs["cnn_lstm_s1"]["seconds_to_peer_pooled"] == "never"
     text = bench.markdown("tub", res, ["cnn_lstm", "cnn_lstm_s1"])
-    assert f"first as good as `donkey_linear` on these frames after {want:.0f} s" in text
+    assert "first as good as `donkey_linear` on these frames after 35 s (pooled" in text
+    assert f"on these frames after {want:.0f} s (fold by fold)" in text
     assert "never as good as `donkey_linear`" in text
