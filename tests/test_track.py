@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from steertime.data.cache import prepare_drives
 from steertime.data.preprocess import FrameSpec
 from steertime.errors import SteertimeError
 from steertime.evaluate import evaluate
+from steertime.evaluate.cost import training_cost
 from steertime.train import train
 from steertime.train.loop import resume_config
 from tests.conftest import small_train_config
@@ -122,3 +124,18 @@ def test_track_needs_every_output_in_the_tracked_cache(tiny_cache, shared_data, 
     with pytest.raises(SteertimeError, match="no throttle to score"):
         train(cfg, progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_the_cli_says_when_the_kept_model_was_on_disk(tiny_cache, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from steertime.cli import app
+
+    cfg = small_train_config(tiny_cache, tmp_path / "r", "train.threads=1", "train.epochs=2")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    r = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "c.yaml")])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"r: kept (epoch \d|soup) \(on disk after \d+ s\); trained 2 epochs", r.output)
+    cost = training_cost(tmp_path / "r")  # the soup, validated at the end, is the last word
+    assert f"trained 2 epochs, {cost['trained_s']:.0f} s" in r.output

@@ -25,6 +25,7 @@ def train(
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
 ) -> None:
     """Train a model on a prepared cache (stateful truncated BPTT by default)."""
+    from steertime.evaluate.cost import describe, training_cost
     from steertime.train import TrainConfig, apply_overrides, load_config
     from steertime.train import train as run_training
     from steertime.train.loop import resume_config
@@ -61,6 +62,8 @@ def train(
             raise SteertimeError("train needs --data CACHE and --out RUN (or a --config with both)")
     run = run_training(cfg, resume=resume)
     console.print(f"run written to {run} (best: {run / 'checkpoints' / 'best'})")
+    if cost := training_cost(run):
+        console.print(describe(run.name, cost), highlight=False)
 
 
 @app.command()
