@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from steertime.evaluate.cost import training_cost
+
 KEY = "track_rmse_steering"
 
 
@@ -32,13 +34,13 @@ def reading(run: Path, target: float) -> dict:
         raise SystemExit(f"{run}: no {KEY} in metrics.csv (train with --set train.track=CACHE)")
     hit = m.index[m[KEY] <= target]
     first = m.loc[hit[0]] if len(hit) else None
-    best = json.loads((run / "checkpoints" / "best" / "meta.json").read_text())
-    if "soup_epochs" in best:  # the soup validated better and is the run's model
-        soup = json.loads((run / "soup.json").read_text())
-        kept = {"what": "soup", "s": soup["elapsed_s"], "rmse": soup[KEY]}
+    # which model the run kept and when it was on disk: the same reading as `evaluate`'s
+    cost = training_cost(run)
+    if cost["kept"] == "soup":
+        rmse = json.loads((run / "soup.json").read_text())[KEY]
     else:
-        row = m.loc[m["epoch"] == best["epoch"]].iloc[0]
-        kept = {"what": f"epoch {best['epoch'] + 1}", "s": row["elapsed_s"], "rmse": row[KEY]}
+        rmse = m.loc[m["epoch"] == cost["kept_epoch"], KEY].iloc[0]
+    kept = {"what": cost["kept"], "s": cost["kept_at_s"], "rmse": float(rmse)}
     return {
         "run": run.name,
         "epochs": len(m),

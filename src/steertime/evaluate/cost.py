@@ -32,7 +32,8 @@ def _json(f: Path) -> dict:
 
 
 def training_cost(run: str | Path) -> dict | None:
-    """{"epochs", "kept", "kept_at_s", "trained_s"} of a trained run; for an ensemble the
+    """{"epochs", "kept", "kept_at_s", "trained_s"} of a trained run (and "kept_epoch", the
+    0-based epoch, when one epoch rather than the soup was kept); for an ensemble the
     members' sums (`members`); None when the folder says nothing about its training."""
     run = Path(run)
     meta = _best_meta(run)
@@ -67,6 +68,7 @@ def training_cost(run: str | Path) -> dict | None:
     out = {"epochs": int(len(m)), "kept": "soup" if "soup_epochs" in meta else None}
     if out["kept"] is None:
         out["kept"] = f"epoch {int(epoch) + 1}" if epoch is not None else "last"
+        out["kept_epoch"] = int(epoch) if epoch is not None else int(m["epoch"].iloc[-1])
     if "elapsed_s" not in m:
         return out
     if "soup_epochs" in meta and "elapsed_s" in soup:

@@ -28,11 +28,10 @@ SPLITS = ("all", "train", "val", "test")
 
 
 class Tracker:
-    """A second cache checked against the training one once, then scored on demand."""
+    """A second cache checked against the training one once, then scored on demand
+    (`split` one of SPLITS, which `TrainConfig.validate` checks before anything opens)."""
 
     def __init__(self, path: str | Path, split: str, train_cache: Cache, layout: OutputLayout):
-        if split not in SPLITS:
-            raise SteertimeError(f"train.track_split must be {' or '.join(SPLITS)}, got {split!r}")
         self.cache = cache = Cache.open(path)
         key = f"train.track={path}"
         mine, theirs = cache.frame.to_dict(), train_cache.frame.to_dict()
