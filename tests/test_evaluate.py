@@ -371,3 +371,26 @@ def test_timeseries_titles_name_drive_and_frames():
     assert segment_title("sim_seed0#1[1040:1200]", t) == (
         "drive sim_seed0#1, frames 1040–1200 (15.9 s)"
     )
+
+
+def test_a_dropout_model_is_evaluated_without_its_dropout(tiny_cache, tmp_path):
+    """`evaluate` once streamed models in train mode: with dropout its figures were noisy
+    and worse than validation's. Now it scores what validation scored, every time."""
+    import pandas as pd
+
+    from steertime.evaluate import evaluate
+    from steertime.train import train
+    from tests.conftest import small_train_config
+
+    cfg = small_train_config(
+        tiny_cache, tmp_path / "drop", "train.threads=1", "train.soup=0", "model.dropout=0.5"
+    )
+    run = train(cfg, progress=False)
+    val = pd.read_csv(run / "metrics.csv")["val_rmse_steering"].min()
+    scores = [
+        evaluate(run, tiny_cache, split="val", threads=1)[0]["outputs"]["steering"]["models"][
+            "drop"
+        ]["rmse"]
+        for _ in range(2)
+    ]
+    assert scores[0] == scores[1] == pytest.approx(val, rel=1e-5)

@@ -295,7 +295,9 @@ def load_weights(folder: str | Path, model: nn.Module, device: str | torch.devic
 def load_model(
     folder: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[SequenceModel, RunMeta]:
-    """Rebuild a model from a checkpoint folder (or a run folder: its best checkpoint)."""
+    """Rebuild a model from a checkpoint folder (or a run folder: its best checkpoint),
+    ready for inference: in eval mode, so dropout is off (a module starts in train mode,
+    and `evaluate` once scored dropout models with their dropout on)."""
     folder = _checkpoint_folder(folder)
     meta = RunMeta.parse(read_meta(folder), str(folder))
     try:
@@ -303,7 +305,7 @@ def load_model(
     except TypeError as e:
         raise SteertimeError(f"{folder}/meta.json: key 'model_config' is malformed ({e})") from None
     load_weights(folder, model, device)
-    return model.to(device), meta
+    return model.to(device).eval(), meta
 
 
 def load_train_state(
