@@ -44,9 +44,12 @@ recipe of the model its name starts with, plus those overrides — a lever and i
 in one table (`--models "cnn_lstm*2,cnn_lstm_l2*2"`, ratios against the first model's seeds
 pooled); a `prepare.FLAG=VALUE` override changes the run's `steertime prepare` flags instead
 (`cnn_lstm_r72=prepare.size=72x96`: its own caches in the fold folder, its predictions
-joined to the others' on the same frames). Trained runs are reused by name; each fold's
-`eval/` holds the runs the latest command scored, and `predictions_all.parquet` beside it
-every run ever scored there, for averages of earlier variants.
+joined to the others' on the same frames). `{fold}` in a variant's value is the fold's
+folder, where its other runs are: `cnn_lstm_kd=data.teacher={fold}/cnn_lstm,{fold}/cnn_lstm_s1`
+distils each fold's own two seeds (runs that name `{fold}` train after the others).
+Trained runs are reused by name; each fold's `eval/` holds the runs the latest command
+scored, and `predictions_all.parquet` beside it every run ever scored there, for
+averages of earlier variants.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ PREPARE = "prepare."  # a --variant key with this prefix is a `steertime prepare
 # Frozen ImageNet features over a 3x5 grid (where the line is in the view), a small
 # projection and heavy dropout: best of four on the selection fold (0.376-0.383, noisy).
 FEATS = "{features}"  # replaced by the protocol's features store
+FOLD = "{fold}"  # in a --variant's value: the fold's folder (its other runs are there)
 ENCODER_CFG = "{grid: [3, 5]}"
 FEAT = [
     "--model",
@@ -278,6 +282,13 @@ def base(run: str) -> str:
     return head if sep and tail.isdigit() else run
 
 
+def waves(models: list[str], recipes: dict[str, list[str]]) -> list[list[str]]:
+    """Training order: a run whose overrides name another run of its fold (`{fold}/…`,
+    e.g. its teachers) trains after all the runs that name none."""
+    later = [m for m in models if any(FOLD in a for a in recipes[base(m)])]
+    return [[m for m in models if m not in later], later]
+
+
 def run_fold(
     fold: dict,
     folder: Path,
@@ -359,7 +370,10 @@ def run_fold(
                 "train.patience=8",
                 "--set",
                 f"train.threads={threads or max(1, 2 // jobs)}",
-                *(a.replace(FEATS, str(feats)) for a in recipes[base(m)]),
+                *(
+                    a.replace(FEATS, str(feats)).replace(FOLD, str(folder))
+                    for a in recipes[base(m)]
+                ),
                 *(["--set", f"train.seed={m.rpartition('_s')[2]}"] if base(m) != m else []),
                 *(a for o in overrides or [] for a in ("--set", o)),
                 *(tracked(*caches[sfx_of[m]][1:]) if track else []),
@@ -371,7 +385,12 @@ def run_fold(
         return float((run / "train_seconds.txt").read_text())
 
     with ThreadPoolExecutor(jobs) as pool:
-        seconds = dict(zip(models, pool.map(train, models), strict=True))
+        done = {
+            m: s
+            for wave in waves(models, recipes)
+            for m, s in zip(wave, pool.map(train, wave), strict=True)
+        }
+    seconds = {m: done[m] for m in models}
     if "feat_lstm" in seconds:  # the one extraction every feat_lstm run of the fold reads
         seconds["feat_lstm"] += feat_seconds
     to_best, curves = {}, {}

@@ -62,6 +62,17 @@ def test_a_variant_is_its_models_recipe_plus_its_overrides(bench):
         bench.with_variants(recipes, ["lstm_x"], {"lstm_x": ["model.layers=2"]})
 
 
+def test_runs_that_name_their_folds_runs_train_after_them(bench):
+    variants = bench.parse_variants(["cnn_lstm_kd=data.teacher={fold}/cnn_lstm,{fold}/cnn_lstm_s1"])
+    assert variants["cnn_lstm_kd"] == ["data.teacher={fold}/cnn_lstm,{fold}/cnn_lstm_s1"]
+    models = ["cnn_lstm_kd", "cnn_lstm_kd_s1", "cnn_lstm", "cnn_lstm_s1", "pilotnet"]
+    recipes = bench.with_variants(bench.RECIPES["tub"], models, variants)
+    assert bench.waves(models, recipes) == [
+        ["cnn_lstm", "cnn_lstm_s1", "pilotnet"],
+        ["cnn_lstm_kd", "cnn_lstm_kd_s1"],
+    ]
+
+
 def test_a_prepare_variant_gets_its_own_frame_and_cache(bench):
     frame = bench.FRAME["sessions"]  # --size 80x160 --crop 40,0
     variants = {"cnn_lstm_small": ["prepare.size=40x80", "model.layers=2"]}

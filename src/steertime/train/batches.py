@@ -14,6 +14,8 @@ drive's end (`steertime.data.lead`). Smooth (`data.smooth`, k frames): training 
 are the centred mean of the 2k+1 log values around that row (`smoothed`), within the drive.
 Auxiliary leads (`train.aux_leads`): `aux_targets` (B, T, L, K) holds the targets each
 lead further on (smoothed alike), for the training-only head that predicts them.
+Teacher (`data.teacher`, `steertime.train.teacher`): after smoothing, the training
+targets are mixed with what trained runs predict for those rows.
 
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
@@ -44,6 +46,7 @@ from steertime.data.faults import (
 )
 from steertime.data.lead import lead_rows
 from steertime.errors import SteertimeError
+from steertime.train.teacher import Teacher
 
 # Signals that change sign when the world is mirrored left-right.
 ANTISYMMETRIC = frozenset({"steering", "torque", "wheel_measured", "lateral_offset"})
@@ -191,13 +194,15 @@ class BatchReader:
         missing_input: bool = False,
         smooth: int = 0,
         aux_leads: tuple[int, ...] = (),
+        teacher: Teacher | None = None,
     ) -> None:
         d0 = cache.drives[0]
         self.cache, self.outputs, self.length, self.features = cache, outputs, length, features
         self.lead, self.smooth, self.aux_leads = lead, smooth, tuple(aux_leads)
+        self.teacher = teacher
         # set by read(): every output's target `aux_leads[j]` frames further on
         self.aux_targets = np.empty((rows, length, len(self.aux_leads), len(outputs)), np.float32)
-        self._smoothed: dict[tuple[int, str], np.ndarray] = {}
+        self._targets: dict[tuple[int, str], np.ndarray] = {}  # smoothed and/or distilled
         # A model without the flag cannot be told a frame is missing (the predictor holds
         # its last output there instead): it trains on the faults that leave an image.
         self.faults = tuple(f for f in faults if missing_input or CODES[f.kind] not in BLANKING)
@@ -248,12 +253,15 @@ class BatchReader:
 
     def _signal(self, drive: int, name: str) -> np.ndarray:
         raw = self.cache.drives[drive].signals[name]
-        if not self.smooth:
+        if not self.smooth and self.teacher is None:
             return raw
         key = (drive, name)
-        if key not in self._smoothed:
-            self._smoothed[key] = smoothed(np.asarray(raw, np.float64), self.smooth)
-        return self._smoothed[key]
+        if key not in self._targets:
+            values = smoothed(np.asarray(raw, np.float64), self.smooth) if self.smooth else raw
+            if self.teacher is not None:
+                values = self.teacher.blend(drive, name, values)
+            self._targets[key] = values
+        return self._targets[key]
 
     def _schedule(self, drive: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(codes, event starts) over a whole drive for one run of chunks; kept while its

@@ -42,6 +42,11 @@ class DataConfig:
     # raw label: tap-like steering jumps between frames by more than any camera shows.
     # Validation and evaluation keep the raw label. 0: off.
     smooth: int = 0
+    # Distillation (train/teacher.py): trained runs streamed over the training split once;
+    # each target becomes (1 - teacher_weight) * label + teacher_weight * their average
+    # prediction. Validation keeps the raw label. Empty: off.
+    teacher: list[str] = field(default_factory=list)
+    teacher_weight: float = 0.5
     # Clip every physical output to the range its training labels took (steering cannot
     # exceed full lock): a free gain where a model overshoots a tap, never a loss.
     clip_outputs: bool = True
@@ -299,6 +304,12 @@ def validate(cfg: TrainConfig) -> None:
     )
     need(d.lead >= 0, "data.lead", d.lead, ">= 0 frames")
     need(d.smooth >= 0, "data.smooth", d.smooth, ">= 0 frames")
+    need(
+        finite(d.teacher_weight) and 0 <= d.teacher_weight <= 1,
+        "data.teacher_weight",
+        d.teacher_weight,
+        "in [0, 1]",
+    )
     need(0 <= d.shift <= 32, "data.shift", d.shift, "in [0, 32] pixels")
     if d.faults:
         from steertime.data.faults import parse_faults

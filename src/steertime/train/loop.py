@@ -72,6 +72,7 @@ from steertime.train.runfolder import (
 from steertime.train.soup import TopEpochs
 from steertime.train.step import StepLoss
 from steertime.train.targets import binned, fit_layout, train_values
+from steertime.train.teacher import load_teacher
 from steertime.train.track import Tracker
 from steertime.train.validate import calibrated, stream_metrics
 from steertime.train.warmstart import freeze, warm_start
@@ -338,6 +339,12 @@ class _Training:
         self.total_steps = t.max_steps or self.steps_per_epoch * t.epochs
         self.warmup, warmup_note = effective_warmup(cfg.optim.warmup_steps, self.total_steps)
         self.frames_per_step = t.batch_size * t.seq_len
+        d = cfg.data
+        teacher = (
+            load_teacher(d.teacher, d.teacher_weight, cache, layout.names, d.lead)
+            if d.teacher
+            else None
+        )
         self.reader = BatchReader(
             cache,
             layout.names,
@@ -349,6 +356,7 @@ class _Training:
             model.missing_input,
             cfg.data.smooth,
             t.aux_leads,
+            teacher,
         )
         self.carried = model.init_state(self.rows, info.device)
         self.pos = Position()
@@ -374,6 +382,8 @@ class _Training:
             self.monitor.warn("warmup", warmup_note)
         if start_note and info.is_main:
             tqdm.write(f"note: {start_note}", file=sys.stderr)
+        for note in teacher.notes if teacher and info.is_main else []:
+            tqdm.write(f"note: {note}", file=sys.stderr)
         self.top = self._top_epochs(resume) if t.soup > 1 and info.is_main else None
         self.soup_line = ""
 
