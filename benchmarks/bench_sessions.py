@@ -36,9 +36,10 @@ over seeds, so its RMSE is the seed-averaged one and its paired interval covers 
 averages each model's K runs into one (`m_ens`), scored beside them; its training time is
 the sum of its members'. `m*K` in --models trains that model alone K times. `feat_lstm`
 reads frozen EfficientNet-Lite0 features that `steertime features` extracts once per
-protocol (the frames of every fold are the same) — its seconds are added to the first
-`feat_lstm` run of each fold. `--mix` builds `steertime ensemble --weights` of named runs
-(e.g. `mix=cnn_lstm:3,feat_lstm:1,feat_lstm_s1:1,feat_lstm_s2:1`). `--variant
+set of frames (the `sessions` folds share one store; each `tubval` fold has its own) —
+their seconds are added to the first `feat_lstm` run of each fold. `--mix` builds
+`steertime ensemble --weights` of named runs (e.g.
+`mix=cnn_lstm:3,feat_lstm:1,feat_lstm_s1:1,feat_lstm_s2:1`). `--variant
 cnn_lstm_l2=model.layers=2` adds a run named `cnn_lstm_l2` to what --models may name: the
 recipe of the model its name starts with, plus those overrides — a lever and its baseline
 in one table (`--models "cnn_lstm*2,cnn_lstm_l2*2"`, ratios against the first model's seeds
@@ -282,6 +283,14 @@ def base(run: str) -> str:
     return head if sep and tail.isdigit() else run
 
 
+def features_store(root: Path, cache: Path) -> Path:
+    """Where a fold's frozen features live: one store per cache content, so folds that
+    prepare the same frames (the sessions' splits) extract once and folds over other
+    records (tubval's) each get their own instead of being refused by the first's store."""
+    content = json.loads((cache / "manifest.json").read_text())["content_hash"]
+    return root / f"features_{content[:12]}"
+
+
 def waves(models: list[str], recipes: dict[str, list[str]]) -> list[list[str]]:
     """Training order: a run whose overrides name another run of its fold (`{fold}/…`,
     e.g. its teachers) trains after all the runs that name none."""
@@ -337,7 +346,7 @@ def run_fold(
                 )
         caches[sfx] = (cache, score_on, score_split)
 
-    feats, feat_seconds = folder.parent / "features", 0.0
+    feats, feat_seconds = features_store(folder.parent, caches[""][0]), 0.0
     if any(FEATS in a for m in models for a in recipes[base(m)]):
         flip = ["--flip"] if any(a == "data.flip=true" for a in recipes["feat_lstm"]) else []
         feat_seconds = steertime(

@@ -73,6 +73,16 @@ def test_runs_that_name_their_folds_runs_train_after_them(bench):
     ]
 
 
+def test_folds_over_other_frames_get_their_own_features_store(bench, tmp_path):
+    """tubval's folds hold different records: one shared store refused every fold after
+    the first ("holds features of another … cache")."""
+    for name, content in (("a", "1" * 32), ("b", "1" * 32), ("c", "2" * 32)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"content_hash": content}))
+    a, b, c = (bench.features_store(tmp_path / "w", tmp_path / n) for n in "abc")
+    assert a == b != c and a.parent == tmp_path / "w"
+
+
 def test_a_prepare_variant_gets_its_own_frame_and_cache(bench):
     frame = bench.FRAME["sessions"]  # --size 80x160 --crop 40,0
     variants = {"cnn_lstm_small": ["prepare.size=40x80", "model.layers=2"]}
