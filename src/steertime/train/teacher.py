@@ -55,9 +55,10 @@ def load_teacher(
 ) -> Teacher:
     """Every teacher's predictions over `cache`'s training split, checked and averaged."""
     segs = cache.segments("train")
-    sums = {
-        (s.drive, n): np.zeros(cache.drives[s.drive].n, np.float64) for s in segs for n in outputs
-    }
+    # per drive: the predictions' sum and count on each label row (segments whose led rows
+    # overlap another's are averaged, not summed)
+    sums = {s.drive: np.zeros((cache.drives[s.drive].n, len(outputs))) for s in segs}
+    counts = {d: np.zeros(len(v)) for d, v in sums.items()}
     teacher = Teacher(list(runs), weight)
     for run in runs:
         key = f"data.teacher={run}"
@@ -72,15 +73,13 @@ def load_teacher(
         cols = [meta.layout.index(n) for n in outputs]
         for s in segs:
             y = meta.layout.denormalize(predict_segment(model, cache, s, torch.device("cpu")))
-            stop = min(s.stop + lead, cache.drives[s.drive].n)  # predictions past the drive's end
-            for k, n in zip(cols, outputs, strict=True):
-                sums[(s.drive, n)][s.start + lead : stop] += y[: stop - s.start - lead, k]
-    for s in segs:  # NaN outside the rows some training frame predicts
-        for n in outputs:
-            v = teacher.values.setdefault((s.drive, n), np.full(cache.drives[s.drive].n, np.nan))
-            stop = min(s.stop + lead, len(v))
-            v[s.start + lead : stop] = sums[(s.drive, n)][s.start + lead : stop] / len(runs)
-    teacher.values = {k: v.astype(np.float32) for k, v in teacher.values.items()}
+            stop = min(s.stop + lead, len(counts[s.drive]))  # no label past the drive's end
+            sums[s.drive][s.start + lead : stop] += y[: stop - s.start - lead][:, cols]
+            counts[s.drive][s.start + lead : stop] += 1
+    for d, total in sums.items():  # NaN on rows no training frame predicts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (total / counts[d][:, None]).astype(np.float32)
+        teacher.values |= {(d, n): mean[:, k] for k, n in enumerate(outputs)}
     return teacher
 
 
