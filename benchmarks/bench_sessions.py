@@ -292,10 +292,25 @@ def features_store(root: Path, cache: Path) -> Path:
 
 
 def waves(models: list[str], recipes: dict[str, list[str]]) -> list[list[str]]:
-    """Training order: a run whose overrides name another run of its fold (`{fold}/…`,
-    e.g. its teachers) trains after all the runs that name none."""
-    later = [m for m in models if any(FOLD in a for a in recipes[base(m)])]
-    return [[m for m in models if m not in later], later]
+    """Training order: a run whose overrides name other runs of its fold (`{fold}/NAME`,
+    e.g. its teachers) trains in a wave after theirs — students of students included."""
+    named = {
+        m: {
+            ref.split("/")[0].split(",")[0].split(";")[0]
+            for a in recipes[base(m)]
+            for ref in a.split(FOLD + "/")[1:]
+        }
+        & set(models)
+        for m in models
+    }
+    out, done = [], set()
+    while len(done) < len(models):
+        wave = [m for m in models if m not in done and named[m] <= done]
+        if not wave:
+            raise SystemExit(f"--variant: runs that name each other: {sorted(set(models) - done)}")
+        out.append(wave)
+        done |= set(wave)
+    return out
 
 
 def run_fold(

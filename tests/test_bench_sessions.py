@@ -71,6 +71,15 @@ def test_runs_that_name_their_folds_runs_train_after_them(bench):
         ["cnn_lstm", "cnn_lstm_s1", "pilotnet"],
         ["cnn_lstm_kd", "cnn_lstm_kd_s1"],
     ]
+    # a student of students trains after them; runs that name each other are refused
+    variants["cnn_lstm_kdd"] = ["data.teacher={fold}/cnn_lstm_kd,{fold}/cnn_lstm_kd_s1"]
+    models = ["cnn_lstm_kdd", *models]
+    recipes = bench.with_variants(bench.RECIPES["tub"], models, variants)
+    assert bench.waves(models, recipes)[1:] == [["cnn_lstm_kd", "cnn_lstm_kd_s1"], ["cnn_lstm_kdd"]]
+    variants["cnn_lstm_kd"] = ["data.teacher={fold}/cnn_lstm_kdd"]
+    recipes = bench.with_variants(bench.RECIPES["tub"], models, variants)
+    with pytest.raises(SystemExit, match="name each other"):
+        bench.waves(models, recipes)
 
 
 def test_folds_over_other_frames_get_their_own_features_store(bench, tmp_path):
