@@ -73,7 +73,6 @@ def test_weight_zero_trains_the_same_weights_as_no_teacher(tiny_cache, teachers,
         tmp_path / "t1",
         *drop,
         f"data.teacher={teachers[0]},{teachers[1]}",
-        "data.teacher_weight=1",
     )
     taught = train(cfg, False)
     c = _weights(taught)
