@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -294,15 +295,8 @@ def features_store(root: Path, cache: Path) -> Path:
 def waves(models: list[str], recipes: dict[str, list[str]]) -> list[list[str]]:
     """Training order: a run whose overrides name other runs of its fold (`{fold}/NAME`,
     e.g. its teachers) trains in a wave after theirs — students of students included."""
-    named = {
-        m: {
-            ref.split("/")[0].split(",")[0].split(";")[0]
-            for a in recipes[base(m)]
-            for ref in a.split(FOLD + "/")[1:]
-        }
-        & set(models)
-        for m in models
-    }
+    ref = re.compile(re.escape(FOLD) + r"/([^/,]+)")  # the run named after `{fold}/`
+    named = {m: {n for a in recipes[base(m)] for n in ref.findall(a)} & set(models) for m in models}
     out, done = [], set()
     while len(done) < len(models):
         wave = [m for m in models if m not in done and named[m] <= done]

@@ -37,6 +37,11 @@ class FrameSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def differences(self, other: FrameSpec, theirs: str = "other") -> list[str]:
+        """`field mine (theirs: other's)` for each field the two specs disagree on."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k} {v!r} ({theirs}: {b[k]!r})" for k, v in a.items() if v != b[k]]
+
     @classmethod
     def from_dict(cls, d: dict) -> FrameSpec:
         return cls(**d)

@@ -90,17 +90,10 @@ def _check(key: str, meta, cache: Cache, outputs: list[str], lead: int) -> None:
             f"{key}: the teacher does not predict {', '.join(missing)} "
             f"(it predicts {', '.join(meta.layout.names)})"
         )
-    if meta.frame is not None:
-        mine, theirs = meta.frame.to_dict(), cache.frame.to_dict()
-        differ = [
-            f"{k} {v!r} (this cache: {theirs.get(k)!r})"
-            for k, v in mine.items()
-            if theirs.get(k) != v
-        ]
-        if differ:
-            raise SteertimeError(
-                f"{key}: the teacher's frames were prepared differently: {', '.join(differ)}"
-            )
+    if meta.frame is not None and (differ := meta.frame.differences(cache.frame, "this cache")):
+        raise SteertimeError(
+            f"{key}: the teacher's frames were prepared differently: {', '.join(differ)}"
+        )
     if meta.lead != lead:
         raise SteertimeError(
             f"{key}: the teacher was trained with data.lead={meta.lead}, this run with "

@@ -34,8 +34,7 @@ class Tracker:
     def __init__(self, path: str | Path, split: str, train_cache: Cache, layout: OutputLayout):
         self.cache = cache = Cache.open(path)
         key = f"train.track={path}"
-        mine, theirs = cache.frame.to_dict(), train_cache.frame.to_dict()
-        differ = [f"{k} {v!r} (training: {theirs[k]!r})" for k, v in mine.items() if v != theirs[k]]
+        differ = cache.frame.differences(train_cache.frame, "training")
         if differ:
             raise SteertimeError(
                 f"{key}: its frames are not prepared like the training cache's: "
