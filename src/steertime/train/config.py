@@ -66,6 +66,10 @@ class OptimConfig:
     warmup_steps: int = 100
     schedule: str = "cosine"  # cosine | constant (after warm-up)
     ema: float = 0.0  # decay of a moving average of the weights kept as the model (0: off)
+    # Sharpness-aware minimisation (Foret et al. 2021): each step's gradient is taken at
+    # the weights moved this far (L2) uphill, so the step favours flat minima, which are
+    # said to tolerate label noise; two forward/backward passes a step. 0: off.
+    sam: float = 0.0
 
 
 @dataclass
@@ -258,6 +262,7 @@ def validate(cfg: TrainConfig) -> None:
         ">= 0",
     )
     need(finite(o.ema) and 0 <= o.ema < 1, "optim.ema", o.ema, "in [0, 1)")
+    need(finite(o.sam) and o.sam >= 0, "optim.sam", o.sam, "a finite number >= 0")
     need(t.mode in MODES, "train.mode", t.mode, " or ".join(MODES))
     need(t.device in DEVICES, "train.device", t.device, " or ".join(DEVICES))
     need(t.precision in PRECISIONS, "train.precision", t.precision, " or ".join(PRECISIONS))

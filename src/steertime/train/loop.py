@@ -57,6 +57,7 @@ from steertime.models.checkpoint import (
     save_checkpoint,
 )
 from steertime.train import dist as D
+from steertime.train import sam
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
 from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
@@ -536,6 +537,8 @@ class _Training:
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.cfg.optim.sam > 0:
+            self._sharpness_aware(x, y, state, missing, aux)
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         if not torch.isfinite(gnorm):
             raise TrainingDiverged(
@@ -562,6 +565,18 @@ class _Training:
         pos.loss_sum += value
         pos.loss_n += 1
         return value, float(gnorm), lr
+
+    def _sharpness_aware(self, *batch) -> None:
+        # optim.sam: replace the gradient by the one at the weights moved uphill, taken from
+        # the same carried state; the state the step carries on is the first pass's.
+        moves = sam.ascend(self.params, self.cfg.optim.sam)
+        if moves is None:  # a non-finite gradient: the caller's check reports it
+            return
+        try:
+            self.opt.zero_grad(set_to_none=True)
+            self.ddp(*batch)[0].backward()
+        finally:
+            sam.descend(self.params, moves)
 
     # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ------------
     def end_of_epoch(
