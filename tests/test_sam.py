@@ -1,4 +1,4 @@
-"""Sharpness-aware minimisation (`optim.sam`): the gradient is taken uphill, the weights come back."""
+"""Sharpness-aware minimisation (`optim.sam`): gradients taken uphill, weights put back."""
 
 from __future__ import annotations
 
@@ -75,3 +75,15 @@ def test_a_negative_radius_is_refused(tiny_cache, tmp_path):
     with pytest.raises(SteertimeError, match="optim.sam must be a finite number >= 0"):
         train(small_train_config(tiny_cache, tmp_path / "r", "optim.sam=-0.1"), progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_the_second_pass_is_left_out_of_the_saturation_figures():
+    from steertime.train.monitor import TrainingMonitor
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU())
+    mon = TrainingMonitor(net, None, 1.0, detailed=True)
+    net(torch.randn(3, 2))
+    mon.recording = False  # what Trainer._sharpness_aware sets around its second pass
+    net(torch.randn(3, 2))
+    mon.recording = True
+    assert [len(v) for v in mon.saturation.values()] == [1]

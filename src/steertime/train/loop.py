@@ -572,10 +572,12 @@ class _Training:
         moves = sam.ascend(self.params, self.cfg.optim.sam)
         if moves is None:  # a non-finite gradient: the caller's check reports it
             return
+        self.monitor.recording = False  # saturation is the model's own, not the moved one's
         try:
             self.opt.zero_grad(set_to_none=True)
             self.ddp(*batch)[0].backward()
         finally:
+            self.monitor.recording = True
             sam.descend(self.params, moves)
 
     # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ------------

@@ -75,6 +75,7 @@ class TrainingMonitor:
         self.warned: set[str] = set()
         self.messages: list[str] = []
         self.saturation: dict[str, list[float]] = {}
+        self.recording = True  # off while optim.sam's second pass runs at moved weights
         self._before: dict[str, torch.Tensor] = {}
         self.labels = ""  # label_note() of the training labels, for the not-learning hint
         # A Gaussian NLL (`train.spread`) or a cross-entropy over bins (`train.bins`) is
@@ -88,6 +89,8 @@ class TrainingMonitor:
 
     def _hook(self, name: str, elu: bool):
         def record(_mod, _inp, out: torch.Tensor) -> None:
+            if not self.recording:
+                return
             # ReLU: exactly 0 passes no gradient; ELU: near −1 its slope is ~0 (saturated).
             dead = (out < -0.99) if elu else (out <= 0)
             self.saturation.setdefault(name, []).append(float(dead.float().mean()))
