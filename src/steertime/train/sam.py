@@ -2,7 +2,7 @@
 
 The first backward gives g at w; the weights move to w + rho * g / ||g|| (the steepest
 ascent within an L2 ball); the second backward there gives the gradient the optimiser
-uses, after the weights are put back. Only `loop.Trainer.step` calls it.
+uses, after the weights are put back. Only `loop._Training.step` calls it.
 """
 
 from __future__ import annotations
