@@ -578,7 +578,7 @@ class _Training:
             self.ddp(*batch)[0].backward()
         finally:
             self.monitor.recording = True
-            sam.descend(self.params, moves)
+            sam.descend(moves)
 
     # --- end of epoch (or of max_steps): validate, keep the best, maybe stop ------------
     def end_of_epoch(

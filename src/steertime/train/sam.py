@@ -9,32 +9,28 @@ from __future__ import annotations
 
 import torch
 
+Moves = list[tuple[torch.nn.Parameter, torch.Tensor]]
 
-def ascend(params: list[torch.nn.Parameter], rho: float) -> list[torch.Tensor | None] | None:
-    """Move each parameter rho along its normalised gradient; returns the moves for
-    `descend`, or None (nothing moved) when the gradient is not finite."""
+
+def ascend(params: list[torch.nn.Parameter], rho: float) -> Moves | None:
+    """Move each parameter that has a gradient rho along the normalised gradient; returns
+    the moves for `descend`, or None (nothing moved) when the gradient is not finite."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    norm = torch.nn.utils.get_total_norm(grads)
     if not torch.isfinite(norm):
         return None
-    scale = rho / (norm + 1e-12)
-    moves: list[torch.Tensor | None] = []
+    scale = rho / (float(norm) + 1e-12)
+    moves = [(p, p.grad * scale) for p in params if p.grad is not None]
     with torch.no_grad():
-        for p in params:
-            if p.grad is None:
-                moves.append(None)
-                continue
-            e = p.grad * scale
+        for p, e in moves:
             p.add_(e)
-            moves.append(e)
     return moves
 
 
-def descend(params: list[torch.nn.Parameter], moves: list[torch.Tensor | None]) -> None:
+def descend(moves: Moves) -> None:
     """Undo `ascend`: the weights return to where the step was taken from."""
     with torch.no_grad():
-        for p, e in zip(params, moves, strict=True):
-            if e is not None:
-                p.sub_(e)
+        for p, e in moves:
+            p.sub_(e)
