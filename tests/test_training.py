@@ -116,6 +116,51 @@ def test_shift_moves_every_frame_of_a_sequence_by_one_offset(tiny_cache):
     )
 
 
+def test_strides_play_each_segment_at_one_drawn_frame_step():
+    segs = [Segment(d, "train", 0, n) for d, n in enumerate([203, 150, 171, 96, 260, 120])]
+    plain = stateful_schedule(segs, 10, 2, seed=3, epoch=1)
+    assert plain == stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=Augment(strides=(1,)))
+    aug = Augment(strides=(1, 2))
+    steps = stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=aug)
+    assert steps == stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=aug)
+    flat = [c for r in steps for c in r]
+    assert {c.stride for c in flat} == {1, 2}
+    for seg in segs:  # one step per segment and epoch; every row inside the segment
+        mine = [c for c in flat if c.drive == seg.drive]
+        assert len({c.stride for c in mine}) <= 1
+        assert all(seg.start <= c.start and c.start + 9 * c.stride < seg.stop for c in mine)
+    for b in range(2):
+        lane = [row[b] for row in steps]
+        for prev, cur in zip(lane, lane[1:], strict=False):
+            if not cur.reset:  # the state carries on from the chunk just before in the log
+                assert cur.drive == prev.drive and cur.start == prev.start + 10 * prev.stride
+    wins = window_schedule(segs, length=20, stride=10, batch=2, seed=0, epoch=0, augment=aug)
+    assert {c.stride for r in wins for c in r} == {1, 2}
+    assert all(
+        c.start + 19 * c.stride < segs[c.drive].stop for r in wins for c in r
+    )  # a window's last row is inside its segment
+
+
+def test_a_strided_chunk_reads_every_kth_frame_and_its_label(tiny_cache):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.train.batches import BatchReader, Chunk
+
+    cache = Cache.open(tiny_cache)
+    d = cache.drives[0]
+    reader = BatchReader(cache, ["steering"], 5, 2, lead=1, aux_leads=(2,))
+    frames, target, _ = reader.read([Chunk(0, 20, True), Chunk(0, 20, True, stride=3)])
+    rows = np.arange(20, 33, 3)
+    assert (frames[1] == d.read_frames(20, 33)[::3]).all()
+    steering = np.asarray(d.signals["steering"], np.float32)  # the targets' dtype
+    assert (target[1, :, 0] == steering[rows + 1]).all()  # the lead is in log rows
+    assert (reader.aux_targets[1, :, 0, 0] == steering[rows + 3]).all()
+    assert (target[0, :, 0] == steering[21:26]).all()  # stride 1 as before
+    end = reader.read([Chunk(0, d.n - 13, True, stride=3)] * 2)[1]
+    assert end[0, -1, 0] == steering[d.n - 1]  # the lead clamps at the drive's end
+
+
 def test_overrides_reject_unknown_keys_and_round_trip(tmp_path):
     with pytest.raises(SteertimeError, match="unknown config key optim.lrr"):
         apply_overrides(TrainConfig(), ["optim.lrr=1"])
@@ -291,12 +336,14 @@ def test_training_with_augmentation_runs_and_records_it(tiny_cache, tmp_path):
             "data.brightness=0.2",
             "data.shift=4",
             "data.smooth=2",
+            "data.strides=1,2",
+            "data.faults=blob:0.5@1",
             "train.max_steps=3",
         )
     )
     cfg = load_config(run / "config.yaml")
     assert cfg.data.flip is True and cfg.data.brightness == 0.2
-    assert cfg.data.shift == 4 and cfg.data.smooth == 2
+    assert cfg.data.shift == 4 and cfg.data.smooth == 2 and cfg.data.strides == [1, 2]
 
 
 def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
@@ -308,7 +355,9 @@ def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
         train(_cfg(tiny_cache, tmp_path / "c", "data.shift=-1"))
     with pytest.raises(SteertimeError, match="data.smooth must be >= 0 frames, got -2"):
         train(_cfg(tiny_cache, tmp_path / "e", "data.smooth=-2"))
-    assert not any((tmp_path / n).exists() for n in "ace")  # refused before anything is written
+    with pytest.raises(SteertimeError, match=r"data.strides must be frame steps in 1..16"):
+        train(_cfg(tiny_cache, tmp_path / "f", "data.strides=1,0"))
+    assert not any((tmp_path / n).exists() for n in "acef")  # refused before anything is written
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
         train(_cfg(tiny_cache, tmp_path / "d", "data.shift=2", f"data.features={tmp_path}"))
 

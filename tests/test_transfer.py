@@ -159,6 +159,8 @@ def test_mirrored_features_are_the_mirrored_frames_features(tiny_cache, tmp_path
     feats, targets, _ = reader.read([Chunk(0, 0, True, flip=False), Chunk(0, 0, True, flip=True)])
     assert np.array_equal(feats[1], got)
     assert np.allclose(targets[1], -targets[0])
+    strided = reader.read([Chunk(0, 0, True, flip=True, stride=2)] * 2)[0]
+    assert np.array_equal(strided[0], store.read(0, 0, 7, flip=True)[::2])
 
     cfg = small_train_config(
         tiny_cache,

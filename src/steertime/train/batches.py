@@ -17,6 +17,11 @@ lead further on (smoothed alike), for the training-only head that predicts them.
 Teacher (`data.teacher`, `steertime.train.teacher`): after smoothing, the training
 targets are mixed with what trained runs predict for those rows.
 
+Frame steps (`data.strides`, opt-in): each segment's pass of an epoch plays the drive at
+every k-th frame, k drawn from the list per segment (a chunk of T frames then spans
+(T-1)k+1 log rows), so the memory learns the motion of more than one frame rate — a car
+whose computer falls behind its camera sees every second frame.
+
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
 - `flip`: mirror left-right and negate the antisymmetric signals (steering, torque, …);
@@ -31,7 +36,7 @@ reset — so a sequence is never mirrored or re-lit halfway through its memory:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,6 +67,13 @@ class Chunk:
     fault_seed: int = -1  # >= 0: the seed of this run of chunks' fault schedule
     dy: int = 0  # pixels the frames move down (negative: up)
     dx: int = 0  # pixels the frames move right
+    stride: int = 1  # log rows between consecutive frames of the chunk
+
+    def rows(self, length: int) -> np.ndarray | slice:
+        """The log rows of the chunk's `length` frames."""
+        if self.stride == 1:
+            return slice(self.start, self.start + length)
+        return np.arange(self.start, self.start + (length - 1) * self.stride + 1, self.stride)
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,11 @@ class Augment:
     brightness: float = 0.0
     faults: tuple[FaultSpec, ...] = ()
     shift: int = 0
+    strides: tuple[int, ...] = (1,)  # frame steps drawn per segment (schedules, not `draw`)
+
+    def stride(self, rng: np.random.Generator) -> int:
+        # drawn only when there is a choice, so runs without it keep their random streams
+        return int(rng.choice(self.strides)) if len(self.strides) > 1 else self.strides[0]
 
     @property
     def active(self) -> bool:
@@ -105,7 +122,7 @@ def _augment(lanes: list[list[Chunk]], aug: Augment | None, rng) -> list[list[Ch
         for c in lane:
             if c.reset:
                 params = aug.draw(rng)
-            new.append(Chunk(c.drive, c.start, c.reset, **params))
+            new.append(replace(c, **params))
         out.append(new)
     return out
 
@@ -124,12 +141,15 @@ def stateful_schedule(
 ) -> list[list[Chunk]]:
     """steps[i][b]: the chunk lane b trains on at step i of this epoch."""
     rng = _rng(seed, epoch)
+    aug = augment or Augment()
     chunks: list[Chunk] = []
     for k in rng.permutation(len(segments)):
         s = segments[k]
-        phase = int(rng.integers(0, seq_len)) if epoch > 0 and len(s) > 2 * seq_len else 0
-        starts = range(s.start + phase, s.stop - seq_len + 1, seq_len)
-        chunks += [Chunk(s.drive, a, j == 0) for j, a in enumerate(starts)]
+        step = aug.stride(rng)
+        hop = seq_len * step  # log rows from one chunk's start to the next's
+        phase = int(rng.integers(0, hop)) if epoch > 0 and len(s) > 2 * hop else 0
+        starts = range(s.start + phase, s.stop - (seq_len - 1) * step, hop)
+        chunks += [Chunk(s.drive, a, j == 0, stride=step) for j, a in enumerate(starts)]
     per_lane = len(chunks) // lanes
     if per_lane < 1:
         raise SteertimeError(
@@ -138,8 +158,7 @@ def stateful_schedule(
         )
     lane = [chunks[b * per_lane : (b + 1) * per_lane] for b in range(lanes)]
     for b in range(lanes):  # a lane's first chunk never inherits another lane's state
-        c = lane[b][0]
-        lane[b][0] = Chunk(c.drive, c.start, True)
+        lane[b][0] = replace(lane[b][0], reset=True)
     lane = _augment(lane, augment, rng)
     return [[lane[b][i] for b in range(lanes)] for i in range(per_lane)]
 
@@ -155,18 +174,26 @@ def window_schedule(
 ) -> list[list[Chunk]]:
     """Shuffled windows of `length` frames (one per `stride` frames of data)."""
     rng = _rng(seed, epoch)
+    aug = augment or Augment()
     wins = []
     for s in segments:
-        phase = int(rng.integers(0, stride))
-        wins += [
-            Chunk(s.drive, a, True) for a in range(s.start + phase, s.stop - length + 1, stride)
-        ]
+        step = aug.stride(rng)
+        phase = int(rng.integers(0, stride * step))
+        starts = range(s.start + phase, s.stop - (length - 1) * step, stride * step)
+        wins += [Chunk(s.drive, a, True, stride=step) for a in starts]
     if len(wins) < batch:
         raise SteertimeError(f"only {len(wins)} windows of {length} frames for batch {batch}")
     order = rng.permutation(len(wins))
     n = len(wins) // batch
     steps = [[wins[order[i * batch + b]] for b in range(batch)] for i in range(n)]
     return _augment(steps, augment, rng)  # every window resets: one draw each
+
+
+def _later(c: Chunk, length: int, lead: int, n: int) -> slice | np.ndarray:
+    """Target rows of a chunk's frames, `lead` log rows later (clamped at the drive's end)."""
+    if c.stride == 1:
+        return lead_rows(c.start, c.start + length, lead, n)
+    return np.minimum(c.rows(length) + lead, n - 1)
 
 
 def smoothed(x: np.ndarray, k: int) -> np.ndarray:
@@ -219,15 +246,15 @@ class BatchReader:
         native units, reset (B,) bool."""
         for b, c in enumerate(chunks):
             d = self.cache.drives[c.drive]
-            if self.features is None:
-                d.read_frames(c.start, c.start + self.length, out=self.frames[b])
+            stop = c.start + (self.length - 1) * c.stride + 1  # one past the last log row
+            if self.features is None and c.stride == 1:
+                d.read_frames(c.start, stop, out=self.frames[b])
+            elif self.features is None:
+                self.frames[b] = d.read_frames(c.start, stop)[:: c.stride]
             else:  # mirrored sequences read the mirrored frames' features
-                self.frames[b] = self.features.read(c.drive, c.start, c.start + self.length, c.flip)
-            rows = lead_rows(c.start, c.start + self.length, self.lead, d.n)
-            later = [
-                lead_rows(c.start, c.start + self.length, self.lead + extra, d.n)
-                for extra in self.aux_leads
-            ]
+                self.frames[b] = self.features.read(c.drive, c.start, stop, c.flip)[:: c.stride]
+            rows = _later(c, self.length, self.lead, d.n)
+            later = [_later(c, self.length, self.lead + extra, d.n) for extra in self.aux_leads]
             for k, name in enumerate(self.outputs):
                 sign = -1.0 if c.flip and name in ANTISYMMETRIC else 1.0
                 signal = self._signal(c.drive, name)
@@ -244,7 +271,7 @@ class BatchReader:
             self.missing[b] = False
             if self.faults and c.fault_seed >= 0 and self.features is None:
                 codes, starts = self._schedule(c.drive, c.fault_seed)
-                sl = slice(c.start, c.start + self.length)
+                sl = c.rows(self.length)
                 _, self.missing[b] = apply_offline(
                     self.frames[b], codes[sl], starts[sl], c.fault_seed
                 )

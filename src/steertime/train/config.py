@@ -35,6 +35,10 @@ class DataConfig:
     # small-data regulariser for pixel models (DrQ's random shift), one per sequence so
     # the motion between frames is untouched. 0: off.
     shift: int = 0
+    # Frame steps a segment may be played at in an epoch, one drawn per segment: [1, 2]
+    # trains on the log's rate and on every second frame, so the memory also knows the
+    # motion of half the rate (a car whose computer falls behind its camera). [1]: off.
+    strides: list[int] = field(default_factory=lambda: [1])
     # Train frame t on the log at t + lead (frames): undoes the demonstrator's reaction
     # delay, which a model otherwise learns to copy (see docs/training.md).
     lead: int = 0
@@ -317,6 +321,12 @@ def validate(cfg: TrainConfig) -> None:
         "in [0, 1]",
     )
     need(0 <= d.shift <= 32, "data.shift", d.shift, "in [0, 32] pixels")
+    need(
+        bool(d.strides) and all(type(k) is int and 1 <= k <= 16 for k in d.strides),
+        "data.strides",
+        d.strides,
+        "frame steps in 1..16, e.g. 1,2",
+    )
     if d.faults:
         from steertime.data.faults import parse_faults
 

@@ -239,6 +239,7 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
         cfg.data.brightness,
         tuple(parse_faults(cfg.data.faults)),
         cfg.data.shift,
+        tuple(cfg.data.strides),
     )
     if not 0 <= augment.brightness < 1:
         raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
