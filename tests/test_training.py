@@ -134,6 +134,10 @@ def test_strides_play_each_segment_at_one_drawn_frame_step():
         for prev, cur in zip(lane, lane[1:], strict=False):
             if not cur.reset:  # the state carries on from the chunk just before in the log
                 assert cur.drive == prev.drive and cur.start == prev.start + 10 * prev.stride
+    short = [Segment(0, "train", 0, 15), Segment(1, "train", 0, 12)]  # no room for step 2
+    for epoch in range(4):
+        sparse = stateful_schedule(short, 10, 2, seed=0, epoch=epoch, augment=Augment(strides=(2,)))
+        assert all(c.stride == 1 for r in sparse for c in r)
     wins = window_schedule(segs, length=20, stride=10, batch=2, seed=0, epoch=0, augment=aug)
     assert {c.stride for r in wins for c in r} == {1, 2}
     assert all(

@@ -19,8 +19,9 @@ targets are mixed with what trained runs predict for those rows.
 
 Frame steps (`data.strides`, opt-in): each segment's pass of an epoch plays the drive at
 every k-th frame, k drawn from the list per segment (a chunk of T frames then spans
-(T-1)k+1 log rows), so the memory learns the motion of more than one frame rate — a car
-whose computer falls behind its camera sees every second frame.
+(T-1)k+1 log rows; a segment too short for that plays at k = 1), so the memory learns the
+motion of more than one frame rate — a car whose computer falls behind its camera sees
+every second frame.
 
 Augmentation (opt-in) is drawn once per run of chunks that share a state — at every
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
@@ -146,6 +147,8 @@ def stateful_schedule(
     for k in rng.permutation(len(segments)):
         s = segments[k]
         step = aug.stride(rng)
+        if (seq_len - 1) * step >= len(s):  # too short to hold one chunk this sparse
+            step = 1
         hop = seq_len * step  # log rows from one chunk's start to the next's
         phase = int(rng.integers(0, hop)) if epoch > 0 and len(s) > 2 * hop else 0
         starts = range(s.start + phase, s.stop - (seq_len - 1) * step, hop)
@@ -178,6 +181,8 @@ def window_schedule(
     wins = []
     for s in segments:
         step = aug.stride(rng)
+        if (length - 1) * step >= len(s):
+            step = 1
         phase = int(rng.integers(0, stride * step))
         starts = range(s.start + phase, s.stop - (length - 1) * step, stride * step)
         wins += [Chunk(s.drive, a, True, stride=step) for a in starts]
