@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench_sessions import TUBVAL  # the nested folds, named as that script names them
 from steertime.data import Cache
 
-FOLDS = ("A_3210-4011", "B_0-801", "C_1605-2406")
+FOLDS = {f"{k}_{a}-{b - 1}": k for k, (_, (a, b)) in TUBVAL.items()}  # folder -> view letter
 
 
 def image_shift(frames: np.ndarray) -> np.ndarray:
@@ -92,7 +93,7 @@ def main() -> None:
         base = stacked = 0.0
         n = 0
         for f, t in tables.items():
-            train = [tables[g] for g in FOLDS if g != f]
+            train = [tables[g] for g in tables if g != f]
             coef = np.linalg.lstsq(
                 np.vstack([lagged(g, col, lags) for g in train]),
                 np.concatenate([g["truth"].to_numpy() for g in train]),

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FOLDS = ("A_3210-4011", "B_0-801", "C_1605-2406")
+from bench_sessions import TUBVAL  # the nested folds, named as that script names them
+
+FOLDS = {f"{k}_{a}-{b - 1}": k for k, (_, (a, b)) in TUBVAL.items()}  # folder -> view letter
 CLI = [sys.executable, "-m", "steertime"]
 
 
@@ -38,8 +40,7 @@ def main() -> None:
     runs = a.runs.split(",")
     sums = {r: [0.0, 0.0] for r in runs}  # native, lowered
     n = 0
-    for fold in FOLDS:
-        letter = fold[0]
+    for fold, letter in FOLDS.items():
         folder = a.work / "tubval" / fold
         low = a.work / f"rate_{a.fps:g}" / fold
         cache = low / "cache"
