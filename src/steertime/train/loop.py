@@ -104,6 +104,14 @@ class Position:
     def mean_loss(self) -> float:
         return self.loss_sum / max(1, self.loss_n)
 
+    def judge(self, score: float, epoch: int, at_mean: bool) -> None:
+        """An epoch's validation score: a new best resets patience; one no better spends
+        it, unless the model still predicts the mean (`at_mean`, see `still_at_mean`)."""
+        if score < self.best:
+            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
+        elif not at_mean:
+            self.bad_epochs += 1
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         return {k: v for k, v in d.items() if v is not None or k not in ("best_epoch", "ema_n")}
@@ -112,6 +120,20 @@ class Position:
     def from_dict(cls, d: dict) -> Position:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# An epoch whose training loss is still at predict-the-mean's has not started to learn
+# (the default init spends its first ~100 steps there, longer with short windows): its
+# validation score ranks nothing, so it does not use up `train.patience`. Only where that
+# level is known: the plain MSE objective over normalised targets, where it is 1.
+STILL_AT_MEAN = 0.9
+
+
+def still_at_mean(cfg: TrainConfig, autoregressive: bool, train_loss: float) -> bool:
+    """True for an epoch whose mean training loss says the model still predicts the mean."""
+    t = cfg.train
+    plain = not (t.spread or t.bins or t.aux_leads or autoregressive)
+    return plain and train_loss >= STILL_AT_MEAN
 
 
 def _loss_name(t) -> str:
@@ -616,10 +638,7 @@ class _Training:
             if info.is_main and self.top is not None:
                 self.top.offer(epoch, score, model, model_meta(model, self.layout, {}))
             tracked = self._track(model)
-        if improved:
-            pos.best, pos.best_epoch, pos.bad_epochs = score, epoch, 0
-        else:
-            pos.bad_epochs += 1
+        pos.judge(score, epoch, still_at_mean(self.cfg, self.model.autoregressive, pos.mean_loss))
         row = {
             "epoch": epoch,
             "global_step": pos.global_step,
