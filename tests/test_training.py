@@ -170,6 +170,7 @@ def test_patience_waits_until_the_model_leaves_predict_the_mean():
 
     cfg = TrainConfig()
     assert still_at_mean(cfg, False, 0.97) and not still_at_mean(cfg, False, 0.6)
+    assert not still_at_mean(cfg, False, 40.0)  # blown up (SGD at too high a rate): spend it
     for other in ("train.spread=true", "train.bins=11", "train.aux_leads=5"):
         c = TrainConfig()
         apply_overrides(c, [other])

@@ -125,15 +125,16 @@ class Position:
 # An epoch whose training loss is still at predict-the-mean's has not started to learn
 # (the default init spends its first ~100 steps there, longer with short windows): its
 # validation score ranks nothing, so it does not use up `train.patience`. Only where that
-# level is known: the plain MSE objective over normalised targets, where it is 1.
-STILL_AT_MEAN = 0.9
+# level is known: the plain MSE objective over normalised targets, where it is 1. A loss
+# of twice that is not "not yet learning" but diverging, and spends patience as ever.
+STILL_AT_MEAN = (0.9, 2.0)
 
 
 def still_at_mean(cfg: TrainConfig, autoregressive: bool, train_loss: float) -> bool:
     """True for an epoch whose mean training loss says the model still predicts the mean."""
     t = cfg.train
     plain = not (t.spread or t.bins or t.aux_leads or autoregressive)
-    return plain and train_loss >= STILL_AT_MEAN
+    return plain and STILL_AT_MEAN[0] <= train_loss < STILL_AT_MEAN[1]
 
 
 def _loss_name(t) -> str:
