@@ -630,7 +630,15 @@ class _Training:
                 )
             metrics = D.broadcast(metrics, info)
             key = "rmse_steering" if "rmse_steering" in metrics else next(iter(metrics), None)
-            score = metrics.get(key, pos.mean_loss)
+            # Each process has its own lanes' training loss: rank 0's decides for all, so
+            # every process stops at the same epoch.
+            score, at_mean = D.broadcast(
+                (
+                    metrics.get(key, pos.mean_loss),
+                    still_at_mean(self.cfg, model.autoregressive, pos.mean_loss),
+                ),
+                info,
+            )
             improved = score < pos.best
             if info.is_main and improved:
                 extra = {**self.meta_extra, "epoch": epoch, "val": metrics, "score": score}
@@ -639,7 +647,7 @@ class _Training:
             if info.is_main and self.top is not None:
                 self.top.offer(epoch, score, model, model_meta(model, self.layout, {}))
             tracked = self._track(model)
-        pos.judge(score, epoch, still_at_mean(self.cfg, self.model.autoregressive, pos.mean_loss))
+        pos.judge(score, epoch, at_mean)
         row = {
             "epoch": epoch,
             "global_step": pos.global_step,
