@@ -166,24 +166,26 @@ def test_a_strided_chunk_reads_every_kth_frame_and_its_label(tiny_cache):
 
 
 def test_patience_waits_until_the_model_leaves_predict_the_mean():
-    from steertime.train.loop import Position, still_at_mean
+    from steertime.train.loop import Position, loss_is_share, still_at_mean
 
-    cfg = TrainConfig()
-    assert still_at_mean(cfg, False, 0.97) and not still_at_mean(cfg, False, 0.6)
-    assert not still_at_mean(cfg, False, 40.0)  # blown up (SGD at too high a rate): spend it
+    share = loss_is_share(TrainConfig().train, False)
+    assert still_at_mean(share, 0.97) and not still_at_mean(share, 0.6)
+    assert not still_at_mean(share, 40.0)  # blown up (SGD at too high a rate): spend it
     for other in ("train.spread=true", "train.bins=11", "train.aux_leads=5"):
         c = TrainConfig()
         apply_overrides(c, [other])
-        assert not still_at_mean(c, False, 1.3)  # no known mean level: patience as ever
-    assert not still_at_mean(cfg, True, 1.3)  # autoregressive: its loss sums three terms
+        # no known mean level: patience as ever
+        assert not still_at_mean(loss_is_share(c.train, False), 1.3)
+    # autoregressive: its loss sums three terms
+    assert not still_at_mean(loss_is_share(TrainConfig().train, True), 1.3)
 
     pos = Position()  # the tub with 5-frame windows: ten epochs at the mean, then learning
     for epoch, (score, loss) in enumerate([(0.355, 1.0)] + [(0.36, 0.95)] * 8 + [(0.30, 0.7)]):
-        pos.judge(score, epoch, still_at_mean(cfg, False, loss))
+        pos.judge(score, epoch, still_at_mean(share, loss))
         assert pos.bad_epochs == 0  # nothing spent while at the mean
     assert (pos.best, pos.best_epoch) == (0.30, 9)
-    pos.judge(0.31, 10, still_at_mean(cfg, False, 0.6))
-    pos.judge(0.32, 11, still_at_mean(cfg, False, 0.6))
+    pos.judge(0.31, 10, still_at_mean(share, 0.6))
+    pos.judge(0.32, 11, still_at_mean(share, 0.6))
     assert pos.bad_epochs == 2  # learning: patience spent as before
     pos.judge(0.29, 12, False)
     assert (pos.bad_epochs, pos.best_epoch) == (0, 12)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def lead_rows(start: int, stop: int, lead: int, n: int) -> slice | np.ndarray:
-    """Rows of the target signal for frames [start, stop): `lead` frames later, clamped
-    at the drive's last row `n - 1`."""
+def lead_rows(start: int, stop: int, lead: int, n: int, step: int = 1) -> slice | np.ndarray:
+    """Rows of the target signal for frames [start, stop) taken every `step` rows
+    (`data.strides`): `lead` rows later, clamped at the drive's last row `n - 1`."""
     if lead == 0:
-        return slice(start, stop)
-    return np.minimum(np.arange(start + lead, stop + lead), n - 1)
+        return slice(start, stop, step if step > 1 else None)
+    return np.minimum(np.arange(start + lead, stop + lead, step), n - 1)

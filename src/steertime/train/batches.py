@@ -70,12 +70,6 @@ class Chunk:
     dx: int = 0  # pixels the frames move right
     stride: int = 1  # log rows between consecutive frames of the chunk
 
-    def rows(self, length: int) -> np.ndarray | slice:
-        """The log rows of the chunk's `length` frames."""
-        if self.stride == 1:
-            return slice(self.start, self.start + length)
-        return np.arange(self.start, self.start + (length - 1) * self.stride + 1, self.stride)
-
 
 @dataclass(frozen=True)
 class Augment:
@@ -194,13 +188,6 @@ def window_schedule(
     return _augment(steps, augment, rng)  # every window resets: one draw each
 
 
-def _later(c: Chunk, length: int, lead: int, n: int) -> slice | np.ndarray:
-    """Target rows of a chunk's frames, `lead` log rows later (clamped at the drive's end)."""
-    if c.stride == 1:
-        return lead_rows(c.start, c.start + length, lead, n)
-    return np.minimum(c.rows(length) + lead, n - 1)
-
-
 def smoothed(x: np.ndarray, k: int) -> np.ndarray:
     """Centred mean of the 2k+1 values around each row; near the ends, of those that exist."""
     if k <= 0 or len(x) == 0:
@@ -258,8 +245,11 @@ class BatchReader:
                 self.frames[b] = d.read_frames(c.start, stop)[:: c.stride]
             else:  # mirrored sequences read the mirrored frames' features
                 self.frames[b] = self.features.read(c.drive, c.start, stop, c.flip)[:: c.stride]
-            rows = _later(c, self.length, self.lead, d.n)
-            later = [_later(c, self.length, self.lead + extra, d.n) for extra in self.aux_leads]
+            rows = lead_rows(c.start, stop, self.lead, d.n, c.stride)
+            later = [
+                lead_rows(c.start, stop, self.lead + extra, d.n, c.stride)
+                for extra in self.aux_leads
+            ]
             for k, name in enumerate(self.outputs):
                 sign = -1.0 if c.flip and name in ANTISYMMETRIC else 1.0
                 signal = self._signal(c.drive, name)
@@ -276,7 +266,7 @@ class BatchReader:
             self.missing[b] = False
             if self.faults and c.fault_seed >= 0 and self.features is None:
                 codes, starts = self._schedule(c.drive, c.fault_seed)
-                sl = c.rows(self.length)
+                sl = slice(c.start, stop, c.stride)
                 _, self.missing[b] = apply_offline(
                     self.frames[b], codes[sl], starts[sl], c.fault_seed
                 )

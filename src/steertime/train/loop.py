@@ -59,7 +59,7 @@ from steertime.models.checkpoint import (
 from steertime.train import dist as D
 from steertime.train import sam
 from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
-from steertime.train.config import TrainConfig, load_config
+from steertime.train.config import LoopConfig, TrainConfig, load_config
 from steertime.train.ema import WeightEMA
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
 from steertime.train.optim import lr_at, make_optimizer
@@ -122,19 +122,24 @@ class Position:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def loss_is_share(t: LoopConfig, autoregressive: bool) -> bool:
+    """Whether the training loss is a share of the label variance (1 = predicting the
+    mean): only the plain MSE objective over normalised targets — not a Gaussian NLL, a
+    cross-entropy over bins, the auxiliary term on top, nor Komanda's sum of three MSEs."""
+    return not (t.spread or t.bins or t.aux_leads or autoregressive)
+
+
 # An epoch whose training loss is still at predict-the-mean's has not started to learn
 # (the default init spends its first ~100 steps there, longer with short windows): its
-# validation score ranks nothing, so it does not use up `train.patience`. Only where that
-# level is known: the plain MSE objective over normalised targets, where it is 1. A loss
-# of twice that is not "not yet learning" but diverging, and spends patience as ever.
+# validation score ranks nothing, so it does not use up `train.patience`. A loss of twice
+# that is not "not yet learning" but diverging, and spends patience as ever.
 STILL_AT_MEAN = (0.9, 2.0)
 
 
-def still_at_mean(cfg: TrainConfig, autoregressive: bool, train_loss: float) -> bool:
-    """True for an epoch whose mean training loss says the model still predicts the mean."""
-    t = cfg.train
-    plain = not (t.spread or t.bins or t.aux_leads or autoregressive)
-    return plain and STILL_AT_MEAN[0] <= train_loss < STILL_AT_MEAN[1]
+def still_at_mean(share: bool, train_loss: float) -> bool:
+    """True for an epoch whose mean training loss, a share of the label variance
+    (`loss_is_share`), says the model still predicts the mean."""
+    return share and STILL_AT_MEAN[0] <= train_loss < STILL_AT_MEAN[1]
 
 
 def _loss_name(t) -> str:
@@ -401,8 +406,8 @@ class _Training:
             model, self.writer, self.clip, t.diagnostics and info.is_main
         )
         self.monitor.labels = label_note(train_values(cache, layout.names))
-        # NLL, cross-entropy, or a share with the auxiliary term on top
-        self.monitor.loss_not_a_share = t.spread or bool(t.bins) or bool(t.aux_leads)
+        self.loss_is_share = loss_is_share(t, model.autoregressive)
+        self.monitor.loss_not_a_share = not self.loss_is_share
         if warmup_note and info.is_main:
             self.monitor.warn("warmup", warmup_note)
         if start_note and info.is_main:
@@ -635,7 +640,7 @@ class _Training:
             score, at_mean = D.broadcast(
                 (
                     metrics.get(key, pos.mean_loss),
-                    still_at_mean(self.cfg, model.autoregressive, pos.mean_loss),
+                    still_at_mean(self.loss_is_share, pos.mean_loss),
                 ),
                 info,
             )
