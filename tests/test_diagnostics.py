@@ -27,6 +27,16 @@ def test_gradient_fades_back_through_time_on_real_frames(tiny_cache):
     assert g[-1] > 0 and g[0] < 1e-2 * g[-1]  # a vanilla RNN forgets fast
 
 
+def test_a_temporal_convolution_is_traced_through_its_frames_and_stops_at_its_window(
+    tiny_cache,
+):
+    torch.manual_seed(0)
+    m = create_model("cnn_tcn", layers=3, n_outputs=1)  # 1 + 2 * (1 + 2 + 4) = 15 frames
+    g = gradient_through_time(m, Cache.open(tiny_cache), length=30, n_seq=2)
+    assert np.all(g[-15:] > 0) and np.all(g[:-15] == 0)
+    assert memory_horizon(g) == 15
+
+
 def test_diagnose_cli_writes_plot(tiny_cache, tmp_path):
     r = CliRunner().invoke(
         app,
@@ -44,6 +54,7 @@ def test_diagnose_cli_writes_plot(tiny_cache, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d" / "gradient_flow.png").is_file() and "lstm (untrained)" in r.output
+    assert "tcn (untrained)" in r.output
 
 
 def test_lstm_remembers_where_rnn_cannot():
@@ -96,3 +107,11 @@ def test_monitor_judges_progress_by_window_means():
     zero = TrainingMonitor(nn.Linear(2, 1), None, 1.0, detailed=False)
     zero.after_backward(0, 0.0, 1e-3)
     assert "all gradients are zero" in zero.messages[0]
+
+
+def test_a_run_whose_core_was_changed_is_named_by_it():
+    from steertime.diagnostics.report import _described
+
+    assert _described("cnn_lstm", {"rnn": "tcn"}) == "cnn_lstm (rnn=tcn)"
+    assert _described("cnn_lstm", {"rnn": "lstm"}) == "cnn_lstm"
+    assert _described("pilotnet", {}) == "pilotnet"

@@ -179,3 +179,43 @@ def test_he_init_carries_the_frames_differences_through_the_encoder():
         assert create_model(name).encoder.cfg.init == "torch"
     with pytest.raises(SteertimeError, match="init must be one of"):
         create_encoder("pilotnet_conv", init="glorot")
+
+
+def test_temporal_convolution_remembers_exactly_its_window():
+    """cnn_tcn: the output at step T moves with the features R = receptive_field - 1 steps
+    back and not at all with older ones — a fixed horizon, unlike the LSTM's."""
+    torch.manual_seed(0)
+    m = create_model("cnn_tcn", n_outputs=1, hidden=16).eval()
+    r = m.rnn.receptive_field - 1
+    assert r == 30  # 4 levels, kernel 3: 2 * (1 + 2 + 4 + 8)
+    feats = torch.randn(1, r + 10, m.config.feat_dim)
+
+    def last_output(f: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return m.core(f, m.init_state(1))[0][0, -1]
+
+    base = last_output(feats)
+    t_last = feats.shape[1] - 1
+    for t, moves in [(t_last - r - 1, False), (t_last - r, True), (t_last, True)]:
+        bumped = feats.clone()
+        bumped[0, t] += 3.0
+        assert (not torch.allclose(last_output(bumped), base)) == moves, t
+    m2 = create_model("cnn_tcn", layers=2, tcn_kernel=4)
+    assert m2.rnn.receptive_field == 1 + 3 * (1 + 2)
+    with pytest.raises(SteertimeError, match="tcn_kernel >= 2"):
+        create_model("cnn_tcn", tcn_kernel=1)
+
+
+def test_temporal_convolution_steps_through_missing_frames():
+    # The frame-missing flag and the held output work with the fixed-horizon core too.
+    torch.manual_seed(0)
+    m = create_model("cnn_tcn", n_outputs=2, missing_input=True, hold_on_missing=True).eval()
+    x, miss = _frames(2, 7), torch.zeros(2, 7, dtype=torch.bool)
+    miss[:, 3:5] = True
+    with torch.no_grad():
+        whole, _ = m(x, None, miss)
+        state, steps = None, []
+        for t in range(7):
+            y, state = m(x[:, t : t + 1], state, miss[:, t : t + 1])
+            steps.append(y)
+    torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-5, rtol=1e-5)

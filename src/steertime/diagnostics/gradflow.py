@@ -3,6 +3,9 @@
 The loss is taken at the last step only; how fast its gradient fades going back in time
 is how far back the network can learn to look. The effective memory horizon is the
 number of steps until it falls below `threshold` (1e-3) of its value at T.
+
+A core without a hidden vector (`model.rnn=tcn`: its state is its last inputs) is traced
+through the features each frame feeds it, ‖∂loss(T)/∂x_t‖: exactly zero past its window.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import numpy as np
 import torch
 
 from steertime.data import Cache
+from steertime.errors import SteertimeError
 from steertime.models import SequenceModel
 
 
@@ -24,9 +28,13 @@ def memory_horizon(norms: np.ndarray, threshold: float = 1e-3) -> int:
 def gradient_through_time(
     model: SequenceModel, cache: Cache, length: int = 50, n_seq: int = 8, seed: int = 0
 ) -> np.ndarray:
-    """Mean over `n_seq` random real sequences of ‖∂y_T/∂h_t‖, t = 0..length-1."""
-    if "h" not in model.init_state(1):
-        raise ValueError(f"{model.model_name} has no recurrent state to trace")
+    """Mean over `n_seq` random real sequences of ‖∂y_T/∂h_t‖ (‖∂y_T/∂x_t‖ for a core
+    without a hidden vector), t = 0..length-1."""
+    hidden = "h" in model.init_state(1)
+    if not hidden and not model.init_state(1):
+        raise SteertimeError(
+            f"{model.model_name} keeps no state from frame to frame: there is no memory to trace"
+        )
     rng = np.random.default_rng(seed)
     segs = [s for s in cache.segments() if len(s) > length]
     if not segs:
@@ -39,6 +47,12 @@ def gradient_through_time(
         x = torch.from_numpy(cache.drives[seg.drive].read_frames(a, a + length))[None]
         with torch.no_grad():
             feats, state = model.encode(x, model.init_state(1))  # (1, T, F)
+        if not hidden:  # a fixed window: how far back the frames' features reach y_T
+            f = feats.detach().requires_grad_()
+            y, _ = model.core(f, state)
+            y[0, -1].sum().backward()
+            out += f.grad[0].norm(dim=-1).numpy()
+            continue
         hs = []
         for t in range(length):  # one step at a time so every h_t is a node of the graph
             h = state["h"].detach().requires_grad_() if t == 0 else state["h"]

@@ -1,7 +1,9 @@
 """CNN encoder -> recurrent core -> head: steering through time.
 
 Options, all in `CnnRnnConfig`:
-- `rnn`: lstm | gru | rnn (vanilla tanh), `layers`, `hidden`;
+- `rnn`: lstm | gru | rnn (vanilla tanh), `layers`, `hidden`; or `tcn`, a memory with a
+  fixed horizon (`steertime.models.temporal_conv`: `layers` dilated levels of kernel
+  `tcn_kernel`, `hidden` channels);
 - `front3d` = w > 1: a 3D convolution over the last w frames before the encoder
   (Komanda used 5), so motion — and hence speed — is visible to the encoder;
 - `stack` = w > 1: early fusion, as cheap as one frame — the 2D encoder sees the current
@@ -40,8 +42,9 @@ from torch import nn
 from steertime.models.base import SequenceModel, State
 from steertime.models.encoders import activation, to_float
 from steertime.models.registry import create_encoder, encoder_fields, register_model
+from steertime.models.temporal_conv import CausalTCN
 
-_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "tcn": CausalTCN}
 _CELL = {"gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 _WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -61,7 +64,8 @@ class CnnRnnConfig:
     feat_dim: int = 100
     rnn: str = "lstm"
     hidden: int = 64
-    layers: int = 1
+    layers: int = 1  # stacked recurrent layers, or the temporal convolution's levels
+    tcn_kernel: int = 3  # rnn=tcn only: frames each dilated convolution reads
     dropout: float = 0.0  # on the head's input (memory + frame features)
     conv_dropout: float = 0.0  # after every convolution of encoders that take it
     front3d: int = 0
@@ -126,13 +130,17 @@ class CnnRnn(SequenceModel):
         )
         rnn_in = cfg.feat_dim + (cfg.n_outputs if cfg.autoregressive else 0)
         rnn_in += 1 if cfg.missing_input else 0
-        self.rnn = _RNN[cfg.rnn](
-            rnn_in,
-            cfg.hidden,
-            num_layers=cfg.layers,
-            batch_first=True,
-            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
-        )
+        self.rnn_in = rnn_in
+        if cfg.rnn == "tcn":
+            self.rnn = CausalTCN(rnn_in, cfg.hidden, cfg.layers, cfg.tcn_kernel, cfg.act)
+        else:
+            self.rnn = _RNN[cfg.rnn](
+                rnn_in,
+                cfg.hidden,
+                num_layers=cfg.layers,
+                batch_first=True,
+                dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+            )
         self.drop = nn.Dropout(cfg.dropout)
         self.aux_head = nn.Linear(cfg.feat_dim, cfg.aux_outputs) if cfg.aux_outputs else None
         head_in = cfg.hidden + (cfg.feat_dim if cfg.skip else 0)
@@ -145,10 +153,15 @@ class CnnRnn(SequenceModel):
     # --- state -----------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         c = self.config
-        z = torch.zeros(batch, c.layers, c.hidden, device=device)
-        state = {"h": z}
-        if c.rnn == "lstm":
-            state["c"] = z.clone()
+        if c.rnn == "tcn":  # the core's last inputs, not a hidden vector
+            state = {
+                "past": torch.zeros(batch, self.rnn.receptive_field - 1, self.rnn_in, device=device)
+            }
+        else:
+            z = torch.zeros(batch, c.layers, c.hidden, device=device)
+            state = {"h": z}
+            if c.rnn == "lstm":
+                state["c"] = z.clone()
         if self.window > 1:
             state["frames"] = torch.zeros(
                 batch, 3, self.window - 1, c.height, c.width, device=device
@@ -212,6 +225,9 @@ class CnnRnn(SequenceModel):
 
     # --- recurrent core --------------------------------------------------------------
     def _rnn(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if self.config.rnn == "tcn":
+            out, past = self.rnn(x, state["past"])
+            return out, {**state, "past": past}
         if x.shape[1] == 1 and not torch.is_grad_enabled() and not _exporting():
             return self._cell_step(x, state)
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
@@ -339,6 +355,8 @@ def _builder(cfg: CnnRnnConfig) -> CnnRnn:
 register_model("cnn_rnn", CnnRnnConfig)(_builder)
 register_model("cnn_lstm", CnnRnnConfig, rnn="lstm")(_builder)
 register_model("cnn_gru", CnnRnnConfig, rnn="gru")(_builder)
+# Bai et al. (2018): dilated causal convolutions, a 31-frame horizon (1.5 s at 20 Hz).
+register_model("cnn_tcn", CnnRnnConfig, rnn="tcn", layers=4)(_builder)
 register_model("cnn_lstm_ar", CnnRnnConfig, rnn="lstm", autoregressive=True)(_builder)
 # Chauffeur (3rd): a frozen ImageNet CNN's features into an LSTM over long sequences.
 _feat = {"encoder": "efficientnet_lite0", "feat_dim": 256, "hidden": 128}
