@@ -1,9 +1,10 @@
 """Streaming latency and `predict` throughput on this CPU.
 
-    python benchmarks/bench_stream.py [--iters 300]
+    python benchmarks/bench_stream.py [--iters 300] [--models pilotnet,cnn_lstm,cnn_tcn]
 
 Per-frame latency at batch 1 with 1 and 2 threads, median and p99, of one model step
-(`pilotnet`, `cnn_lstm`) in PyTorch and onnxruntime; the same for re-running a window of
+(`pilotnet`, `cnn_lstm` and any other `--models`, each also with act=relu) in PyTorch and
+onnxruntime, and each step's ratio to `pilotnet`'s; the same for re-running a window of
 seq_len=10 frames from a fresh state for every prediction (what Donkeycar's RNN/3D models
 do); and `steertime predict` over DeepTesla epoch01 (decode + preprocess + model).
 """
@@ -88,7 +89,11 @@ def _time_interleaved(fns: dict, iters: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--models", default="pilotnet,cnn_lstm", help="pilotnet and cnn_lstm first")
     a = ap.parse_args()
+    models = a.models.split(",")
+    if models[:2] != ["pilotnet", "cnn_lstm"]:
+        raise SystemExit("--models starts with pilotnet,cnn_lstm (the ratios are to them)")
     res: dict = {}
     frame = np.random.default_rng(0).integers(0, 255, (66, 200, 3), dtype=np.uint8)
     window = torch.from_numpy(np.stack([frame] * SEQ_LEN))[None]  # (1, T, H, W, 3)
@@ -97,7 +102,7 @@ def main() -> None:
         # `_relu`: the same models with act=relu, which onnxruntime fuses into the convs
         runs = {
             f"{n}{sfx}": make_run(tmp, n, (66, 200), FrameSpec(66, 200), act)
-            for n in ("pilotnet", "cnn_lstm")
+            for n in models
             for sfx, act in (("", "elu"), ("_relu", "relu"))
         }
         onnx = {n: export_onnx(r, tmp / f"onnx_{n}") for n, r in runs.items()}
@@ -136,10 +141,13 @@ def main() -> None:
                     res.update(_time_interleaved({k: f}, a.iters))
         torch.set_num_threads(2)
         for threads, be, sfx in itertools.product((1, 2), ("torch", "onnx"), ("", "_relu")):
+            for m in models[1:]:
+                res[f"ratio_{m}_over_pilotnet{sfx}_{be}_t{threads}"] = round(
+                    res[f"{m}{sfx}_{be}_t{threads}"]["median_ms"]
+                    / res[f"pilotnet{sfx}_{be}_t{threads}"]["median_ms"],
+                    3,
+                )
             step = res[f"cnn_lstm{sfx}_{be}_t{threads}"]["median_ms"]
-            res[f"ratio_cnn_lstm_over_pilotnet{sfx}_{be}_t{threads}"] = round(
-                step / res[f"pilotnet{sfx}_{be}_t{threads}"]["median_ms"], 3
-            )
             res[f"ratio_window_over_step{sfx}_{be}_t{threads}"] = round(
                 res[f"cnn_lstm{sfx}_{be}_window{SEQ_LEN}_t{threads}"]["median_ms"] / step, 2
             )
