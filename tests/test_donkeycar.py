@@ -242,11 +242,13 @@ def test_every_registered_model_runs_as_a_part(name, tmp_path):
     onnx_part.shutdown()
 
 
-@pytest.mark.parametrize("missing_input", [False, True])
-def test_int8_export_calibrates_on_the_cache(tmp_path, tiny_cache, missing_input):
+@pytest.mark.parametrize(
+    "name,missing_input", [("cnn_lstm", False), ("cnn_lstm", True), ("cnn_tcn", False)]
+)
+def test_int8_export_calibrates_on_the_cache(tmp_path, tiny_cache, name, missing_input):
     spec = json.loads((tiny_cache / "manifest.json").read_text())["frame"]
     run = save_untrained_run(
-        tmp_path / "run", "cnn_lstm", TUB_LAYOUT, spec, (160, 320), missing_input=missing_input
+        tmp_path / "run", name, TUB_LAYOUT, spec, (160, 320), missing_input=missing_input
     )
     out = tmp_path / "int8"
     cmd = ["export", str(run), "--quantize", "int8", "--calibrate", str(tiny_cache), "-o", str(out)]

@@ -11,6 +11,8 @@ QDQ format, which onnxruntime fuses into integer kernels): they are most of a st
 arithmetic. The recurrent core and the heads stay float32, because their error feeds back
 through the state frame after frame: on a real tub, quantizing every operator moved
 held-out steering RMSE by +10%, the convolutions alone by +0.04% (docs/benchmarks.md).
+A temporal convolution's (`cnn_tcn`) 1D levels are convolutions and are quantized too:
+its state is its own float inputs, which they never write, so no error feeds back.
 The speed-up is largest on ARM (a Raspberry Pi's integer dot products); x86 without VNNI
 gains less.
 """
