@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from steertime.cli import app
 from steertime.data import Cache
 from steertime.diagnostics import gradient_through_time, memory_horizon, memory_task
+from steertime.errors import SteertimeError
 from steertime.models import create_model
 from tests.conftest import small_train_config
 
@@ -61,6 +63,14 @@ def test_lstm_remembers_where_rnn_cannot():
     """The long-term-dependency lesson: a cue 30 steps back."""
     assert memory_task("lstm", 30, steps=400).accuracy > 0.95
     assert memory_task("rnn", 30, steps=400).accuracy < 0.65
+
+
+def test_a_temporal_convolution_remembers_only_inside_its_window():
+    # 31 steps: a cue 30 steps back is inside the window, 40 steps back it cannot be seen
+    assert memory_task("tcn", 30, steps=300).accuracy > 0.95
+    assert abs(memory_task("tcn", 40, steps=300).accuracy - 0.5) < 0.07
+    with pytest.raises(SteertimeError, match="cell must be one of rnn, gru, lstm, tcn"):
+        memory_task("transformer", 5)
 
 
 def test_training_warnings_and_detailed_logging(tiny_cache, tmp_path):

@@ -3,7 +3,8 @@
 Inputs are noise except for the first step, which carries the cue (±1); the target at
 the last step is the cue's sign. Nothing in between helps. A vanilla RNN learns this only
 for short gaps; an LSTM (or GRU) keeps learning it far further — the long-term-dependency
-lesson, measured.
+lesson, measured. A temporal convolution (`tcn`: 4 dilated levels, a 31-step window)
+learns it while the cue is inside its window and is at chance, by construction, beyond.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from steertime.errors import SteertimeError
+from steertime.models.temporal_conv import CausalTCN
+
 _RNN = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+CELLS = (*_RNN, "tcn")
 
 
 @dataclass
@@ -36,9 +41,11 @@ def _batch(gap: int, batch: int, g: torch.Generator) -> tuple[torch.Tensor, torc
 def memory_task(
     cell: str, gap: int, hidden: int = 32, steps: int = 400, lr: float = 3e-3, seed: int = 0
 ) -> MemoryResult:
+    if cell not in CELLS:
+        raise SteertimeError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    rnn = _RNN[cell](2, hidden, batch_first=True)
+    rnn = _Window(hidden) if cell == "tcn" else _RNN[cell](2, hidden, batch_first=True)
     if cell == "lstm":  # forget gates start open (Jozefowicz et al. 2015): remember by default
         with torch.no_grad():
             rnn.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
@@ -58,3 +65,15 @@ def memory_task(
         out, _ = rnn(x)
         acc = float(((head(out[:, -1, :])[:, 0] > 0).float() == y).float().mean())
     return MemoryResult(cell, gap, acc, loss.item())
+
+
+class _Window(nn.Module):
+    """The temporal convolution with nn.RNN's call: (B, T, 2) -> ((B, T, H), None)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.tcn = CausalTCN(2, hidden, levels=4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        past = x.new_zeros(x.shape[0], self.tcn.receptive_field - 1, x.shape[2])
+        return self.tcn(x, past)[0], None
