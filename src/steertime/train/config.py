@@ -52,6 +52,12 @@ class DataConfig:
     # validated best on the tub's nested folds (0.985x the plain recipe; 0.5: 0.992x).
     teacher: list[str] = field(default_factory=list)
     teacher_weight: float = 1.0
+    # Weight each training frame's loss by how rare its steering is (the steering output;
+    # the first output without one): (share of training frames in its angle bin)^-balance
+    # over 21 bins, at most 10x the commonest bin's weight, a mean of 1 over the training
+    # frames — the usual answer to a log of mostly straight driving. 1: every bin counts
+    # alike. Validation is never weighted. 0: off.
+    balance: float = 0.0
     # Clip every physical output to the range its training labels took (steering cannot
     # exceed full lock): a free gain where a model overshoots a tap, never a loss.
     clip_outputs: bool = True
@@ -321,6 +327,7 @@ def validate(cfg: TrainConfig) -> None:
         "in [0, 1]",
     )
     need(0 <= d.shift <= 32, "data.shift", d.shift, "in [0, 32] pixels")
+    need(finite(d.balance) and 0 <= d.balance <= 2, "data.balance", d.balance, "in [0, 2]")
     need(
         bool(d.strides) and all(type(k) is int and 1 <= k <= 16 for k in d.strides),
         "data.strides",

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel
@@ -58,7 +59,13 @@ from steertime.models.checkpoint import (
 )
 from steertime.train import dist as D
 from steertime.train import sam
-from steertime.train.batches import Augment, BatchReader, stateful_schedule, window_schedule
+from steertime.train.batches import (
+    ANTISYMMETRIC,
+    Augment,
+    BatchReader,
+    stateful_schedule,
+    window_schedule,
+)
 from steertime.train.config import LoopConfig, TrainConfig, load_config
 from steertime.train.ema import WeightEMA
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
@@ -72,7 +79,7 @@ from steertime.train.runfolder import (
 )
 from steertime.train.soup import TopEpochs
 from steertime.train.step import StepLoss
-from steertime.train.targets import binned, fit_layout, train_values
+from steertime.train.targets import balance_weights, binned, fit_layout, train_values
 from steertime.train.teacher import load_teacher
 from steertime.train.track import Tracker
 from steertime.train.validate import calibrated, stream_metrics
@@ -122,11 +129,12 @@ class Position:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def loss_is_share(t: LoopConfig, autoregressive: bool) -> bool:
+def loss_is_share(t: LoopConfig, autoregressive: bool, balanced: bool = False) -> bool:
     """Whether the training loss is a share of the label variance (1 = predicting the
     mean): only the plain MSE objective over normalised targets — not a Gaussian NLL, a
-    cross-entropy over bins, the auxiliary term on top, nor Komanda's sum of three MSEs."""
-    return not (t.spread or t.bins or t.aux_leads or autoregressive)
+    cross-entropy over bins, the auxiliary term on top, Komanda's sum of three MSEs, nor
+    frames weighted by their label's rarity (`data.balance`: the mean's loss exceeds 1)."""
+    return not (t.spread or t.bins or t.aux_leads or autoregressive or balanced)
 
 
 # An epoch whose training loss is still at predict-the-mean's has not started to learn
@@ -355,6 +363,7 @@ class _Training:
             bin_centers=layout.bin_centers() if layout.bins else None,
             precision=t.precision,
             aux_weight=t.aux_weight,
+            balance=self._balance(steer) if cfg.data.balance else None,
         ).to(info.device)
         self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
         self.opt = make_optimizer(model, cfg.optim)
@@ -406,7 +415,7 @@ class _Training:
             model, self.writer, self.clip, t.diagnostics and info.is_main
         )
         self.monitor.labels = label_note(train_values(cache, layout.names))
-        self.loss_is_share = loss_is_share(t, model.autoregressive)
+        self.loss_is_share = loss_is_share(t, model.autoregressive, cfg.data.balance > 0)
         self.monitor.loss_not_a_share = not self.loss_is_share
         if warmup_note and info.is_main:
             self.monitor.warn("warmup", warmup_note)
@@ -416,6 +425,15 @@ class _Training:
             tqdm.write(f"note: {note}", file=sys.stderr)
         self.top = self._top_epochs(resume) if t.soup > 1 and info.is_main else None
         self.soup_line = ""
+
+    def _balance(self, steer: int) -> tuple[np.ndarray, np.ndarray]:
+        """`data.balance`'s bins and weights, fitted on the training split's labels (and
+        their mirror images when `data.flip` negates the steering of half the chunks)."""
+        name = self.layout.names[steer]
+        values = train_values(self.cache, [name])[name]
+        if self.cfg.data.flip and name in ANTISYMMETRIC:
+            values = np.concatenate([values, -values])
+        return balance_weights(self.layout, values, steer, self.cfg.data.balance)
 
     def _build_model(self) -> SequenceModel:
         torch.manual_seed(self.t.seed)

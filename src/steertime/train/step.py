@@ -3,7 +3,8 @@
 The loss is the weighted mean over outputs of the per-output MSE in normalised units, or,
 with `train.spread`, the MSE plus a Gaussian NLL for the spreads, or, with `train.bins`, a
 histogram cross-entropy; Komanda's autoregressive models add their teacher-forced term and
-the auxiliary head its share. Shapes: frames (B, T, H, W, C), targets (B, T, K).
+the auxiliary head its share. With `data.balance` each frame's term is weighted by the
+rarity of its steering label. Shapes: frames (B, T, H, W, C), targets (B, T, K).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class StepLoss(nn.Module):
         bin_centers: np.ndarray | None = None,
         precision: str = "fp32",
         aux_weight: float = 0.0,
+        balance: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         super().__init__()
         self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
@@ -38,9 +40,23 @@ class StepLoss(nn.Module):
         self.features, self.spread = features, spread
         self.bf16 = precision == "bf16"
         self.register_buffer("w", torch.tensor(weights) / sum(weights))
+        self.balanced = balance is not None
+        if self.balanced:  # `data.balance`: (N-1,) inner bin edges, (N,) weights
+            self.register_buffer("balance_edges", torch.tensor(balance[0]))
+            self.register_buffer("balance_w", torch.tensor(balance[1]))
         self.bins = bin_centers is not None
         if self.bins:  # (K, N) bin centres in normalised units
             self.register_buffer("centers", torch.tensor(bin_centers, dtype=torch.float32))
+
+    def _frames_mean(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(B, T, K) per-frame terms -> (K,): their mean over the frames after the burn-in,
+        each frame weighted by its steering label's rarity under `data.balance`."""
+        x = x[:, self.skip :]
+        if not self.balanced:
+            return x.mean(dim=(0, 1))
+        label = t[:, self.skip :, self.steer].contiguous()  # (B, T')
+        w = self.balance_w[torch.bucketize(label, self.balance_edges)]
+        return (x * w.unsqueeze(-1)).mean(dim=(0, 1))
 
     def _mse(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # (B, T, K): weighted mean over outputs of the per-output MSE, burn-in excluded
@@ -48,7 +64,7 @@ class StepLoss(nn.Module):
             return self._nll(y, t)
         if self.bins:
             return self._hl_gauss(y, t)
-        return ((y - t)[:, self.skip :].square().mean(dim=(0, 1)) * self.w).sum()
+        return (self._frames_mean((y - t).square(), t) * self.w).sum()
 
     def _hl_gauss(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # (B, T, K*N) logits: cross-entropy against the label spread as a Gaussian of 0.75
@@ -65,7 +81,7 @@ class StepLoss(nn.Module):
         p = p / p.sum(-1, keepdim=True)  # (B, T, K, N)
         logp = torch.log_softmax(y.reshape(*y.shape[:-1], k, n), dim=-1)
         ce = -(p * logp).sum(-1)  # (B, T, K)
-        return (ce[:, self.skip :].mean(dim=(0, 1)) * self.w).sum()
+        return (self._frames_mean(ce, t) * self.w).sum()
 
     def _nll(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # (B, T, 2K): the means learn from the MSE exactly as without a spread, and the
@@ -76,7 +92,7 @@ class StepLoss(nn.Module):
         mu, log_s = y[..., :k], y[..., k:].clamp(-LOG_SPREAD_BOUND, LOG_SPREAD_BOUND)
         mse = (mu - t).square()
         nll = 0.5 * ((t - mu.detach()) * torch.exp(-log_s)).square() + log_s
-        return ((mse + nll)[:, self.skip :].mean(dim=(0, 1)) * self.w).sum()
+        return (self._frames_mean(mse + nll, t) * self.w).sum()
 
     def _encode(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         # train.precision=bf16: the convolutions, where the time goes, run in bfloat16
@@ -108,7 +124,7 @@ class StepLoss(nn.Module):
         y_own, new_state = self.model.core(feats, state, **kw)
         y_tf, _ = self.model.core(feats, state, teacher=target, **kw)
         s = self.steer
-        own_steer = (y_own - target)[:, self.skip :, s].square().mean()
+        own_steer = self._frames_mean((y_own - target)[..., s : s + 1].square(), target)[0]
         loss = own_steer + self.lam * (self._mse(y_tf, target) + self._mse(y_own, target))
         return loss + aux, new_state
 

@@ -46,6 +46,29 @@ def fit_layout(
     )
 
 
+BALANCE_BINS, BALANCE_CAP = 21, 10.0
+
+
+def balance_weights(
+    layout: OutputLayout, values: np.ndarray, index: int, power: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`data.balance`: loss weights per bin of output `index` (normalised units) from its
+    training labels `values` (physical). Returns the bins' inner edges (N-1,), for
+    `torch.bucketize`, and their weights (N,): share^-power, capped at BALANCE_CAP times
+    the commonest bin's, scaled so the training frames' mean weight is 1. A bin with no
+    training frame (a distilled target can land there) gets the cap."""
+    z = (np.asarray(values, np.float64) - layout.mean[index]) / layout.std[index]
+    lo, hi = float(z.min()), float(z.max())
+    edges = np.linspace(lo, max(hi, lo + 1e-3), BALANCE_BINS + 1)[1:-1]
+    share = np.bincount(np.searchsorted(edges, z), minlength=BALANCE_BINS) / len(z)
+    seen = share > 0
+    w = np.full(BALANCE_BINS, np.inf)
+    w[seen] = share[seen] ** -power
+    w = np.minimum(w, BALANCE_CAP * w[seen].min())
+    w /= (share * w).sum()
+    return edges.astype(np.float32), w.astype(np.float32)
+
+
 def binned(layout: OutputLayout, bins: int, model: dict) -> OutputLayout:
     """The layout of a categorical head: `bins` classes per output over its training
     range (normalised), checked against what the head cannot do."""
