@@ -30,8 +30,9 @@ def gradient_through_time(
 ) -> np.ndarray:
     """Mean over `n_seq` random real sequences of ‖∂y_T/∂h_t‖ (‖∂y_T/∂x_t‖ for a core
     without a hidden vector), t = 0..length-1."""
-    hidden = "h" in model.init_state(1)
-    if not hidden and not model.init_state(1):
+    fresh = model.init_state(1)
+    hidden = "h" in fresh
+    if not fresh:
         raise SteertimeError(
             f"{model.model_name} keeps no state from frame to frame: there is no memory to trace"
         )

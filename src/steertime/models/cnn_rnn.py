@@ -44,7 +44,8 @@ from steertime.models.encoders import activation, to_float
 from steertime.models.registry import create_encoder, encoder_fields, register_model
 from steertime.models.temporal_conv import CausalTCN
 
-_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "tcn": CausalTCN}
+_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CORES = (*_RNN, "tcn")  # `tcn`: steertime.models.temporal_conv, a fixed horizon
 _CELL = {"gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 _WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -88,10 +89,10 @@ class CnnRnnConfig:
 class CnnRnn(SequenceModel):
     def __init__(self, cfg: CnnRnnConfig) -> None:
         super().__init__()
-        if cfg.rnn not in _RNN:
+        if cfg.rnn not in CORES:
             from steertime.errors import SteertimeError
 
-            raise SteertimeError(f"rnn must be one of {sorted(_RNN)}, got {cfg.rnn!r}")
+            raise SteertimeError(f"rnn must be one of {sorted(CORES)}, got {cfg.rnn!r}")
         self.config = cfg  # also set by create_model; one name for one config
         self.n_outputs = cfg.n_outputs
         self.autoregressive = cfg.autoregressive
