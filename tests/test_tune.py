@@ -49,3 +49,27 @@ def test_tune_resumes_and_best_config_trains(tiny_cache, tmp_path):
     r = CliRunner().invoke(app, ["train", "--config", str(best), "--out", str(tmp_path / "again")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "again" / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_resumed_and_parallel_workers_propose_new_trials(tiny_cache, tmp_path, monkeypatch):
+    """A fixed sampler seed used to replay the study's first trials on every resume (and
+    two workers started together trained the same configs): each start now samples anew."""
+    from steertime.train import TrainConfig, apply_overrides
+    from steertime.train import tune as tune_mod
+
+    monkeypatch.setattr(tune_mod, "train", lambda cfg, **kw: (_ for _ in ()).throw(_Stop(cfg)))
+    base = apply_overrides(TrainConfig(), ["model.name=cnn_gru"])
+    base.data.cache = str(tiny_cache)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    proposed = []
+    for seed in (7, 7, None, None):  # a resume with the same seed, then two fresh workers
+        try:
+            tune_mod.tune(base, 1, storage, "t", tmp_path / "tune", seed=seed)
+        except _Stop as stop:
+            proposed.append((stop.cfg.optim.lr, stop.cfg.model.get("dropout")))
+    assert len(proposed) == 4 and len(set(proposed)) == 4, proposed
+
+
+class _Stop(Exception):
+    def __init__(self, cfg):
+        self.cfg = cfg

@@ -69,7 +69,7 @@ def train(
 @app.command()
 def tune(
     data_: Path = typer.Option(..., "--data", help="Prepared cache."),
-    model: str = typer.Option("cnn_lstm"),
+    model: str = typer.Option(None, help="Model to tune [default: --config's, else cnn_lstm]."),
     trials: int = typer.Option(20, help="Trials to run now (added to the study)."),
     storage: str = typer.Option(
         "sqlite:///study.db", help="Optuna storage URL (shared DB for many machines)."
@@ -78,19 +78,25 @@ def tune(
     out: Path = typer.Option(Path("tune"), "--out", "-o", help="Trial runs and best_config.yaml."),
     config: Path = typer.Option(None, help="Base config the search starts from."),
     set_: list[str] = typer.Option([], "--set", help="Base overrides: section.key=value."),
+    seed: int = typer.Option(
+        None,
+        help="Sampler seed [default: a fresh one, so workers sharing a study never propose "
+        "the same trials].",
+    ),
 ) -> None:
     """Search learning rate, hidden size, seq_len, dropout, clipping and optimiser with Optuna."""
     from steertime.train import TrainConfig, apply_overrides, load_config
     from steertime.train.tune import tune as run_tune
 
-    base = apply_overrides(
-        load_config(config) if config else TrainConfig(), [f"model.name={model}", *set_]
-    )
+    base = load_config(config) if config else TrainConfig()
+    model = model or (base.model["name"] if config else "cnn_lstm")
+    base = apply_overrides(base, [f"model.name={model}", *set_])
     base.data.cache = str(data_)
-    r = run_tune(base, trials, storage, study, out)
+    r = run_tune(base, trials, storage, study, out, seed=seed)
     console.print(
         f"study {r['study']}: {r['trials']} trials ({r['complete']} complete, "
-        f"{r['pruned']} pruned); best val RMSE {r['best_value']:.4g} with {r['best_params']}"
+        f"{r['pruned']} pruned, sampler seed {r['seed']}); best val RMSE {r['best_value']:.4g} "
+        f"with {r['best_params']}"
     )
     console.print(
         f"best config: {r['best_config']}  →  steertime train --config {r['best_config']} --out RUN"

@@ -11,8 +11,10 @@ work on one study. The best trial's full config is written where `train --config
 from __future__ import annotations
 
 import copy
+import secrets
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from steertime.atomic import write_text
@@ -42,8 +44,9 @@ def tune(
     storage: str,
     study_name: str,
     out: Path,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> dict:
+    """Run `trials` more trials of the study; `seed` None draws a fresh sampler seed."""
     import optuna
 
     out = Path(out)
@@ -53,9 +56,15 @@ def tune(
         storage=storage,
         load_if_exists=True,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
+    # A fixed sampler seed replays the same first (random) trials: two workers of one
+    # study, or a resumed study, would train identical configs. The seed is therefore
+    # fresh per worker unless given, and a given one is mixed with the trials already done.
+    if seed is None:
+        seed = secrets.randbits(32)
+    mixed = np.random.SeedSequence([seed, len(study.trials)]).generate_state(1)[0]
+    study.sampler = optuna.samplers.TPESampler(seed=int(mixed))
 
     def objective(trial) -> float:
         cfg = sample(trial, base)
@@ -82,4 +91,5 @@ def tune(
         "best_value": best.value,
         "best_params": best.params,
         "best_config": str(out / "best_config.yaml"),
+        "seed": seed,
     }
