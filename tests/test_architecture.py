@@ -167,7 +167,7 @@ def test_run_meta_round_trips_a_saved_run(tmp_path):
 
 def test_training_position_round_trips_the_stored_dict():
     """`Position` reads and writes `meta["position"]` exactly as the dict it replaced."""
-    from steertime.train.loop import Position
+    from steertime.train.position import Position
 
     fresh = Position().to_dict()
     assert fresh == {

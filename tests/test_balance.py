@@ -9,7 +9,7 @@ import torch
 from steertime.errors import SteertimeError
 from steertime.models import OutputLayout, create_model
 from steertime.train import train
-from steertime.train.loop import loss_is_share
+from steertime.train.position import loss_is_share
 from steertime.train.step import StepLoss
 from steertime.train.targets import BALANCE_BINS, BALANCE_CAP, balance_weights
 from tests.conftest import small_train_config

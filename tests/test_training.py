@@ -166,7 +166,7 @@ def test_a_strided_chunk_reads_every_kth_frame_and_its_label(tiny_cache):
 
 
 def test_patience_waits_until_the_model_leaves_predict_the_mean():
-    from steertime.train.loop import Position, loss_is_share, still_at_mean
+    from steertime.train.position import Position, loss_is_share, still_at_mean
 
     share = loss_is_share(TrainConfig().train, False)
     assert still_at_mean(share, 0.97) and not still_at_mean(share, 0.6)

@@ -16,23 +16,19 @@
   segments, keep the best val steering RMSE in `checkpoints/best`, log, maybe stop, and
   write `checkpoints/last`.
 
-Where the run is (epoch, step, best score, …) is one small dataclass, `Position`, stored
-in the checkpoint's meta as the dict it always was.
+Where the run is (epoch, step, best score, …) and when patience is spent live in
+`train/position.py`; the run folder's files in `train/runfolder.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import io
 import math
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +62,13 @@ from steertime.train.batches import (
     stateful_schedule,
     window_schedule,
 )
-from steertime.train.config import LoopConfig, TrainConfig, load_config
+from steertime.train.config import TrainConfig, load_config
 from steertime.train.ema import WeightEMA
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
 from steertime.train.optim import lr_at, make_optimizer
+from steertime.train.position import Position, loss_is_share, loss_name, still_at_mean
 from steertime.train.runfolder import (
+    append_metrics,
     check_data_hash,
     check_resume,
     recover_checkpoints,
@@ -88,93 +86,6 @@ from steertime.train.warmstart import freeze, warm_start
 
 class TrainingDiverged(SteertimeError):
     pass
-
-
-@dataclass
-class Position:
-    """Where a run is; saved in `checkpoints/last/meta.json` as `position` so a resumed run
-    continues at the same step with the same running loss."""
-
-    epoch: int = 0
-    step: int = 0  # steps done in this epoch
-    global_step: int = 0
-    best: float = math.inf
-    bad_epochs: int = 0
-    loss_sum: float = 0.0
-    loss_n: int = 0
-    done: bool = False
-    best_epoch: int | None = None  # stored once an epoch improved
-    ema_n: int | None = None  # stored with optim.ema
-    elapsed_s: float = 0.0  # seconds trained up to the last epoch's end (see _Training.elapsed)
-
-    @property
-    def mean_loss(self) -> float:
-        return self.loss_sum / max(1, self.loss_n)
-
-    def judge(self, score: float, epoch: int, at_mean: bool) -> None:
-        """An epoch's validation score: a new best resets patience; one no better spends
-        it, unless the model still predicts the mean (`at_mean`, see `still_at_mean`)."""
-        if score < self.best:
-            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
-        elif not at_mean:
-            self.bad_epochs += 1
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if v is not None or k not in ("best_epoch", "ema_n")}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Position:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def loss_is_share(t: LoopConfig, autoregressive: bool, balanced: bool = False) -> bool:
-    """Whether the training loss is a share of the label variance (1 = predicting the
-    mean): only the plain MSE objective over normalised targets — not a Gaussian NLL, a
-    cross-entropy over bins, the auxiliary term on top, Komanda's sum of three MSEs, nor
-    frames weighted by their label's rarity (`data.balance`: the mean's loss exceeds 1)."""
-    return not (t.spread or t.bins or t.aux_leads or autoregressive or balanced)
-
-
-# An epoch whose training loss is still at predict-the-mean's has not started to learn
-# (the default init spends its first ~100 steps there, longer with short windows): its
-# validation score ranks nothing, so it does not use up `train.patience`. A loss of twice
-# that is not "not yet learning" but diverging, and spends patience as ever.
-STILL_AT_MEAN = (0.9, 2.0)
-
-
-def still_at_mean(share: bool, train_loss: float) -> bool:
-    """True for an epoch whose mean training loss, a share of the label variance
-    (`loss_is_share`), says the model still predicts the mean."""
-    return share and STILL_AT_MEAN[0] <= train_loss < STILL_AT_MEAN[1]
-
-
-def _loss_name(t) -> str:
-    if t.spread:
-        return "Gaussian NLL"
-    if t.bins:
-        return "cross-entropy over bins"
-    # the auxiliary term adds its own share of the leads' variance on top
-    return "1 + aux_weight = predict-the-mean" if t.aux_leads else "1 = predict-the-mean"
-
-
-def _append_metrics(run: Path, row: dict, keep_epochs_below: int | None = None) -> None:
-    """Rewrite metrics.csv atomically (rows of epochs >= keep_epochs_below are dropped)."""
-    f = run / "metrics.csv"
-    rows = list(csv.DictReader(f.open())) if f.is_file() else []
-    if keep_epochs_below is not None:
-        rows = [r for r in rows if int(r["epoch"]) < keep_epochs_below]
-    if row:
-        rows.append(row)
-    if not rows:
-        return
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, keys)
-    w.writeheader()
-    w.writerows(rows)
-    write_text(f, buf.getvalue())
 
 
 def _check_lead_within_guard(
@@ -480,7 +391,7 @@ class _Training:
             k: v[info.rank :: info.world].to(info.device) for k, v in full.items()
         } or self.carried
         if info.is_main:
-            _append_metrics(self.run, {}, keep_epochs_below=self.pos.epoch)
+            append_metrics(self.run, {}, keep_epochs_below=self.pos.epoch)
 
     def _start_run_folder(self) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
@@ -685,7 +596,7 @@ class _Training:
         pos.elapsed_s = row["elapsed_s"]
         self.last_row = row
         if info.is_main:
-            _append_metrics(self.run, row)
+            append_metrics(self.run, row)
             for k, v in row.items():
                 if k.startswith("track_"):
                     self.writer.add_scalar(f"track/{k[6:]}", v, epoch)
@@ -782,7 +693,7 @@ class _Training:
         )
         return (
             f"epoch {epoch + 1}/{self.t.epochs}: train loss {row['train_loss']:.3g} "
-            f"({_loss_name(self.t)}), "
+            f"({loss_name(self.t)}), "
             f"lr {row['lr']:.2g}; val {shown}; {best}"
         )
 

@@ -8,19 +8,22 @@ a resume that refuses a changed config or changed data.
   one is renamed back before resuming.
 - `resume_changes(stored, wanted)`: what a resume would change; only `SAFE_ON_RESUME`
   keys may change (they alter how long or where the run goes on, not what it learns).
+- `append_metrics(run, row)`: `metrics.csv`, rewritten atomically each epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
+import io
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from steertime.atomic import clean_orphans, recover_dir
+from steertime.atomic import clean_orphans, recover_dir, write_text
 from steertime.errors import SteertimeError
 from steertime.models.checkpoint import read_meta, read_tensors
 
@@ -143,3 +146,21 @@ def started(run: Path) -> bool:
     """A run that wrote anything into checkpoints/ (a config.yaml alone is a failed start)."""
     ck = run / "checkpoints"
     return ck.is_dir() and any(ck.iterdir())
+
+
+def append_metrics(run: Path, row: dict, keep_epochs_below: int | None = None) -> None:
+    """Rewrite metrics.csv atomically (rows of epochs >= keep_epochs_below are dropped)."""
+    f = run / "metrics.csv"
+    rows = list(csv.DictReader(f.open())) if f.is_file() else []
+    if keep_epochs_below is not None:
+        rows = [r for r in rows if int(r["epoch"]) < keep_epochs_below]
+    if row:
+        rows.append(row)
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, keys)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(f, buf.getvalue())
