@@ -73,3 +73,36 @@ def test_resumed_and_parallel_workers_propose_new_trials(tiny_cache, tmp_path, m
 class _Stop(Exception):
     def __init__(self, cfg):
         self.cfg = cfg
+
+
+def test_pruning_waits_until_the_model_learns(tiny_cache, tmp_path, monkeypatch):
+    """Epochs at predict-the-mean rank nothing (every trial's RMSE is the label spread
+    plus noise): no trial is pruned there, while one worse once learning is."""
+    import optuna
+
+    from steertime.train import TrainConfig, apply_overrides
+    from steertime.train import tune as tune_mod
+
+    calls = []
+
+    def fake_train(cfg, progress=False, on_epoch=None):
+        k = len(calls)
+        calls.append(k)
+        best = float("inf")
+        for epoch in range(cfg.train.epochs):
+            learning = epoch >= 6
+            # at the mean: trial k's noise is as large as the learnt differences
+            score = (0.9 if k == 5 else 0.3) if learning else 0.5 + 0.05 * (k % 3)
+            best = min(best, score)
+            on_epoch(epoch, {"score": score, "best": best, "at_mean": not learning})
+        return tmp_path / f"run{k}"
+
+    monkeypatch.setattr(tune_mod, "train", fake_train)
+    monkeypatch.setattr(tune_mod, "read_run_meta", lambda run: type("M", (), {"score": 0.3})())
+    base = apply_overrides(TrainConfig(), ["model.name=cnn_gru", "train.epochs=8"])
+    base.data.cache = str(tiny_cache)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    tune_mod.tune(base, 6, storage, "p", tmp_path / "tune", seed=0)
+    states = [t.state for t in optuna.load_study(study_name="p", storage=storage).trials]
+    assert states[:5] == [optuna.trial.TrialState.COMPLETE] * 5, states
+    assert states[5] == optuna.trial.TrialState.PRUNED

@@ -117,7 +117,9 @@ def train(
     """Train a model; returns the run folder. With `resume`, continue `cfg.out`'s run.
 
     `on_epoch(epoch, metrics)` is called after each validation (metrics include `score`,
-    the value early stopping uses); it may raise to stop the run (e.g. Optuna pruning).
+    the value early stopping uses, `best`, the lowest so far, and `at_mean`, true while the
+    training loss says the model still predicts the mean); it may raise to stop the run
+    (e.g. Optuna pruning).
     """
     if not cfg.out:
         raise SteertimeError("train needs an output run folder (out)")
@@ -603,7 +605,7 @@ class _Training:
                 elif k not in ("epoch", "global_step"):
                     self.writer.add_scalar(f"epoch/{k}", v, epoch)
         if on_epoch is not None:
-            on_epoch(epoch, {**metrics, "score": score})
+            on_epoch(epoch, {**metrics, "score": score, "best": pos.best, "at_mean": at_mean})
         if pos.bad_epochs >= t.patience:
             pos.done = True
         if pos.done or epoch + 1 >= t.epochs:
