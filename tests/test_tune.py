@@ -77,7 +77,8 @@ class _Stop(Exception):
 
 def test_pruning_waits_until_the_model_learns(tiny_cache, tmp_path, monkeypatch):
     """Epochs at predict-the-mean rank nothing (every trial's RMSE is the label spread
-    plus noise): no trial is pruned there, while one worse once learning is."""
+    plus noise): no trial is pruned there; one worse once learning is, and so is one
+    still at the mean after half the epochs."""
     import optuna
 
     from steertime.train import TrainConfig, apply_overrides
@@ -90,8 +91,8 @@ def test_pruning_waits_until_the_model_learns(tiny_cache, tmp_path, monkeypatch)
         calls.append(k)
         best = float("inf")
         for epoch in range(cfg.train.epochs):
-            learning = epoch >= 6
-            # at the mean: trial k's noise is as large as the learnt differences
+            learning = epoch >= 4 and k != 6  # trial 6 never leaves the mean
+            # at the mean: the trials' noise is as large as the learnt differences
             score = (0.9 if k == 5 else 0.3) if learning else 0.5 + 0.05 * (k % 3)
             best = min(best, score)
             on_epoch(epoch, {"score": score, "best": best, "at_mean": not learning})
@@ -102,7 +103,8 @@ def test_pruning_waits_until_the_model_learns(tiny_cache, tmp_path, monkeypatch)
     base = apply_overrides(TrainConfig(), ["model.name=cnn_gru", "train.epochs=8"])
     base.data.cache = str(tiny_cache)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    tune_mod.tune(base, 6, storage, "p", tmp_path / "tune", seed=0)
-    states = [t.state for t in optuna.load_study(study_name="p", storage=storage).trials]
-    assert states[:5] == [optuna.trial.TrialState.COMPLETE] * 5, states
-    assert states[5] == optuna.trial.TrialState.PRUNED
+    tune_mod.tune(base, 7, storage, "p", tmp_path / "tune", seed=0)
+    trials = optuna.load_study(study_name="p", storage=storage).trials
+    S = optuna.trial.TrialState
+    assert [t.state for t in trials] == [S.COMPLETE] * 5 + [S.PRUNED] * 2
+    assert [len(t.intermediate_values) for t in trials[5:]] == [5, 5]  # pruned at epoch 4

@@ -43,10 +43,18 @@ def sample(trial, base: TrainConfig) -> TrainConfig:
 # epochs, where the validation RMSE of all trials sits within noise of the same value;
 # pruning on it there stopped 24 of 28 trials on a real tub at epoch 2, at random. So
 # trials are compared on their best score so far (one epoch's score jumps by +-0.03), only
-# after the first quarter of the epochs, only once 4 trials completed, and never while
-# the training loss says the model has not started to learn.
+# after the first quarter of the epochs, only once 4 trials completed, and not while the
+# training loss says the model has not started to learn — until half the epochs are
+# spent: a trial still at the mean then (SGD on the tub, all 30 epochs) is behind.
 PRUNE_AFTER_TRIALS = 4
 PRUNE_AFTER_EPOCHS_SHARE = 4
+
+
+def prunable(epoch: int, epochs: int, at_mean: bool) -> bool:
+    """Whether the pruner may judge this epoch of a trial (see PRUNE_AFTER_*)."""
+    return epoch >= max(1, epochs // PRUNE_AFTER_EPOCHS_SHARE) and (
+        not at_mean or epoch >= epochs // 2
+    )
 
 
 def tune(
@@ -69,7 +77,6 @@ def tune(
         direction="minimize",
         pruner=optuna.pruners.MedianPruner(
             n_startup_trials=PRUNE_AFTER_TRIALS,
-            n_warmup_steps=max(1, base.train.epochs // PRUNE_AFTER_EPOCHS_SHARE),
         ),
     )
     # A fixed sampler seed replays the same first (random) trials: two workers of one
@@ -87,7 +94,7 @@ def tune(
 
         def report(epoch: int, metrics: dict) -> None:
             trial.report(metrics["best"], epoch)
-            if not metrics["at_mean"] and trial.should_prune():
+            if prunable(epoch, cfg.train.epochs, metrics["at_mean"]) and trial.should_prune():
                 raise optuna.TrialPruned()
 
         run = train(cfg, progress=False, on_epoch=report)
