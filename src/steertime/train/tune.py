@@ -30,7 +30,7 @@ def sample(trial, base: TrainConfig) -> TrainConfig:
     optimizer = trial.suggest_categorical("optimizer", ["adam", "sgd"])
     # Each optimiser its own range: Adam's steps are ~lr per weight whatever the gradient,
     # SGD's are lr x gradient (norm ~1 here), so SGD at Adam's rates never leaves the mean
-    # (4 of 16 trials on a real tub, all 30 epochs) and above ~0.1 it blows up.
+    # (4 of 15 complete trials on a real tub, all 30 epochs) and above ~0.1 it blows up.
     lr = (
         trial.suggest_float("lr", 1e-4, 3e-3, log=True)
         if optimizer == "adam"
