@@ -237,8 +237,9 @@ class _Training:
         else:
             ahead, what = cfg.data.smooth, "data.lead + data.smooth"
         _check_lead_within_guard(cfg.data.lead + ahead, cache, what)
+        labels = train_values(cache, cfg.data.outputs)  # read once: layout, balance, notes
         self.layout = layout = fit_layout(
-            cache, cfg.data.outputs, cfg.data.weights, cfg.data.clip_outputs
+            cache, cfg.data.outputs, cfg.data.weights, cfg.data.clip_outputs, labels
         )
         layout.spread = t.spread
         if t.bins:
@@ -276,7 +277,7 @@ class _Training:
             bin_centers=layout.bin_centers() if layout.bins else None,
             precision=t.precision,
             aux_weight=t.aux_weight,
-            balance=self._balance(steer) if cfg.data.balance else None,
+            balance=self._balance(labels, steer) if cfg.data.balance else None,
         ).to(info.device)
         self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
         self.opt = make_optimizer(model, cfg.optim)
@@ -327,7 +328,7 @@ class _Training:
         self.monitor = TrainingMonitor(
             model, self.writer, self.clip, t.diagnostics and info.is_main
         )
-        self.monitor.labels = label_note(train_values(cache, layout.names))
+        self.monitor.labels = label_note(labels)
         self.loss_is_share = loss_is_share(t, model.autoregressive, cfg.data.balance > 0)
         self.monitor.loss_not_a_share = not self.loss_is_share
         if warmup_note and info.is_main:
@@ -339,11 +340,11 @@ class _Training:
         self.top = self._top_epochs(resume) if t.soup > 1 and info.is_main else None
         self.soup_line = ""
 
-    def _balance(self, steer: int) -> tuple[np.ndarray, np.ndarray]:
+    def _balance(self, labels: dict[str, np.ndarray], steer: int) -> tuple[np.ndarray, np.ndarray]:
         """`data.balance`'s bins and weights, fitted on the training split's labels (and
         their mirror images when `data.flip` negates the steering of half the chunks)."""
         name = self.layout.names[steer]
-        values = train_values(self.cache, [name])[name]
+        values = labels[name]
         if self.cfg.data.flip and name in ANTISYMMETRIC:
             values = np.concatenate([values, -values])
         return balance_weights(self.layout, values, steer, self.cfg.data.balance)

@@ -30,10 +30,15 @@ def train_values(cache: Cache, outputs: list[str]) -> dict[str, np.ndarray]:
 
 
 def fit_layout(
-    cache: Cache, outputs: list[str], weights: list[float], clip: bool = True
+    cache: Cache,
+    outputs: list[str],
+    weights: list[float],
+    clip: bool = True,
+    labels: dict[str, np.ndarray] | None = None,
 ) -> OutputLayout:
-    """Mean/std (and, with `clip`, min/max) of each output over the training split."""
-    vals = train_values(cache, outputs)
+    """Mean/std (and, with `clip`, min/max) of each output over the training split
+    (`labels`: `train_values(cache, outputs)` when the caller has read them already)."""
+    vals = labels if labels is not None else train_values(cache, outputs)
     units = [cache.drives[0].units[n].to_dict() for n in outputs]
     return OutputLayout(
         names=list(outputs),
