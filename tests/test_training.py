@@ -567,3 +567,45 @@ def test_monitor_says_when_the_loss_stays_at_the_label_variance():
     for step in range(LEARN_CHECK):
         ok.after_step(step, 0.3)
     assert not any("not learning" in t for t in ok.messages)
+
+
+def test_color_jitter_keeps_grey_mean_and_is_drawn_per_state_run(tiny_cache):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.train.batches import Augment, BatchReader, Chunk, relit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(40, 200, (2, 6, 8, 3)).astype(np.uint8)  # (T, H, W, 3)
+    assert (relit(x) == x).all()
+    grey = x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    flat = relit(x, saturation=0.0).astype(np.float32)
+    assert np.abs(flat - grey[..., None]).max() <= 1  # no saturation: every channel grey
+    low = relit(x, contrast=0.5).astype(np.float32)
+    assert low.std() < 0.6 * x.std()  # half the contrast, about the same mean
+    assert abs(low.mean() - x.mean()) < 2
+    red = relit(x, tint=(1.2, 1.0, 1.0))
+    assert (red[..., 1:] == x[..., 1:]).all() and red[..., 0].mean() > x[..., 0].mean()
+
+    cache = Cache.open(tiny_cache)
+    reader = BatchReader(cache, ["steering"], 5, 2)
+    kw = {"contrast": 1.3, "saturation": 0.7, "tint": (0.9, 1.0, 1.1)}
+    frames, target, _ = reader.read([Chunk(0, 20, True), Chunk(0, 20, True, **kw)])
+    assert (frames[1] == relit(frames[0].copy(), **kw)).all()
+    assert (target[1] == target[0]).all()
+
+    draws = [Augment(color=0.2).draw(rng) for _ in range(200)]
+    assert all(0.8 <= d["contrast"] <= 1.2 and 0.8 <= d["saturation"] <= 1.2 for d in draws)
+    assert all(0.9 <= g <= 1.1 for d in draws for g in d["tint"])
+    assert Augment(shift=2).draw(np.random.default_rng(0)) == Augment(shift=2, color=0).draw(
+        np.random.default_rng(0)
+    )  # a run without colour jitter draws as before
+    segs = [Segment(0, "train", 0, 203)]
+    steps = stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=Augment(color=0.3))
+    for b in range(2):
+        lane = [row[b] for row in steps]
+        for prev, cur in zip(lane, lane[1:], strict=False):
+            if not cur.reset:
+                assert (cur.contrast, cur.tint) == (prev.contrast, prev.tint)
+    with pytest.raises(SteertimeError, match="data.color"):
+        apply_overrides(TrainConfig(), ["data.color=1.5"]).validate()

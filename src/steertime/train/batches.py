@@ -27,6 +27,8 @@ Augmentation (opt-in) is drawn once per run of chunks that share a state — at 
 reset — so a sequence is never mirrored or re-lit halfway through its memory:
 - `flip`: mirror left-right and negate the antisymmetric signals (steering, torque, …);
 - `brightness`: multiply the frames by a gain in [1 - b, 1 + b];
+- `color`: contrast and saturation each scaled by a factor in [1 - c, 1 + c] and each
+  colour channel by one in [1 - c/2, 1 + c/2] (white balance) — another room's lamps;
 - `shift`: translate the frames by (dy, dx) pixels, each in [-s, s], edges repeated;
 - `faults` (`data.faults`, e.g. `blackout:0.5@5,drop:0.3@10`): camera faults on a
   schedule drawn per run of chunks (`steertime.data.faults`), continuous across its
@@ -69,6 +71,9 @@ class Chunk:
     dy: int = 0  # pixels the frames move down (negative: up)
     dx: int = 0  # pixels the frames move right
     stride: int = 1  # log rows between consecutive frames of the chunk
+    contrast: float = 1.0  # factor on each frame's deviation from its mean grey
+    saturation: float = 1.0  # factor on each pixel's deviation from its grey
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # gain per RGB channel
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Augment:
     faults: tuple[FaultSpec, ...] = ()
     shift: int = 0
     strides: tuple[int, ...] = (1,)  # frame steps drawn per segment (schedules, not `draw`)
+    color: float = 0.0
 
     def stride(self, rng: np.random.Generator) -> int:
         # drawn only when there is a choice, so runs without it keep their random streams
@@ -85,7 +91,13 @@ class Augment:
 
     @property
     def active(self) -> bool:
-        return self.flip or self.brightness > 0 or bool(self.faults) or self.shift > 0
+        return (
+            self.flip
+            or self.brightness > 0
+            or bool(self.faults)
+            or self.shift > 0
+            or self.color > 0
+        )
 
     def draw(self, rng: np.random.Generator) -> dict:
         out = {
@@ -96,6 +108,10 @@ class Augment:
             out["fault_seed"] = int(rng.integers(0, 2**31 - 1))
         if self.shift:  # drawn last, so runs without a shift keep their random streams
             out["dy"], out["dx"] = (int(v) for v in rng.integers(-self.shift, self.shift + 1, 2))
+        if self.color:  # last again: runs without it draw as before
+            c = self.color
+            out["contrast"], out["saturation"] = (float(v) for v in 1 + rng.uniform(-c, c, 2))
+            out["tint"] = tuple(float(v) for v in 1 + rng.uniform(-c / 2, c / 2, 3))
         return out
 
 
@@ -106,6 +122,31 @@ def shifted(frames: np.ndarray, dy: int, dx: int) -> np.ndarray:
     py, px = abs(dy), abs(dx)
     padded = np.pad(frames, ((0, 0), (py, py), (px, px), (0, 0)), mode="edge")
     return padded[:, py - dy : py - dy + h, px - dx : px - dx + w]
+
+
+# ITU-R BT.601 luma, as Pillow's convert("L")
+_GREY = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def relit(
+    frames: np.ndarray,
+    gain: float = 1.0,
+    contrast: float = 1.0,
+    saturation: float = 1.0,
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames with brightness `gain`, then saturation, contrast (about
+    each frame's mean grey) and a gain per channel applied, clipped back to uint8."""
+    x = frames.astype(np.float32) * gain  # (T, H, W, 3)
+    if saturation != 1.0:
+        grey = (x @ _GREY)[..., None]  # (T, H, W, 1)
+        x = grey + saturation * (x - grey)
+    if contrast != 1.0:
+        mean = (x @ _GREY).mean(axis=(1, 2))[:, None, None, None]  # (T, 1, 1, 1)
+        x = mean + contrast * (x - mean)
+    if tint != (1.0, 1.0, 1.0):
+        x *= np.asarray(tint, np.float32)
+    return np.clip(x, 0, 255).astype(np.uint8)
 
 
 def _augment(lanes: list[list[Chunk]], aug: Augment | None, rng) -> list[list[Chunk]]:
@@ -260,9 +301,8 @@ class BatchReader:
                 self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
             if c.dy or c.dx:
                 self.frames[b] = shifted(self.frames[b], c.dy, c.dx)
-            if c.gain != 1.0:
-                lit = self.frames[b].astype(np.float32) * c.gain
-                self.frames[b] = np.clip(lit, 0, 255).astype(np.uint8)
+            if c.gain != 1.0 or c.contrast != 1.0 or c.saturation != 1.0 or c.tint != (1, 1, 1):
+                self.frames[b] = relit(self.frames[b], c.gain, c.contrast, c.saturation, c.tint)
             self.missing[b] = False
             if self.faults and c.fault_seed >= 0 and self.features is None:
                 codes, starts = self._schedule(c.drive, c.fault_seed)

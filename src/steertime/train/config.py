@@ -31,6 +31,9 @@ class DataConfig:
     # driving on the left; fine for tracks without a lane side (Udacity sim, Donkeycar).
     flip: bool = False
     brightness: float = 0.0  # ± fraction of frame brightness, drawn per sequence
+    # ± fraction of contrast and of saturation, half of it per colour channel (white
+    # balance), drawn per sequence: lighting that differs from the recorded room. 0: off.
+    color: float = 0.0
     # ± pixels: each sequence's frames move by one random (dy, dx), edges repeated — a
     # small-data regulariser for pixel models (DrQ's random shift), one per sequence so
     # the motion between frames is untouched. 0: off.
@@ -318,6 +321,7 @@ def validate(cfg: TrainConfig) -> None:
         d.brightness,
         "in [0, 1)",
     )
+    need(finite(d.color) and 0 <= d.color < 1, "data.color", d.color, "in [0, 1)")
     need(d.lead >= 0, "data.lead", d.lead, ">= 0 frames")
     need(d.smooth >= 0, "data.smooth", d.smooth, ">= 0 frames")
     need(

@@ -189,14 +189,18 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
         tuple(parse_faults(cfg.data.faults)),
         cfg.data.shift,
         tuple(cfg.data.strides),
+        cfg.data.color,
     )
     if not 0 <= augment.brightness < 1:
         raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
     if cfg.data.lead < 0:
         raise SteertimeError(f"data.lead must be >= 0 frames, got {cfg.data.lead}")
-    if (augment.brightness or augment.faults or augment.shift) and cfg.data.features:
+    if (augment.brightness or augment.color or augment.faults or augment.shift) and (
+        cfg.data.features
+    ):
         raise SteertimeError(
-            "data.brightness / data.faults / data.shift need frames, not a features store"
+            "data.brightness / data.color / data.faults / data.shift need frames, "
+            "not a features store"
         )
     return augment
 
