@@ -263,11 +263,20 @@ def check_frames(
     differently prepared runs (`steertime ensemble` needs members that see the same frames)
     and a features model (it reads the protocol's one features store)."""
     for name, parts in mixes.items():
-        if len({tuple(frames[m]) for m, _ in parts}) > 1:
+        if len({_seen(frames[m]) for m, _ in parts}) > 1:
             raise SystemExit(f"--mix {name}: its members are prepared differently")
     for m, f in frames.items():
         if f != frame and any(FEATS in a for a in recipes[base(m)]):
             raise SystemExit(f"--variant {base(m)}: a features model takes no prepare.* key")
+
+
+# `prepare` flags that choose which frames train and which validate, not what a frame looks
+# like: members that differ only in these (bagging: `prepare.seed=K`) see the same frames.
+SPLIT_FLAGS = frozenset({"--split", "--seed", "--val", "--test", "--guard"})
+
+
+def _seen(flags: list[str]) -> tuple:
+    return tuple(sorted((k, v) for k, v in _pairs(flags).items() if k not in SPLIT_FLAGS))
 
 
 def ensembles(models: list[str]) -> dict[str, list[str]]:

@@ -110,10 +110,14 @@ def test_a_prepare_variant_gets_its_own_frame_and_cache(bench):
 
 def test_what_a_prepare_variant_cannot_do_is_refused_before_training(bench):
     frame, recipes = bench.FRAME["tub"], bench.RECIPES["tub"]
-    variants = {"cnn_lstm_r72": ["prepare.size=72x96"], "feat_lstm_r72": ["prepare.size=72x96"]}
-    models = ["cnn_lstm", "cnn_lstm_s1", "cnn_lstm_r72", "cnn_lstm_r72_s1"]
+    variants = {
+        "cnn_lstm_r72": ["prepare.size=72x96"],
+        "feat_lstm_r72": ["prepare.size=72x96"],
+        "cnn_lstm_bag": ["prepare.seed=1"],  # other validation blocks: the same frames
+    }
+    models = ["cnn_lstm", "cnn_lstm_s1", "cnn_lstm_r72", "cnn_lstm_r72_s1", "cnn_lstm_bag"]
     frames = bench.frames_of(frame, models, variants)
-    same = {"m": [("cnn_lstm", 1.0), ("cnn_lstm_s1", 1.0)]}
+    same = {"m": [("cnn_lstm", 1.0), ("cnn_lstm_s1", 1.0), ("cnn_lstm_bag", 1.0)]}
     bench.check_frames(frames, frame, bench.with_variants(recipes, models, variants), same)
     mixed = {"m": [("cnn_lstm", 1.0), ("cnn_lstm_r72", 1.0)]}
     with pytest.raises(SystemExit, match="--mix m: its members are prepared differently"):

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from steertime.errors import SteertimeError
+from steertime.models.cnn_rnn import RECURRENT
 from steertime.models.temporal_conv import CausalTCN
 
-_RNN = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-CELLS = (*_RNN, "tcn")
+CELLS = ("rnn", "gru", "lstm", "tcn")  # the order a lesson shows them in
 
 
 @dataclass
@@ -45,7 +45,7 @@ def memory_task(
         raise SteertimeError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    rnn = _Window(hidden) if cell == "tcn" else _RNN[cell](2, hidden, batch_first=True)
+    rnn = _Window(hidden) if cell == "tcn" else RECURRENT[cell](2, hidden, batch_first=True)
     if cell == "lstm":  # forget gates start open (Jozefowicz et al. 2015): remember by default
         with torch.no_grad():
             rnn.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)

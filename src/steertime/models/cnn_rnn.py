@@ -44,8 +44,9 @@ from steertime.models.encoders import activation, to_float
 from steertime.models.registry import create_encoder, encoder_fields, register_model
 from steertime.models.temporal_conv import CausalTCN
 
-_RNN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-CORES = (*_RNN, "tcn")  # `tcn`: steertime.models.temporal_conv, a fixed horizon
+# name -> torch recurrent layer; `diagnostics.memory` trains the same layers
+RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CORES = (*RECURRENT, "tcn")  # `tcn`: steertime.models.temporal_conv, a fixed horizon
 _CELL = {"gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 _WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -135,7 +136,7 @@ class CnnRnn(SequenceModel):
         if cfg.rnn == "tcn":
             self.rnn = CausalTCN(rnn_in, cfg.hidden, cfg.layers, cfg.tcn_kernel, cfg.act)
         else:
-            self.rnn = _RNN[cfg.rnn](
+            self.rnn = RECURRENT[cfg.rnn](
                 rnn_in,
                 cfg.hidden,
                 num_layers=cfg.layers,
