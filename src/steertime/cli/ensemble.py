@@ -18,8 +18,9 @@ def ensemble(
         "", help="Comma-separated weight per run, e.g. 3,1,1,1 (default: equal)."
     ),
 ) -> None:
-    """Average trained runs (other seeds, other families) into one run that predict,
-    evaluate, export and the Donkeycar part use like any other."""
+    """Average trained runs (other seeds, other families) into one run.
+
+    `predict`, `evaluate`, `export` and the Donkeycar part use it like any other run."""
     from steertime.models.checkpoint import read_run_meta
     from steertime.models.ensemble import build_ensemble
 
