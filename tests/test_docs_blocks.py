@@ -103,6 +103,10 @@ def test_docs_block_parses_and_uses_what_it_made(block):
             assert opts["--data"][0] in caches, f"{opts['--data'][0]} is prepared nowhere above"
         if cmd in ("train", "ensemble") and out:
             runs.add(out)
+        if cmd == "train" and out and "--seeds" in opts:  # members under OUT/members/
+            sets = dict(o.partition("=")[::2] for o in opts.get("--set", []))
+            first = int(sets.get("train.seed", 0))
+            runs |= {f"{out}/members/seed{first + k}" for k in range(int(opts["--seeds"][0]))}
         if cmd == "prepare" and out:
             caches.add(out)
 

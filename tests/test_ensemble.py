@@ -184,3 +184,38 @@ def test_ensemble_of_spread_runs_mixes_their_gaussians_and_steps_without_frames(
     plain = _run(tmp_path, "cnn_lstm", LAYOUT, 3)
     with pytest.raises(SteertimeError, match="all predict one, or none"):
         build_ensemble([runs[0], plain], tmp_path / "mixed")
+
+
+def test_train_seeds_averages_k_runs_resumes_each_and_refuses_a_second_start(tiny_cache, tmp_path):
+    from tests.conftest import SMALL_TRAIN
+
+    out = tmp_path / "lstm"
+    sets = [a for o in [*SMALL_TRAIN, "train.threads=1", "train.seed=3"] for a in ("--set", o)]
+    cmd = ["train", "--data", str(tiny_cache), "--model", "cnn_lstm", "--out", str(out), *sets]
+    r = CliRunner().invoke(app, [*cmd, "--seeds", "2"])
+    assert r.exit_code == 0, r.output
+    members = read_run_meta(out)["members"]
+    assert [m["run"] for m in members] == [
+        str((out / "members" / f"seed{s}").resolve()) for s in (3, 4)
+    ]
+    assert [m["weight"] for m in members] == [1.0, 1.0]
+    for s in (3, 4):  # each member is a run of its own, with its seed
+        cfg = (out / "members" / f"seed{s}" / "config.yaml").read_text()
+        assert f"seed: {s}" in cfg
+    assert "ensemble of 2" in r.output
+    p = Predictor.from_run(out)  # the folder is a run like any other
+    assert np.isfinite(p.step(np.zeros((160, 320, 3), np.uint8), 0.0)["steering"])
+
+    again = CliRunner().invoke(app, [*cmd, "--seeds", "2"])
+    assert "already holds a run" in str(again.exception)
+    # resume with one more epoch: both members go on (their stored seeds), ensemble rebuilt
+    more = ["train", "--out", str(out), "--resume", "--epochs", "2", "--seeds", "2"]
+    r = CliRunner().invoke(app, more)
+    assert r.exit_code == 0, r.output
+    for s in (3, 4):
+        rows = (out / "members" / f"seed{s}" / "metrics.csv").read_text().strip().splitlines()
+        assert len(rows) == 3  # header + 2 epochs
+    bad = CliRunner().invoke(app, [*cmd, "--seeds", "0"])
+    assert "--seeds must be >= 1" in str(bad.exception)
+    none = ["train", "--out", str(tmp_path / "none"), "--resume", "--seeds", "2"]
+    assert "no member run to resume" in str(CliRunner().invoke(app, none).exception)

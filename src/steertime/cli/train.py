@@ -23,13 +23,22 @@ def train(
     config: Path = typer.Option(None, help="YAML config (e.g. written by tune or a run)."),
     set_: list[str] = typer.Option([], "--set", help="Override: section.key=value."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    seeds: int = typer.Option(
+        1,
+        help="Train this many seeds (train.seed, +1, ...) under OUT/members/ and write their "
+        "average to OUT as one run (steertime ensemble): about 2% better held out, K times "
+        "the training and the per-frame compute.",
+    ),
 ) -> None:
     """Train a model on a prepared cache (stateful truncated BPTT by default)."""
     from steertime.evaluate.cost import describe, training_cost
     from steertime.train import TrainConfig, apply_overrides, load_config
     from steertime.train import train as run_training
     from steertime.train.loop import resume_config
+    from steertime.train.members import recipe_of, train_members
 
+    if seeds < 1:
+        raise SteertimeError(f"--seeds must be >= 1, got {seeds}")
     pairs = [
         f"{k}={v}"
         for k, v in [
@@ -50,7 +59,10 @@ def train(
             raise SteertimeError("--resume continues the run's own config; drop --config")
         # options given with --resume are compared with the run's config: a change that
         # would mix two runs is refused, naming it; a safe one (more epochs) is applied
-        cfg, safe = resume_config(out, pairs + list(set_))
+        if seeds > 1:
+            cfg, safe = recipe_of(out, pairs + list(set_)), []
+        else:
+            cfg, safe = resume_config(out, pairs + list(set_))
         for line in safe:
             console.print(f"resuming with {line}", highlight=False)
     else:
@@ -60,7 +72,10 @@ def train(
             cfg.out = str(out)
         if not cfg.data.cache or not cfg.out:
             raise SteertimeError("train needs --data CACHE and --out RUN (or a --config with both)")
-    run = run_training(cfg, resume=resume)
+    if seeds > 1:
+        run = train_members(cfg, seeds, resume, pairs + list(set_))
+    else:
+        run = run_training(cfg, resume=resume)
     console.print(f"run written to {run} (best: {run / 'checkpoints' / 'best'})")
     if cost := training_cost(run):
         console.print(describe(run.name, cost), highlight=False)
