@@ -215,6 +215,13 @@ def test_train_seeds_averages_k_runs_resumes_each_and_refuses_a_second_start(tin
     for s in (3, 4):
         rows = (out / "members" / f"seed{s}" / "metrics.csv").read_text().strip().splitlines()
         assert len(rows) == 3  # header + 2 epochs
+    plain = CliRunner().invoke(app, ["train", "--out", str(out), "--resume"])
+    assert "holds 2 members (seed3, seed4); resume it with --seeds 2" in str(plain.exception)
+    grown = CliRunner().invoke(app, [*more[:-1], "3"])  # a third seed joins the average
+    assert grown.exit_code == 0, grown.output
+    assert len(read_run_meta(out)["members"]) == 3
+    bad = CliRunner().invoke(app, ["train", "--out", str(out), "--resume", "--seeds", "2"])
+    assert "seed5 are not among --seeds 2" in str(bad.exception)
     bad = CliRunner().invoke(app, [*cmd, "--seeds", "0"])
     assert "--seeds must be >= 1" in str(bad.exception)
     none = ["train", "--out", str(tmp_path / "none"), "--resume", "--seeds", "2"]

@@ -149,6 +149,12 @@ def resume_config(run: str | Path, overrides: list[str] = ()) -> tuple[TrainConf
 
     run = Path(run)
     if not (run / "config.yaml").is_file():
+        members = sorted(p.name for p in (run / "members").glob("seed*"))
+        if members:  # `train --seeds K` keeps each member's config in its own folder
+            raise SteertimeError(
+                f"{run}: holds {len(members)} members ({', '.join(members)}); resume it with "
+                f"--seeds {len(members)}"
+            )
         raise SteertimeError(f"{run}: nothing to resume (no config.yaml)")
     stored = load_config(run / "config.yaml")
     wanted = apply_overrides(load_config(run / "config.yaml"), list(overrides))

@@ -57,6 +57,12 @@ def train_members(
     if not resume and (out / "checkpoints").exists():
         raise SteertimeError(f"{out} already holds a run; use --resume, or another --out")
     runs = member_runs(out, cfg.train.seed, seeds)
+    others = sorted({r.name for r in (out / MEMBERS).glob("seed*")} - {r.name for r in runs})
+    if resume and others:  # an average of fewer members would quietly drop trained ones
+        raise SteertimeError(
+            f"{out}: members {', '.join(others)} are not among --seeds {seeds} from seed "
+            f"{cfg.train.seed}; resume with the --seeds the run was started with"
+        )
     for i, run in enumerate(runs):
         again = resume and (run / "config.yaml").is_file() and started(run)
         if again:
