@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from steertime.cli import app
+from steertime.errors import SteertimeError
 from steertime.train import load_config
 
 
@@ -109,3 +112,38 @@ def test_pruning_waits_until_the_model_learns(tiny_cache, tmp_path, monkeypatch)
     S = optuna.trial.TrialState
     assert [t.state for t in trials] == [S.COMPLETE] * 5 + [S.PRUNED] * 2
     assert [len(t.intermediate_values) for t in trials[5:]] == [5, 5]  # pruned at epoch 4
+
+
+def test_seeds_per_trial_score_their_mean_and_report_each_seed(tiny_cache, tmp_path, monkeypatch):
+    import optuna
+
+    from steertime.train import TrainConfig, apply_overrides
+    from steertime.train import tune as tune_mod
+
+    trained = []
+
+    def fake_train(cfg, progress=False, on_epoch=None):
+        trained.append((cfg.train.seed, cfg.out))
+        for epoch in range(cfg.train.epochs):
+            on_epoch(epoch, {"score": 0.4, "best": 0.4, "at_mean": False})
+        return Path(cfg.out)
+
+    score = {"seed3": 0.30, "seed4": 0.36}
+    monkeypatch.setattr(tune_mod, "train", fake_train)
+    monkeypatch.setattr(
+        tune_mod,
+        "read_run_meta",
+        lambda run: type("M", (), {"score": score[run.parent.parent.name]})(),
+    )
+    base = apply_overrides(TrainConfig(), ["model.name=cnn_gru", "train.epochs=3", "train.seed=3"])
+    base.data.cache = str(tiny_cache)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    r = tune_mod.tune(base, 1, storage, "s", tmp_path / "tune", seed=0, seeds=2)
+    folder = tmp_path / "tune" / "trial_0000"
+    assert trained == [(3, str(folder / "seed3")), (4, str(folder / "seed4"))]
+    assert r["best_value"] == pytest.approx(0.33)
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert sorted(trial.intermediate_values) == list(range(6))  # seed k's epochs at k*3 + e
+    assert trial.user_attrs["seed_scores"] == [0.30, 0.36]
+    with pytest.raises(SteertimeError, match="--seeds"):
+        tune_mod.tune(base, 1, storage, "s", tmp_path / "tune", seeds=0)

@@ -7,6 +7,13 @@ the median of the others' at the same epoch (see PRUNE_AFTER_*). The study lives
 Optuna storage: the same `--storage` and `--study` resume it, and a shared database URL
 (e.g. PostgreSQL) lets several machines work on one study. The best trial's full config is
 written where `train --config` reads it.
+
+With `seeds` K > 1 each trial trains K seeds of its config (train.seed, +1, ...) and
+scores their mean best validation RMSE: on a real tub one seed's score moves by as much as
+the configs differ (the top five of 24 single-seed trials sat inside the recipe's own two
+seeds), so a single-seed search ranks luck. K seeds halve that noise at K = 4, for K times
+the training per trial. Each seed's epochs report as steps `k * epochs + epoch`, so the
+pruner compares every seed with the other trials' same seed.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import numpy as np
 import yaml
 
 from steertime.atomic import write_text
+from steertime.errors import SteertimeError
 from steertime.models.checkpoint import read_run_meta
 from steertime.train.config import TrainConfig, apply_overrides
 from steertime.train.loop import train
@@ -73,8 +81,12 @@ def tune(
     study_name: str,
     out: Path,
     seed: int | None = None,
+    seeds: int = 1,
 ) -> dict:
-    """Run `trials` more trials of the study; `seed` None draws a fresh sampler seed."""
+    """Run `trials` more trials of the study; `seed` None draws a fresh sampler seed;
+    `seeds` training seeds per trial, scored by their mean."""
+    if seeds < 1:
+        raise SteertimeError(f"--seeds must be >= 1, got {seeds}")
     import optuna
 
     out = Path(out)
@@ -98,16 +110,25 @@ def tune(
 
     def objective(trial) -> float:
         cfg = sample(trial, base)
-        cfg.out = str(out / f"trial_{trial.number:04d}")
+        folder = out / f"trial_{trial.number:04d}"
+        cfg.out = str(folder)
         trial.set_user_attr("config", cfg.to_dict())
+        scores = []
+        for k in range(seeds):
+            one = copy.deepcopy(cfg)
+            if seeds > 1:
+                one.train.seed = cfg.train.seed + k
+                one.out = str(folder / f"seed{one.train.seed}")
 
-        def report(epoch: int, metrics: dict) -> None:
-            trial.report(metrics["best"], epoch)
-            if prunable(epoch, cfg.train.epochs, metrics["at_mean"]) and trial.should_prune():
-                raise optuna.TrialPruned()
+            def report(epoch: int, metrics: dict, k: int = k) -> None:
+                trial.report(metrics["best"], k * cfg.train.epochs + epoch)
+                if prunable(epoch, cfg.train.epochs, metrics["at_mean"]) and trial.should_prune():
+                    raise optuna.TrialPruned()
 
-        run = train(cfg, progress=False, on_epoch=report)
-        return float(read_run_meta(run / "checkpoints" / "best").score)
+            run = train(one, progress=False, on_epoch=report)
+            scores.append(float(read_run_meta(run / "checkpoints" / "best").score))
+        trial.set_user_attr("seed_scores", scores)
+        return float(np.mean(scores))
 
     study.optimize(objective, n_trials=trials, catch=())
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
