@@ -33,7 +33,9 @@ def recipe_of(out: str | Path, overrides: list[str] = ()) -> TrainConfig:
     with `overrides` applied (and checked, as any resume), `out` the ensemble's folder."""
     from steertime.train.loop import resume_config
 
-    first = next((r for r in sorted((Path(out) / MEMBERS).glob("seed*")) if started(r)), None)
+    found = [r for r in (Path(out) / MEMBERS).glob("seed*") if r.name[4:].isdigit()]
+    ordered = sorted(found, key=lambda r: int(r.name[4:]))  # seed10 after seed9
+    first = next((r for r in ordered if started(r)), None)
     if first is None:
         raise SteertimeError(f"{out}: no member run to resume; start it without --resume")
     cfg, _ = resume_config(first, overrides)
