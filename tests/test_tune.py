@@ -140,7 +140,10 @@ def test_seeds_per_trial_score_their_mean_and_report_each_seed(tiny_cache, tmp_p
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     r = tune_mod.tune(base, 1, storage, "s", tmp_path / "tune", seed=0, seeds=2)
     folder = tmp_path / "tune" / "trial_0000"
-    assert trained == [(3, str(folder / "seed3")), (4, str(folder / "seed4"))]
+    assert trained == [
+        (3, str(folder / "members" / "seed3")),
+        (4, str(folder / "members" / "seed4")),
+    ]
     assert r["best_value"] == pytest.approx(0.33)
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert sorted(trial.intermediate_values) == list(range(6))  # seed k's epochs at k*3 + e

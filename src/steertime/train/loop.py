@@ -149,8 +149,9 @@ def resume_config(run: str | Path, overrides: list[str] = ()) -> tuple[TrainConf
 
     run = Path(run)
     if not (run / "config.yaml").is_file():
-        members = sorted(p.name for p in (run / "members").glob("seed*"))
-        if members:  # `train --seeds K` keeps each member's config in its own folder
+        from steertime.train.members import existing_members
+
+        if members := [m.name for m in existing_members(run)]:  # a `train --seeds K` folder
             raise SteertimeError(
                 f"{run}: holds {len(members)} members ({', '.join(members)}); resume it with "
                 f"--seeds {len(members)}"
@@ -197,10 +198,6 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
         tuple(cfg.data.strides),
         cfg.data.color,
     )
-    if not 0 <= augment.brightness < 1:
-        raise SteertimeError(f"data.brightness must be in [0, 1), got {augment.brightness}")
-    if cfg.data.lead < 0:
-        raise SteertimeError(f"data.lead must be >= 0 frames, got {cfg.data.lead}")
     if (augment.brightness or augment.color or augment.faults or augment.shift) and (
         cfg.data.features
     ):

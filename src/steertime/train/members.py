@@ -24,8 +24,21 @@ from steertime.train.runfolder import started
 MEMBERS = "members"
 
 
-def member_runs(out: str | Path, seed: int, k: int) -> list[Path]:
-    return [Path(out) / MEMBERS / f"seed{seed + i}" for i in range(k)]
+def member_configs(cfg: TrainConfig, out: str | Path, k: int) -> list[TrainConfig]:
+    """`cfg` with train.seed S, S+1, ..., S+k-1, each run in `out/members/seed{S+i}`."""
+    configs = []
+    for i in range(k):
+        one = copy.deepcopy(cfg)
+        one.train.seed = cfg.train.seed + i
+        one.out = str(Path(out) / MEMBERS / f"seed{one.train.seed}")
+        configs.append(one)
+    return configs
+
+
+def existing_members(out: str | Path) -> list[Path]:
+    """The member folders under `out/members/`, by seed (seed10 after seed9)."""
+    found = [r for r in (Path(out) / MEMBERS).glob("seed*") if r.name[4:].isdigit()]
+    return sorted(found, key=lambda r: int(r.name[4:]))
 
 
 def recipe_of(out: str | Path, overrides: list[str] = ()) -> TrainConfig:
@@ -33,9 +46,7 @@ def recipe_of(out: str | Path, overrides: list[str] = ()) -> TrainConfig:
     with `overrides` applied (and checked, as any resume), `out` the ensemble's folder."""
     from steertime.train.loop import resume_config
 
-    found = [r for r in (Path(out) / MEMBERS).glob("seed*") if r.name[4:].isdigit()]
-    ordered = sorted(found, key=lambda r: int(r.name[4:]))  # seed10 after seed9
-    first = next((r for r in ordered if started(r)), None)
+    first = next((r for r in existing_members(out) if started(r)), None)
     if first is None:
         raise SteertimeError(f"{out}: no member run to resume; start it without --resume")
     cfg, _ = resume_config(first, overrides)
@@ -58,21 +69,18 @@ def train_members(
     out = Path(cfg.out)
     if not resume and (out / "checkpoints").exists():
         raise SteertimeError(f"{out} already holds a run; use --resume, or another --out")
-    runs = member_runs(out, cfg.train.seed, seeds)
-    others = sorted({r.name for r in (out / MEMBERS).glob("seed*")} - {r.name for r in runs})
+    fresh = member_configs(cfg, out, seeds)
+    runs = [Path(m.out) for m in fresh]
+    others = [r.name for r in existing_members(out) if r not in runs]
     if resume and others:  # an average of fewer members would quietly drop trained ones
         raise SteertimeError(
             f"{out}: members {', '.join(others)} are not among --seeds {seeds} from seed "
             f"{cfg.train.seed}; resume with the --seeds the run was started with"
         )
-    for i, run in enumerate(runs):
+    for run, member in zip(runs, fresh, strict=True):
         again = resume and (run / "config.yaml").is_file() and started(run)
         if again:
             member, _ = resume_config(run, overrides)
-        else:
-            member = copy.deepcopy(cfg)
-            member.train.seed = cfg.train.seed + i
-            member.out = str(run)
         train(member, resume=again)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one process writes the ensemble
         build_ensemble(runs, out, overwrite=resume)

@@ -30,6 +30,7 @@ from steertime.errors import SteertimeError
 from steertime.models.checkpoint import read_run_meta
 from steertime.train.config import TrainConfig, apply_overrides
 from steertime.train.loop import train
+from steertime.train.members import member_configs
 
 
 def sample(trial, base: TrainConfig) -> TrainConfig:
@@ -114,11 +115,8 @@ def tune(
         cfg.out = str(folder)
         trial.set_user_attr("config", cfg.to_dict())
         scores = []
-        for k in range(seeds):
-            one = copy.deepcopy(cfg)
-            if seeds > 1:
-                one.train.seed = cfg.train.seed + k
-                one.out = str(folder / f"seed{one.train.seed}")
+        runs = member_configs(cfg, folder, seeds) if seeds > 1 else [cfg]
+        for k, one in enumerate(runs):
 
             def report(epoch: int, metrics: dict, k: int = k) -> None:
                 trial.report(metrics["best"], k * cfg.train.epochs + epoch)
