@@ -226,3 +226,30 @@ def test_train_seeds_averages_k_runs_resumes_each_and_refuses_a_second_start(tin
     assert "--seeds must be >= 1" in str(bad.exception)
     none = ["train", "--out", str(tmp_path / "none"), "--resume", "--seeds", "2"]
     assert "no member run to resume" in str(CliRunner().invoke(app, none).exception)
+
+
+def test_train_seeds_side_by_side_gives_the_members_of_one_after_another(tiny_cache, tmp_path):
+    """`--jobs 2` trains each member in its own process: the same weights as in turn."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import SMALL_TRAIN
+
+    sets = [a for o in [*SMALL_TRAIN, "train.threads=1"] for a in ("--set", o)]
+    base = ["train", "--data", str(tiny_cache), "--model", "cnn_lstm", *sets, "--seeds", "2"]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "turn")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "side"), "--jobs", "2"])
+    assert r.exit_code == 0, r.output
+    for s in (0, 1):
+        weights = [
+            load_file(
+                tmp_path / how / "members" / f"seed{s}" / "checkpoints/best/model.safetensors"
+            )
+            for how in ("turn", "side")
+        ]
+        assert weights[0].keys() == weights[1].keys()
+        for k in weights[0]:
+            assert torch.equal(weights[0][k], weights[1][k]), (s, k)
+    assert len(read_run_meta(tmp_path / "side")["members"]) == 2
+    bad = CliRunner().invoke(app, [*base[:-2], "--out", str(tmp_path / "x"), "--jobs", "2"])
+    assert "add --seeds" in str(bad.exception)

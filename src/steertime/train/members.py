@@ -9,12 +9,21 @@ is one flag rather than K commands and an `ensemble`. Layout of the run folder `
 
 Resume continues every member where it stopped (a finished one returns at once), starts
 any not yet begun, and rebuilds the ensemble.
+
+With `jobs` > 1 the members train that many at a time, each in its own process with its
+share of the CPU threads: one run does not keep two cores busy (its small convolutions,
+the recurrent steps and validation are largely serial), so on a laptop two members side by
+side take little longer than one alone (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
+import sys
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from steertime.errors import SteertimeError
@@ -55,17 +64,28 @@ def recipe_of(out: str | Path, overrides: list[str] = ()) -> TrainConfig:
 
 
 def train_members(
-    cfg: TrainConfig, seeds: int, resume: bool = False, overrides: list[str] = ()
+    cfg: TrainConfig,
+    seeds: int,
+    resume: bool = False,
+    overrides: list[str] = (),
+    jobs: int = 1,
 ) -> Path:
     """Train `seeds` runs of `cfg` (train.seed, +1, ...) under `cfg.out/members/` and write
     their equal-weight ensemble to `cfg.out`; returns `cfg.out`. With `resume`, a started
     member goes on from its stored config plus `overrides`; one not started begins from
-    `cfg` (see `recipe_of`)."""
+    `cfg` (see `recipe_of`). `jobs` members train at once, in separate processes."""
     from steertime.models.ensemble import build_ensemble
-    from steertime.train.loop import resume_config, train
+    from steertime.train.loop import resume_config
 
     if seeds < 2:
         raise SteertimeError(f"--seeds averages runs: give 2 or more, got {seeds}")
+    if jobs < 1:
+        raise SteertimeError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SteertimeError(
+            "--jobs trains members side by side on one machine; under "
+            "torchrun the processes already share each member: drop --jobs"
+        )
     out = Path(cfg.out)
     if not resume and (out / "checkpoints").exists():
         raise SteertimeError(f"{out} already holds a run; use --resume, or another --out")
@@ -77,11 +97,59 @@ def train_members(
             f"{out}: members {', '.join(others)} are not among --seeds {seeds} from seed "
             f"{cfg.train.seed}; resume with the --seeds the run was started with"
         )
+    todo = []
     for run, member in zip(runs, fresh, strict=True):
         again = resume and (run / "config.yaml").is_file() and started(run)
         if again:
             member, _ = resume_config(run, overrides)
-        train(member, resume=again)
+        todo.append((member, again))
+    if jobs == 1:
+        from steertime.train.loop import train
+
+        for member, again in todo:
+            train(member, resume=again)
+    else:
+        _train_side_by_side(todo, jobs)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one process writes the ensemble
         build_ensemble(runs, out, overwrite=resume)
     return out
+
+
+def _train_side_by_side(todo: list[tuple[TrainConfig, bool]], jobs: int) -> None:
+    """Train the members `jobs` at a time in spawned processes (a forked one would inherit
+    torch's thread pools). A member with `train.threads` 0 (torch's default: every core)
+    gets its share of the cores instead, so the members do not fight over them."""
+    share = max(1, (os.cpu_count() or 1) // jobs)
+    for member, _ in todo:
+        if member.train.threads == 0:
+            member.train.threads = share
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+        futures = [pool.submit(_train_member, member, again) for member, again in todo]
+        done, running = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in done:
+            if f.exception() is not None:  # the others stop too; each is resumable
+                for g in running:
+                    g.cancel()
+                raise f.exception()
+
+
+def _train_member(member: TrainConfig, resume: bool) -> str:
+    """One member, in its own process: a line per epoch instead of a progress bar, since
+    several members share the terminal."""
+    from steertime.train.loop import train
+
+    name = Path(member.out).name
+    began = time.perf_counter()
+
+    def line(epoch: int, m: dict) -> None:
+        print(
+            f"{name} epoch {epoch + 1}/{member.train.epochs}: val {m['score']:.4g}, "
+            f"best {m['best']:.4g}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    run = train(member, resume=resume, progress=False, on_epoch=line)
+    print(f"{name} trained in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    return str(run)
