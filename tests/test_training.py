@@ -294,41 +294,47 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_cache, tmp_path, ema):
     assert epochs == ["0", "1"]
 
 
+def _torchrun_train(cfg_file: Path, *args: str) -> None:
+    """`steertime train --config cfg_file ARGS` in two processes (gloo, one thread each)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    cmd += ["2", "-m", "steertime", "train", "--config", str(cfg_file), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def _max_diff(a: Path, b: Path) -> float:
+    wa, wb = (load_file(r / "checkpoints" / "last" / "model.safetensors") for r in (a, b))
+    return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+
+
 def test_ddp_two_processes_match_single(tiny_cache, tmp_path):
     common = ["train.epochs=1", "train.max_steps=6", "model.name=cnn_gru"]
     single = train(_cfg(tiny_cache, tmp_path / "single", *common), progress=False)
-    cfg_file = _write_cfg(_cfg(tiny_cache, tmp_path / "ddp", *common), tmp_path / "d.yaml")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "steertime",
-            "train",
-            "--config",
-            str(cfg_file),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    _torchrun_train(_write_cfg(_cfg(tiny_cache, tmp_path / "ddp", *common), tmp_path / "d.yaml"))
     a = load_file(single / "checkpoints" / "last" / "model.safetensors")
-    b = load_file(tmp_path / "ddp" / "checkpoints" / "last" / "model.safetensors")
     # The initial weights (same seed): training must have moved them far more than the
     # single-vs-DDP difference, or the comparison would prove nothing.
     meta = read_meta(single / "checkpoints" / "last")
     torch.manual_seed(0)
     init = create_model(meta["model"], **meta["model_config"]).state_dict()
     moved = max(float((a[k] - init[k]).abs().max()) for k in a)
-    differ = max(float((a[k] - b[k]).abs().max()) for k in a)
+    differ = _max_diff(single, tmp_path / "ddp")
     assert moved > 1e-3 and differ < 2e-5, (moved, differ)
+
+
+def test_seeds_under_torchrun_share_each_member_and_write_one_average(tiny_cache, tmp_path):
+    from steertime.models.checkpoint import read_run_meta
+    from steertime.train.members import train_members
+
+    common = ["train.epochs=1", "train.max_steps=4", "model.name=cnn_gru"]
+    single = train_members(_cfg(tiny_cache, tmp_path / "single", *common), 2)
+    _torchrun_train(
+        _write_cfg(_cfg(tiny_cache, tmp_path / "ddp", *common), tmp_path / "d.yaml"), "--seeds", "2"
+    )
+    assert len(read_run_meta(tmp_path / "ddp")["members"]) == 2
+    for s in ("seed0", "seed1"):  # each member trained by both processes, as one run would be
+        assert _max_diff(single / "members" / s, tmp_path / "ddp" / "members" / s) < 2e-5, s
 
 
 def test_nan_loss_stops_with_advice(tiny_cache, tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ def train(
     jobs: int = typer.Option(
         1,
         help="With --seeds: members trained at once, each in its own process with its share "
-        "of the cores (2 on a 2-core laptop: two members in about the time of one).",
+        "of the cores; the same members, in less wall time where one run leaves cores idle.",
     ),
 ) -> None:
     """Train a model on a prepared cache (stateful truncated BPTT by default)."""
