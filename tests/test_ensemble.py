@@ -253,3 +253,9 @@ def test_train_seeds_side_by_side_gives_the_members_of_one_after_another(tiny_ca
     assert len(read_run_meta(tmp_path / "side")["members"]) == 2
     bad = CliRunner().invoke(app, [*base[:-2], "--out", str(tmp_path / "x"), "--jobs", "2"])
     assert "add --seeds" in str(bad.exception)
+    # a member's failure in its own process reaches the user as the error it raised
+    gone = str(tmp_path / "no_cache")
+    bad = CliRunner().invoke(
+        app, [*base, "--data", gone, "--out", str(tmp_path / "y"), "--jobs", "2"]
+    )
+    assert isinstance(bad.exception, SteertimeError) and gone in str(bad.exception)

@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from steertime.errors import SteertimeError
@@ -126,14 +126,17 @@ def _train_side_by_side(todo: list[tuple[TrainConfig, bool]], jobs: int) -> None
         if member.train.threads == 0:
             member.train.threads = share
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx)
+    try:
         futures = [pool.submit(_train_member, member, again) for member, again in todo]
-        done, running = wait(futures, return_when=FIRST_EXCEPTION)
-        for f in done:
-            if f.exception() is not None:  # the others stop too; each is resumable
-                for g in running:
-                    g.cancel()
-                raise f.exception()
+        for f in as_completed(futures):
+            f.result()  # the first failure, or Ctrl-C, ends the wait
+    except BaseException:
+        # Members not yet begun never start; running ones stop on their own Ctrl-C or
+        # finish. Every member keeps its checkpoints, so --resume goes on from there.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _train_member(member: TrainConfig, resume: bool) -> str:
