@@ -251,6 +251,12 @@ def test_train_seeds_side_by_side_gives_the_members_of_one_after_another(tiny_ca
         for k in weights[0]:
             assert torch.equal(weights[0][k], weights[1][k]), (s, k)
     assert len(read_run_meta(tmp_path / "side")["members"]) == 2
+    more = ["train", "--out", str(tmp_path / "side"), "--resume", "--epochs", "2", "--seeds", "2"]
+    r = CliRunner().invoke(app, [*more, "--jobs", "2"])  # each member goes on in its process
+    assert r.exit_code == 0, r.output
+    for s in (0, 1):
+        rows = (tmp_path / "side" / "members" / f"seed{s}" / "metrics.csv").read_text()
+        assert len(rows.strip().splitlines()) == 3  # header + 2 epochs
     bad = CliRunner().invoke(app, [*base[:-2], "--out", str(tmp_path / "x"), "--jobs", "2"])
     assert "add --seeds" in str(bad.exception)
     # a member's failure in its own process reaches the user as the error it raised
