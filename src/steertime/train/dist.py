@@ -14,6 +14,7 @@ class DistInfo:
     rank: int
     world: int
     device: torch.device
+    owner: bool = False  # this setup started the process group, so its teardown ends it
 
     @property
     def is_main(self) -> bool:
@@ -33,13 +34,17 @@ def setup(device: str = "auto") -> DistInfo:
     dev = torch.device(f"cuda:{local}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    owner = world > 1 and not dist.is_initialized()
+    if owner:
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return DistInfo(rank, world, dev)
+    return DistInfo(rank, world, dev, owner)
 
 
 def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """End the process group if `info`'s setup started it: runs inside an outer setup
+    (the members of `train --seeds`) share its group, since starting a second group in
+    one torchrun job can hang on the first one's rendezvous keys."""
+    if info.owner and dist.is_initialized():
         dist.destroy_process_group()
 
 

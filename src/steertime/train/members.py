@@ -106,10 +106,15 @@ def train_members(
             member, _ = resume_config(run, overrides)
         todo.append((member, again))
     if jobs == 1:
+        from steertime.train import dist as D
         from steertime.train.loop import train
 
-        for member, again in todo:
-            train(member, resume=again)
+        info = D.setup(cfg.train.device)  # under torchrun: one process group for all members
+        try:
+            for member, again in todo:
+                train(member, resume=again)
+        finally:
+            D.teardown(info)
     else:
         _train_side_by_side(todo, jobs)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one process writes the ensemble
