@@ -87,6 +87,11 @@ def describe(name: str, cost: dict) -> str:
         return f"{name}: kept {cost['kept']}" + (
             f" of {cost['epochs']} epochs" if "epochs" in cost else ""
         )
+    if "members" in cost:  # sums: members trained side by side (--jobs) took less wall time
+        return (
+            f"{name}: kept {cost['kept']}; its members trained {cost['trained_s']:.0f} s "
+            f"summed ({cost['kept_at_s']:.0f} s to their kept models)"
+        )
     at = f" (on disk after {cost['kept_at_s']:.0f} s)" if cost.get("kept_at_s") else ""
     span = f"{cost['epochs']} epochs, " if "epochs" in cost else ""
     return f"{name}: kept {cost['kept']}{at}; trained {span}{cost['trained_s']:.0f} s"
