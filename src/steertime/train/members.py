@@ -126,13 +126,14 @@ def _train_side_by_side(todo: list[tuple[TrainConfig, bool]], jobs: int) -> None
     """Train the members `jobs` at a time in spawned processes (a forked one would inherit
     torch's thread pools). A member with `train.threads` 0 (torch's default: every core)
     gets its share of the cores instead, so the members do not fight over them."""
+    jobs = min(jobs, len(todo))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     share = max(1, (cores or 1) // jobs)
     for member, _ in todo:
         if member.train.threads == 0:
             member.train.threads = share
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
     try:
         futures = [pool.submit(_train_member, member, again) for member, again in todo]
         for f in as_completed(futures):
