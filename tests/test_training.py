@@ -615,3 +615,41 @@ def test_color_jitter_keeps_grey_mean_and_is_drawn_per_state_run(tiny_cache):
                 assert (cur.contrast, cur.tint) == (prev.contrast, prev.tint)
     with pytest.raises(SteertimeError, match="data.color"):
         apply_overrides(TrainConfig(), ["data.color=1.5"]).validate()
+
+
+def test_sequence_mixup_blends_lanes_frames_and_targets_alike(tiny_cache, tmp_path):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.train.batches import Augment, BatchReader, Chunk, mixed
+
+    cache = Cache.open(tiny_cache)
+    reader = BatchReader(cache, ["steering"], 5, 3)
+    plain = [Chunk(0, 20, True), Chunk(0, 100, True), Chunk(0, 200, True)]
+    f0, t0, _ = (a.copy() for a in reader.read(plain))
+    blend = [Chunk(0, 20, True, mix=0.75, mix_offset=4), *plain[1:]]  # 4 % 3: lane 1
+    f1, t1, _ = reader.read(blend)
+    want = np.rint(0.75 * f0[0].astype(np.float32) + 0.25 * f0[1].astype(np.float32))
+    assert (f1[0] == want).all() and (f1[1:] == f0[1:]).all()
+    assert np.allclose(t1[0], 0.75 * t0[0] + 0.25 * t0[1]) and (t1[1:] == t0[1:]).all()
+    assert (mixed(f0[:1], blend[:1]) == f0[:1]).all()  # one lane: nothing to blend with
+
+    draws = [Augment(mixup=0.4).draw(np.random.default_rng(k)) for k in range(200)]
+    assert all(0.5 <= d["mix"] <= 1 and d["mix_offset"] >= 1 for d in draws)
+    assert Augment(color=0.2).draw(np.random.default_rng(0)) == Augment(color=0.2, mixup=0).draw(
+        np.random.default_rng(0)
+    )  # a run without mixup draws as before
+    segs = [Segment(0, "train", 0, 203)]
+    steps = stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=Augment(mixup=0.4))
+    for b in range(2):  # one blend per run of chunks that share a state
+        lane = [row[b] for row in steps]
+        for prev, cur in zip(lane, lane[1:], strict=False):
+            if not cur.reset:
+                assert (cur.mix, cur.mix_offset) == (prev.mix, prev.mix_offset)
+    run = train(_cfg(tiny_cache, tmp_path / "mix", "data.mixup=0.4"), progress=False)
+    assert "mixup: 0.4" in (run / "config.yaml").read_text()
+    with pytest.raises(SteertimeError, match="data.mixup"):
+        apply_overrides(TrainConfig(), ["data.mixup=-1"]).validate()
+    bad = _cfg(tiny_cache, tmp_path / "bad", "data.mixup=0.4", "data.faults=drop:0.3@5")
+    with pytest.raises(SteertimeError, match="data.mixup blends frames"):
+        train(bad, progress=False)

@@ -74,6 +74,8 @@ class Chunk:
     contrast: float = 1.0  # factor on each frame's deviation from its mean grey
     saturation: float = 1.0  # factor on each pixel's deviation from its grey
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # gain per RGB channel
+    mix: float = 1.0  # < 1: weight of this lane, blended with the lane `mix_offset` on
+    mix_offset: int = 0  # (modulo this process's lanes)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Augment:
     shift: int = 0
     strides: tuple[int, ...] = (1,)  # frame steps drawn per segment (schedules, not `draw`)
     color: float = 0.0
+    mixup: float = 0.0  # Beta(mixup, mixup) blend with another lane (see `mixed`)
 
     def stride(self, rng: np.random.Generator) -> int:
         # drawn only when there is a choice, so runs without it keep their random streams
@@ -97,6 +100,7 @@ class Augment:
             or bool(self.faults)
             or self.shift > 0
             or self.color > 0
+            or self.mixup > 0
         )
 
     def draw(self, rng: np.random.Generator) -> dict:
@@ -112,7 +116,25 @@ class Augment:
             c = self.color
             out["contrast"], out["saturation"] = (float(v) for v in 1 + rng.uniform(-c, c, 2))
             out["tint"] = tuple(float(v) for v in 1 + rng.uniform(-c / 2, c / 2, 3))
+        if self.mixup:  # last again
+            lam = float(rng.beta(self.mixup, self.mixup))
+            out["mix"], out["mix_offset"] = max(lam, 1 - lam), int(rng.integers(1, 2**16))
         return out
+
+
+def mixed(x: np.ndarray, chunks: list[Chunk]) -> np.ndarray:
+    """(B, T, ...) lanes blended as their chunks say: lane b becomes mix * x[b] + (1 - mix)
+    * x[(b + mix_offset) % B] (mixup, Zhang et al. 2018, along whole sequences); uint8
+    frames are rounded back to uint8. Lanes without a mix are returned as they are."""
+    if len(chunks) < 2 or all(c.mix == 1.0 for c in chunks):
+        return x
+    out = x.copy()
+    for b, c in enumerate(chunks):
+        if c.mix != 1.0:
+            other = x[(b + c.mix_offset) % len(chunks)].astype(np.float32)
+            blend = c.mix * x[b].astype(np.float32) + (1 - c.mix) * other
+            out[b] = np.rint(blend) if x.dtype == np.uint8 else blend
+    return out
 
 
 def shifted(frames: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -310,6 +332,10 @@ class BatchReader:
                 _, self.missing[b] = apply_offline(
                     self.frames[b], codes[sl], starts[sl], c.fault_seed
                 )
+        if any(c.mix != 1.0 for c in chunks):  # after every lane is read: lanes blend
+            self.frames[: len(chunks)] = mixed(self.frames[: len(chunks)], chunks)
+            self.targets[: len(chunks)] = mixed(self.targets[: len(chunks)], chunks)
+            self.aux_targets[: len(chunks)] = mixed(self.aux_targets[: len(chunks)], chunks)
         reset = np.array([c.reset for c in chunks])
         return self.frames, self.targets, reset
 

@@ -38,6 +38,10 @@ class DataConfig:
     # small-data regulariser for pixel models (DrQ's random shift), one per sequence so
     # the motion between frames is untouched. 0: off.
     shift: int = 0
+    # Sequence mixup: each run of chunks that share a state is blended, frames and
+    # targets alike, with another lane's, weight max(l, 1-l) for l ~ Beta(mixup, mixup)
+    # on its own, so a lane stays mostly itself and its state carries on. 0: off.
+    mixup: float = 0.0
     # Frame steps a segment may be played at in an epoch, one drawn per segment: [1, 2]
     # trains on the log's rate and on every second frame, so the memory also knows the
     # motion of half the rate (a car whose computer falls behind its camera). [1]: off.
@@ -322,6 +326,7 @@ def validate(cfg: TrainConfig) -> None:
         "in [0, 1)",
     )
     need(finite(d.color) and 0 <= d.color < 1, "data.color", d.color, "in [0, 1)")
+    need(finite(d.mixup) and 0 <= d.mixup <= 10, "data.mixup", d.mixup, "in [0, 10]")
     need(d.lead >= 0, "data.lead", d.lead, ">= 0 frames")
     need(d.smooth >= 0, "data.smooth", d.smooth, ">= 0 frames")
     need(

@@ -197,7 +197,10 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
         cfg.data.shift,
         tuple(cfg.data.strides),
         cfg.data.color,
+        cfg.data.mixup,
     )
+    if augment.mixup and augment.faults:  # half a blank frame is neither seen nor missing
+        raise SteertimeError("data.mixup blends frames; it cannot be combined with data.faults")
     if (augment.brightness or augment.color or augment.faults or augment.shift) and (
         cfg.data.features
     ):
