@@ -266,3 +266,38 @@ def test_train_seeds_side_by_side_gives_the_members_of_one_after_another(tiny_ca
         app, [*base, "--data", gone, "--out", str(tmp_path / "y"), "--jobs", "2"]
     )
     assert isinstance(bad.exception, SteertimeError) and gone in str(bad.exception)
+
+
+def test_ctrl_c_stops_members_side_by_side_at_once_and_starts_no_queued_one(tiny_cache, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import SMALL_TRAIN
+
+    out = tmp_path / "ens"
+    sets = [a for o in [*SMALL_TRAIN, "train.threads=1"] for a in ("--set", o)]
+    cmd = [sys.executable, "-m", "steertime", "train", "--data", str(tiny_cache)]
+    cmd += ["--model", "cnn_lstm", *sets, "--epochs", "500", "--out", str(out)]
+    p = subprocess.Popen(
+        [*cmd, "--seeds", "3", "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a terminal's Ctrl-C: SIGINT to the whole process group
+    )
+    try:
+        first = out / "members" / "seed0" / "metrics.csv"
+        deadline = time.monotonic() + 120
+        while not first.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert first.is_file(), "the first member never finished an epoch"
+        os.killpg(p.pid, signal.SIGINT)
+        rc = p.wait(timeout=30)  # not the 500 epochs of three members
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert rc != 0
+    assert not (out / "members" / "seed2").exists()  # the queued member never started
+    assert not (out / "checkpoints").exists()  # no average of unfinished members

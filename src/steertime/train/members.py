@@ -23,9 +23,9 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from steertime.errors import SteertimeError
@@ -133,24 +133,32 @@ def _train_side_by_side(todo: list[tuple[TrainConfig, bool]], jobs: int) -> None
         if member.train.threads == 0:
             member.train.threads = share
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    pool = ctx.Pool(jobs, initializer=_ignore_ctrl_c, maxtasksperchild=1)
     try:
-        futures = [pool.submit(_train_member, member, again) for member, again in todo]
-        for f in as_completed(futures):
-            f.result()  # the first failure, or Ctrl-C, ends the wait
+        for _ in pool.imap_unordered(_train_member, todo):
+            pass  # raises the first failure as it comes
     except BaseException:
-        # Members not yet begun never start; running ones stop on their own Ctrl-C or
-        # finish. Every member keeps its checkpoints, so --resume goes on from there.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Ctrl-C or a failure stops every member now. A killed member loses at most the
+        # steps since its last checkpoint (written atomically): --resume goes on from it.
+        pool.terminate()
+        pool.join()
         raise
-    pool.shutdown()
+    pool.close()
+    pool.join()
 
 
-def _train_member(member: TrainConfig, resume: bool) -> str:
-    """One member, in its own process: a line per epoch instead of a progress bar, since
-    several members share the terminal."""
+def _ignore_ctrl_c() -> None:
+    # The terminal sends Ctrl-C to every process; only the parent acts on it (above), so a
+    # member never half-handles it and a queued one never starts after it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train_member(job: tuple[TrainConfig, bool]) -> str:
+    """One member (config, resume), in its own process: a line per epoch instead of a
+    progress bar, since several members share the terminal."""
     from steertime.train.loop import train
 
+    member, resume = job
     name = Path(member.out).name
     began = time.perf_counter()
 
