@@ -13,7 +13,7 @@ any not yet begun, and rebuilds the ensemble.
 With `jobs` > 1 the members train that many at a time, each in its own process with its
 share of the CPU threads. That pays as far as one run does not turn more threads into
 speed: on a 2-core machine two members side by side (one thread each) trained 1.15x the
-frames/s of one run on both cores, and took 0.92x the wall time of the two one after the
+frames/s of one run on both cores, and took 0.91x the wall time of the two one after the
 other (docs/benchmarks.md). The members are the same either way, given the same
 `train.threads`.
 """
