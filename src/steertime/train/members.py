@@ -149,8 +149,15 @@ def _train_side_by_side(todo: list[tuple[TrainConfig, bool]], jobs: int) -> None
 
 def _ignore_ctrl_c() -> None:
     # The terminal sends Ctrl-C to every process; only the parent acts on it (above), so a
-    # member never half-handles it and a queued one never starts after it.
+    # member never half-handles it and a queued one never starts after it. The parent's
+    # SIGTERM then exits the member through Python, which releases what it registered
+    # (locks the parent's resource tracker would otherwise report as leaked).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _train_member(job: tuple[TrainConfig, bool]) -> str:
