@@ -301,3 +301,17 @@ def test_ctrl_c_stops_members_side_by_side_at_once_and_starts_no_queued_one(tiny
     assert rc != 0
     assert not (out / "members" / "seed2").exists()  # the queued member never started
     assert not (out / "checkpoints").exists()  # no average of unfinished members
+
+
+def test_jobs_refused_where_it_cannot_work(tiny_cache, tmp_path, monkeypatch):
+    from steertime.train import TrainConfig, apply_overrides
+    from steertime.train.members import train_members
+
+    cfg = apply_overrides(TrainConfig(), [f"data.cache={tiny_cache}"])
+    cfg.out = str(tmp_path / "r")
+    with pytest.raises(SteertimeError, match="--jobs must be >= 1, got 0"):
+        train_members(cfg, 2, jobs=0)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun the processes share each member
+    with pytest.raises(SteertimeError, match="under torchrun .* drop --jobs"):
+        train_members(cfg, 2, jobs=2)
+    assert not (tmp_path / "r").exists()  # refused before anything was written

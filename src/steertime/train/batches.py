@@ -126,7 +126,7 @@ def mixed(x: np.ndarray, chunks: list[Chunk]) -> np.ndarray:
     """(B, T, ...) lanes blended as their chunks say: lane b becomes mix * x[b] + (1 - mix)
     * x[(b + mix_offset) % B] (mixup, Zhang et al. 2018, along whole sequences); uint8
     frames are rounded back to uint8. Lanes without a mix are returned as they are."""
-    if len(chunks) < 2 or all(c.mix == 1.0 for c in chunks):
+    if len(chunks) < 2:  # no other lane to blend with
         return x
     out = x.copy()
     for b, c in enumerate(chunks):
