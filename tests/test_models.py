@@ -219,3 +219,47 @@ def test_temporal_convolution_steps_through_missing_frames():
             y, state = m(x[:, t : t + 1], state, miss[:, t : t + 1])
             steps.append(y)
     torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_remembers_exactly_its_window_and_ignores_an_unseen_past():
+    """cnn_attn: the last output moves with the features L*(w-1) steps back and not with
+    older ones; a fresh stream's empty past is masked, whatever it holds."""
+    torch.manual_seed(0)
+    m = create_model("cnn_attn", n_outputs=1, hidden=16, attn_window=4).eval()
+    r = m.rnn.receptive_field - 1
+    assert r == 2 * 3  # two blocks of 4 frames
+    feats = torch.randn(1, r + 5, m.config.feat_dim)
+
+    def last_output(f: torch.Tensor, state=None) -> torch.Tensor:
+        with torch.no_grad():
+            return m.core(f, state or m.init_state(1))[0][0, -1]
+
+    base = last_output(feats)
+    t_last = feats.shape[1] - 1
+    for t, moves in [(t_last - r - 1, False), (t_last - r, True), (t_last, True)]:
+        bumped = feats.clone()
+        bumped[0, t] += 3.0
+        assert (not torch.allclose(last_output(bumped), base)) == moves, t
+    junk = {**m.init_state(1), "past": torch.randn(1, r, m.rnn_in) * 5}
+    first = feats[:, :2]
+    torch.testing.assert_close(last_output(first, junk), last_output(first))
+    seen = {**junk, "seen": torch.ones(1, r)}  # the same past, seen: now it counts
+    assert not torch.allclose(last_output(first, seen), last_output(first))
+    with pytest.raises(SteertimeError, match="divisible by attn_heads"):
+        create_model("cnn_attn", hidden=30, attn_heads=4)
+    with pytest.raises(SteertimeError, match="attn_window >= 2"):
+        create_model("cnn_attn", attn_window=1)
+
+
+def test_attention_steps_through_missing_frames():
+    torch.manual_seed(0)
+    m = create_model("cnn_attn", n_outputs=2, missing_input=True, hold_on_missing=True).eval()
+    x, miss = _frames(2, 7), torch.zeros(2, 7, dtype=torch.bool)
+    miss[:, 3:5] = True
+    with torch.no_grad():
+        whole, _ = m(x, None, miss)
+        state, steps = None, []
+        for t in range(7):
+            y, state = m(x[:, t : t + 1], state, miss[:, t : t + 1])
+            steps.append(y)
+    torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-5, rtol=1e-5)

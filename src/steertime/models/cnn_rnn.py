@@ -3,7 +3,9 @@
 Options, all in `CnnRnnConfig`:
 - `rnn`: lstm | gru | rnn (vanilla tanh), `layers`, `hidden`; or `tcn`, a memory with a
   fixed horizon (`steertime.models.temporal_conv`: `layers` dilated levels of kernel
-  `tcn_kernel`, `hidden` channels);
+  `tcn_kernel`, `hidden` channels); or `attn`, attention over recent frames
+  (`steertime.models.attention`: `layers` transformer blocks of width `hidden`, each
+  reading `attn_window` frames with `attn_heads` heads);
 - `front3d` = w > 1: a 3D convolution over the last w frames before the encoder
   (Komanda used 5), so motion — and hence speed — is visible to the encoder;
 - `stack` = w > 1: early fusion, as cheap as one frame — the 2D encoder sees the current
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from steertime.models.attention import CausalAttention
 from steertime.models.base import SequenceModel, State
 from steertime.models.encoders import activation, to_float
 from steertime.models.registry import create_encoder, encoder_fields, register_model
@@ -46,7 +49,10 @@ from steertime.models.temporal_conv import CausalTCN
 
 # name -> torch recurrent layer; `diagnostics.memory` trains the same layers
 RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-CORES = (*RECURRENT, "tcn")  # `tcn`: steertime.models.temporal_conv, a fixed horizon
+# Cores whose state is their last inputs, not a hidden vector (a fixed horizon):
+# `tcn` steertime.models.temporal_conv, `attn` steertime.models.attention
+WINDOWED = ("tcn", "attn")
+CORES = (*RECURRENT, *WINDOWED)
 _CELL = {"gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 _WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -68,6 +74,8 @@ class CnnRnnConfig:
     hidden: int = 64
     layers: int = 1  # stacked recurrent layers, or the temporal convolution's levels
     tcn_kernel: int = 3  # rnn=tcn only: frames each dilated convolution reads
+    attn_window: int = 16  # rnn=attn only: frames each block attends (itself included)
+    attn_heads: int = 4  # rnn=attn only
     dropout: float = 0.0  # on the head's input (memory + frame features)
     conv_dropout: float = 0.0  # after every convolution of encoders that take it
     front3d: int = 0
@@ -135,6 +143,10 @@ class CnnRnn(SequenceModel):
         self.rnn_in = rnn_in
         if cfg.rnn == "tcn":
             self.rnn = CausalTCN(rnn_in, cfg.hidden, cfg.layers, cfg.tcn_kernel, cfg.act)
+        elif cfg.rnn == "attn":
+            self.rnn = CausalAttention(
+                rnn_in, cfg.hidden, cfg.layers, cfg.attn_window, cfg.attn_heads, cfg.act
+            )
         else:
             self.rnn = RECURRENT[cfg.rnn](
                 rnn_in,
@@ -155,10 +167,11 @@ class CnnRnn(SequenceModel):
     # --- state -----------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         c = self.config
-        if c.rnn == "tcn":  # the core's last inputs, not a hidden vector
-            state = {
-                "past": torch.zeros(batch, self.rnn.receptive_field - 1, self.rnn_in, device=device)
-            }
+        if c.rnn in WINDOWED:  # the core's last inputs, not a hidden vector
+            r = self.rnn.receptive_field - 1
+            state = {"past": torch.zeros(batch, r, self.rnn_in, device=device)}
+            if c.rnn == "attn":  # which of them the stream has seen (1) or not yet (0)
+                state["seen"] = torch.zeros(batch, r, device=device)
         else:
             z = torch.zeros(batch, c.layers, c.hidden, device=device)
             state = {"h": z}
@@ -230,6 +243,9 @@ class CnnRnn(SequenceModel):
         if self.config.rnn == "tcn":
             out, past = self.rnn(x, state["past"])
             return out, {**state, "past": past}
+        if self.config.rnn == "attn":
+            out, past, seen = self.rnn(x, state["past"], state["seen"])
+            return out, {**state, "past": past, "seen": seen}
         if x.shape[1] == 1 and not torch.is_grad_enabled() and not _exporting():
             return self._cell_step(x, state)
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
@@ -359,6 +375,9 @@ register_model("cnn_lstm", CnnRnnConfig, rnn="lstm")(_builder)
 register_model("cnn_gru", CnnRnnConfig, rnn="gru")(_builder)
 # Bai et al. (2018): dilated causal convolutions, a 31-frame horizon (1.5 s at 20 Hz).
 register_model("cnn_tcn", CnnRnnConfig, rnn="tcn", layers=4)(_builder)
+# Attention over the last 31 frames (two blocks of 16): which recent frames to read is
+# chosen per frame, where the TCN's window mixes them with fixed weights.
+register_model("cnn_attn", CnnRnnConfig, rnn="attn", layers=2)(_builder)
 register_model("cnn_lstm_ar", CnnRnnConfig, rnn="lstm", autoregressive=True)(_builder)
 # Chauffeur (3rd): a frozen ImageNet CNN's features into an LSTM over long sequences.
 _feat = {"encoder": "efficientnet_lite0", "feat_dim": 256, "hidden": 128}
