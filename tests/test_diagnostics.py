@@ -56,7 +56,7 @@ def test_diagnose_cli_writes_plot(tiny_cache, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d" / "gradient_flow.png").is_file() and "lstm (untrained)" in r.output
-    assert "tcn (untrained)" in r.output
+    assert "tcn (untrained)" in r.output and "attn (untrained)" in r.output
 
 
 def test_lstm_remembers_where_rnn_cannot():
@@ -69,8 +69,14 @@ def test_a_temporal_convolution_remembers_only_inside_its_window():
     # 31 steps: a cue 30 steps back is inside the window, 40 steps back it cannot be seen
     assert memory_task("tcn", 30, steps=300).accuracy > 0.95
     assert abs(memory_task("tcn", 40, steps=300).accuracy - 0.5) < 0.07
-    with pytest.raises(SteertimeError, match="cell must be one of rnn, gru, lstm, tcn"):
+    with pytest.raises(SteertimeError, match="cell must be one of rnn, gru, lstm, tcn, attn"):
         memory_task("transformer", 5)
+
+
+def test_attention_looks_the_cue_up_inside_its_window_only():
+    # two blocks of 16 steps: the same 31-step window as the TCN, read by content
+    assert memory_task("attn", 30, steps=150).accuracy > 0.95
+    assert abs(memory_task("attn", 40, steps=150).accuracy - 0.5) < 0.07
 
 
 def test_training_warnings_and_detailed_logging(tiny_cache, tmp_path):

@@ -33,7 +33,7 @@ def diagnose(
 @app.command("memory-task")
 def memory_task_cmd(
     gaps: str = typer.Option("5,20,40", help="Steps between the cue and the target."),
-    cells: str = typer.Option("rnn,lstm", help="Cells to compare: rnn, gru, lstm, tcn."),
+    cells: str = typer.Option("rnn,lstm", help="Cells to compare: rnn, gru, lstm, tcn, attn."),
     steps: int = typer.Option(400, help="Training steps per cell and gap."),
 ) -> None:
     """Long-term dependencies, measured: can each cell carry a cue over the gap?"""

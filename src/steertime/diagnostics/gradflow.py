@@ -4,8 +4,9 @@ The loss is taken at the last step only; how fast its gradient fades going back 
 is how far back the network can learn to look. The effective memory horizon is the
 number of steps until it falls below `threshold` (1e-3) of its value at T.
 
-A core without a hidden vector (`model.rnn=tcn`: its state is its last inputs) is traced
-through the features each frame feeds it, ‖∂loss(T)/∂x_t‖: exactly zero past its window.
+A core without a hidden vector (`model.rnn=tcn` or `attn`: its state is its last inputs)
+is traced through the features each frame feeds it, ‖∂loss(T)/∂x_t‖: exactly zero past
+its window.
 """
 
 from __future__ import annotations

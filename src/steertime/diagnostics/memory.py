@@ -4,7 +4,9 @@ Inputs are noise except for the first step, which carries the cue (±1); the tar
 the last step is the cue's sign. Nothing in between helps. A vanilla RNN learns this only
 for short gaps; an LSTM (or GRU) keeps learning it far further — the long-term-dependency
 lesson, measured. A temporal convolution (`tcn`: 4 dilated levels, a 31-step window)
-learns it while the cue is inside its window and is at chance, by construction, beyond.
+learns it while the cue is inside its window and is at chance, by construction, beyond;
+so does attention over recent steps (`attn`: two blocks of 16 steps, the same 31-step
+window), which can look the cue up directly instead of carrying it step by step.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import torch
 from torch import nn
 
 from steertime.errors import SteertimeError
-from steertime.models.cnn_rnn import RECURRENT
+from steertime.models.attention import CausalAttention
+from steertime.models.cnn_rnn import RECURRENT, WINDOWED
 from steertime.models.temporal_conv import CausalTCN
 
-CELLS = ("rnn", "gru", "lstm", "tcn")  # the order a lesson shows them in
+CELLS = ("rnn", "gru", "lstm", "tcn", "attn")  # the order a lesson shows them in
 
 
 @dataclass
@@ -45,7 +48,10 @@ def memory_task(
         raise SteertimeError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    rnn = _Window(hidden) if cell == "tcn" else RECURRENT[cell](2, hidden, batch_first=True)
+    if cell in WINDOWED:
+        rnn = _Window(cell, hidden)
+    else:
+        rnn = RECURRENT[cell](2, hidden, batch_first=True)
     if cell == "lstm":  # forget gates start open (Jozefowicz et al. 2015): remember by default
         with torch.no_grad():
             rnn.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
@@ -68,12 +74,19 @@ def memory_task(
 
 
 class _Window(nn.Module):
-    """The temporal convolution with nn.RNN's call: (B, T, 2) -> ((B, T, H), None)."""
+    """A fixed-window core (31 steps) with nn.RNN's call: (B, T, 2) -> ((B, T, H), None)."""
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, cell: str, hidden: int) -> None:
         super().__init__()
-        self.tcn = CausalTCN(2, hidden, levels=4)
+        self.attn = cell == "attn"
+        if self.attn:
+            self.core = CausalAttention(2, hidden, layers=2, window=16)
+        else:
+            self.core = CausalTCN(2, hidden, levels=4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        past = x.new_zeros(x.shape[0], self.tcn.receptive_field - 1, x.shape[2])
-        return self.tcn(x, past)[0], None
+        r = self.core.receptive_field - 1
+        past = x.new_zeros(x.shape[0], r, x.shape[2])
+        if self.attn:  # nothing before the sequence: an empty past, masked
+            return self.core(x, past, x.new_zeros(x.shape[0], r))[0], None
+        return self.core(x, past)[0], None

@@ -23,12 +23,13 @@ def diagnose(
     n_seq: int = 8,
     out: Path | None = None,
 ) -> dict:
-    """Curves for fresh rnn/gru/lstm cores and a 31-frame temporal convolution (before
-    training) and for the run's model (after training) and the same architecture freshly
-    initialised."""
+    """Curves for fresh rnn/gru/lstm cores, a 31-frame temporal convolution and 31-frame
+    attention (before training) and for the run's model (after training) and the same
+    architecture freshly initialised."""
     curves: dict[str, np.ndarray] = {}
     spec = {"height": cache.frame.height, "width": cache.frame.width}
-    for cell, kw in (("rnn", {}), ("gru", {}), ("lstm", {}), ("tcn", {"layers": 4})):
+    windowed = (("tcn", {"layers": 4}), ("attn", {"layers": 2}))
+    for cell, kw in (("rnn", {}), ("gru", {}), ("lstm", {}), *windowed):
         torch.manual_seed(0)
         m = create_model(model, rnn=cell, n_outputs=1, **kw, **spec)
         curves[f"{cell} (untrained)"] = gradient_through_time(m, cache, length, n_seq)
@@ -71,7 +72,7 @@ def plot(curves: dict[str, np.ndarray], path: Path) -> Path:
         ax.semilogy(back, np.maximum(c, 1e-12), label=f"{name}, horizon {memory_horizon(c)}")
     ax.axhline(1e-3 * max(c[-1] for c in curves.values()), color="grey", ls=":", lw=1)
     ax.set_xlabel("steps back from the loss (t = T − k)")
-    ax.set_ylabel("‖∂loss(T)/∂h_t‖  (tcn: ‖∂loss(T)/∂x_t‖)")
+    ax.set_ylabel("‖∂loss(T)/∂h_t‖  (tcn, attn: ‖∂loss(T)/∂x_t‖)")
     ax.invert_xaxis()
     ax.legend(fontsize=8)
     with atomic_file(path) as f:
