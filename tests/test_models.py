@@ -263,3 +263,25 @@ def test_attention_steps_through_missing_frames():
             y, state = m(x[:, t : t + 1], state, miss[:, t : t + 1])
             steps.append(y)
     torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_weight_drop_masks_the_recurrent_weights_while_training_only():
+    torch.manual_seed(0)
+    m = create_model("cnn_lstm", n_outputs=1, hidden=16, weight_drop=0.5)
+    plain = create_model("cnn_lstm", n_outputs=1, hidden=16)
+    plain.load_state_dict(m.state_dict())  # same weights, same names: nothing added
+    feats = torch.randn(2, 5, m.config.feat_dim)
+    a = m.core(feats, m.init_state(2))[0]
+    b = m.core(feats, m.init_state(2))[0]
+    assert not torch.allclose(a, b)  # a fresh mask each call
+    a.square().mean().backward()
+    g = m.rnn.weight_hh_l0.grad
+    assert 0.3 < float((g == 0).float().mean()) < 0.7  # the dropped half gets no gradient
+    m.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            m.core(feats, m.init_state(2))[0], plain.core(feats, plain.init_state(2))[0]
+        )
+    for bad in ({"weight_drop": 1.0}, {"weight_drop": 0.2, "rnn": "tcn"}):
+        with pytest.raises(SteertimeError, match="weight_drop"):
+            create_model("cnn_lstm", **bad)

@@ -77,6 +77,9 @@ class CnnRnnConfig:
     attn_window: int = 16  # rnn=attn only: frames each block attends (itself included)
     attn_heads: int = 4  # rnn=attn only
     dropout: float = 0.0  # on the head's input (memory + frame features)
+    # DropConnect on the recurrent (hidden-to-hidden) weights while training, one mask per
+    # chunk (AWD-LSTM, Merity et al. 2018): dropout on the memory path itself.
+    weight_drop: float = 0.0
     conv_dropout: float = 0.0  # after every convolution of encoders that take it
     front3d: int = 0
     front3d_channels: int = 8
@@ -111,6 +114,13 @@ class CnnRnn(SequenceModel):
 
             raise SteertimeError("front3d and stack are two ways to see motion: choose one")
         _check_hold(cfg)
+        if not 0.0 <= cfg.weight_drop < 1.0 or (cfg.weight_drop and cfg.rnn not in RECURRENT):
+            from steertime.errors import SteertimeError
+
+            raise SteertimeError(
+                f"weight_drop drops the recurrent weights of an lstm/gru/rnn core: it must be "
+                f"in [0, 1) with such a core, got {cfg.weight_drop} with rnn={cfg.rnn}"
+            )
         self.hold_on_missing = cfg.hold_on_missing
         if cfg.hold_decay:  # logit of a; starts at a = 0.95, close to a plain hold
             self.decay_logit = nn.Parameter(torch.full((self._n_held(),), 2.944))
@@ -249,11 +259,24 @@ class CnnRnn(SequenceModel):
         if x.shape[1] == 1 and not torch.is_grad_enabled() and not _exporting():
             return self._cell_step(x, state)
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
+        rnn = self._recurrent()
         if self.config.rnn == "lstm":
-            out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
+            out, (h, c) = rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
             return out, {**state, "h": h.transpose(0, 1), "c": c.transpose(0, 1)}
-        out, h = self.rnn(x, h)
+        out, h = rnn(x, h)
         return out, {**state, "h": h.transpose(0, 1)}
+
+    def _recurrent(self):
+        """The recurrent layer to call: itself, or while training with `weight_drop` the
+        same layer with dropped hidden-to-hidden weights (one mask per call: a whole chunk)."""
+        p = self.config.weight_drop
+        if not (self.training and p > 0):
+            return self.rnn
+        dropped = {
+            f"weight_hh_l{i}": nn.functional.dropout(getattr(self.rnn, f"weight_hh_l{i}"), p)
+            for i in range(self.config.layers)
+        }
+        return lambda *args: torch.func.functional_call(self.rnn, dropped, args)
 
     def _cell_step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         # One inference step through the cell functions: nn.LSTM's per-call overhead is
