@@ -255,6 +255,7 @@ REFUSED = [
     ("model.hidden=0", "model.hidden"),
     ("model.dropout=1", "model.dropout"),
     ("model.dropout=-0.1", "model.dropout"),
+    ("model.weight_drop=1", "model.weight_drop"),
     ("train.threads=-1", "train.threads"),
     ("train.epochs=0", "train.epochs"),
     ("train.checkpoint_every=0", "train.checkpoint_every"),

@@ -371,7 +371,7 @@ def _validate_model(model: dict, need: Any) -> None:
     for key, v in m.items():
         if isinstance(v, bool) or not isinstance(v, int | float):
             continue
-        if key in ("dropout", "conv_dropout"):
+        if key in ("dropout", "conv_dropout", "weight_drop"):
             need(math.isfinite(v) and 0 <= v < 1, f"model.{key}", v, "in [0, 1)")
         elif key in ("hidden", "head_hidden", "feat_dim", "layers"):
             need(v > 0, f"model.{key}", v, "> 0")
