@@ -50,6 +50,17 @@ def test_block_bootstrap_is_wider_than_iid_and_covers():
     assert d_lo > 0  # a is clearly worse than b
 
 
+def test_block_bootstrap_needs_ten_blocks_and_counts_every_frame():
+    rng = np.random.default_rng(3)
+    err = rng.normal(size=199)
+    assert all(np.isnan(M.block_bootstrap_rmse(err, block=20)))  # 9.95 blocks
+    assert all(np.isnan(M.block_bootstrap_diff(err, err, block=20)))
+    err = np.r_[rng.normal(size=200), 5 * np.ones(19)]  # a partial last block, all large
+    lo, hi = M.block_bootstrap_rmse(err, block=20)
+    assert lo <= M.rmse(err, 0 * err) <= hi  # the tail is resampled, not dropped
+    assert hi > M.rmse(err[:200], 0 * err[:200]) * 1.5
+
+
 def test_block_bootstrap_ratio_covers_and_keeps_blocks_inside_groups():
     rng = np.random.default_rng(2)
     b = np.repeat(rng.normal(size=200), 10)
@@ -130,9 +141,12 @@ def test_evaluate_writes_metrics_and_report(evaluated):
     assert {"lstm", "run_pilotnet", "predict_zero", "predict_mean"} <= set(st)
     assert m["frames"] == 50  # test block of the 400-frame clip: [350, 400) after the guard
     for s in st.values():
-        assert s["rmse_ci95"][0] <= s["rmse"] <= s["rmse_ci95"][1]
+        # 50 frames are under 10 bootstrap blocks of 2 s: no interval, and no claim
+        assert s["rmse_ci95"] == [None, None]  # NaN in memory, null in the JSON
         assert "rmse_rad" in s and s["rmse_rad"] == pytest.approx(s["rmse"] * np.radians(25))
     assert "predict_zero" in output and "report:" in output
+    assert "too few frames" in output and "no paired interval" in output
+    assert "a real difference" not in output
     # the led run is also scored against what it was taught; the others are not led
     assert st["lstm"]["lead_frames"] == 1 and st["lstm"]["rmse_vs_trained_target"] > 0
     assert "lead_frames" not in st["run_pilotnet"]

@@ -41,7 +41,8 @@ def _print_leaderboard(result: dict) -> None:
         )
         for r in leaderboard(result, name):
             lo, hi = r["rmse_ci95"]
-            cells = [r["model"], f"{r['rmse']:.4g}", f"{lo:.3g}–{hi:.3g}"]
+            ci = f"{lo:.3g}–{hi:.3g}" if math.isfinite(lo) else "– (too few frames)"
+            cells = [r["model"], f"{r['rmse']:.4g}", ci]
             if rad:
                 cells.append(f"{r['rmse_rad']:.4g}" if "rmse_rad" in r else "-")
             cells += [

@@ -74,6 +74,18 @@ def error_by_magnitude(pred: np.ndarray, true: np.ndarray, scale: float) -> dict
     return out
 
 
+BLOCK_S = 2.0  # bootstrap block length: longer than the error's correlation time
+# Fewer blocks than this give no interval: resampling 1–9 blocks of the same few seconds
+# yields a spread that says nothing (with one block, an interval of width 0).
+MIN_BLOCKS = 10
+
+
+def _block_sums(values: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and lengths of consecutive blocks, the last one partial: every frame counts."""
+    starts = np.arange(0, len(values), block)
+    return np.add.reduceat(values, starts), np.diff(np.append(starts, len(values)))
+
+
 def block_bootstrap_rmse(
     err: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
@@ -81,14 +93,13 @@ def block_bootstrap_rmse(
 
     Errors of neighbouring frames are correlated; resampling single frames would make the
     interval far too narrow. `err` may be a difference of squared errors' inputs: pass
-    the per-frame errors (pred - true).
+    the per-frame errors (pred - true). (nan, nan) under `MIN_BLOCKS` blocks.
     """
-    sq = err**2
-    n_blocks = max(1, len(sq) // block)
-    sums = np.add.reduceat(sq[: n_blocks * block], np.arange(0, n_blocks * block, block))
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n_blocks, (n_boot, n_blocks))
-    boot = np.sqrt(sums[picks].sum(axis=1) / (n_blocks * block))
+    if len(err) < MIN_BLOCKS * block:
+        return float("nan"), float("nan")
+    sums, lens = _block_sums(err**2, block)
+    picks = np.random.default_rng(seed).integers(0, len(sums), (n_boot, len(sums)))
+    boot = np.sqrt(sums[picks].sum(axis=1) / lens[picks].sum(axis=1))
     a = (1 - level) / 2
     return float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
 
@@ -96,13 +107,14 @@ def block_bootstrap_rmse(
 def block_bootstrap_diff(
     err_a: np.ndarray, err_b: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% CI of RMSE(a) - RMSE(b) on the same frames, blocks resampled jointly."""
-    n_blocks = max(1, len(err_a) // block)
-    idx = np.arange(0, n_blocks * block, block)
-    sa = np.add.reduceat(err_a[: n_blocks * block] ** 2, idx)
-    sb = np.add.reduceat(err_b[: n_blocks * block] ** 2, idx)
-    picks = np.random.default_rng(seed).integers(0, n_blocks, (n_boot, n_blocks))
-    n = n_blocks * block
+    """95% CI of RMSE(a) - RMSE(b) on the same frames, blocks resampled jointly;
+    (nan, nan) under `MIN_BLOCKS` blocks."""
+    if len(err_a) < MIN_BLOCKS * block:
+        return float("nan"), float("nan")
+    sa, lens = _block_sums(err_a**2, block)
+    sb, _ = _block_sums(err_b**2, block)
+    picks = np.random.default_rng(seed).integers(0, len(sa), (n_boot, len(sa)))
+    n = lens[picks].sum(1)
     d = np.sqrt(sa[picks].sum(1) / n) - np.sqrt(sb[picks].sum(1) / n)
     return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
 

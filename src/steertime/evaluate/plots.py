@@ -155,8 +155,9 @@ def leaderboard(rows: list[dict], name: str, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(rows)))
     y = np.arange(len(rows))
     r = np.array([row["rmse"] for row in rows])
-    lo = r - np.array([row["rmse_ci95"][0] for row in rows])
-    hi = np.array([row["rmse_ci95"][1] for row in rows]) - r
+    # no interval (too few frames): a bar without whiskers
+    lo = np.nan_to_num(r - np.array([row["rmse_ci95"][0] for row in rows]))
+    hi = np.nan_to_num(np.array([row["rmse_ci95"][1] for row in rows]) - r)
     ax.barh(y, r, xerr=[lo, hi], color="#4c72b0", capsize=3)
     ax.set_yticks(y, [row["model"] for row in rows])
     ax.invert_yaxis()

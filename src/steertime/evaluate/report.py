@@ -48,7 +48,9 @@ def metrics_table(result: dict, name: str) -> str:
     primary_rmse = entry["models"][result["primary"]]["rmse"]
     rows = []
     for model, m in sorted(entry["models"].items(), key=lambda kv: kv[1]["rmse"]):
-        cells = [model, m["rmse"], f"{m['rmse_ci95'][0]:.4g} – {m['rmse_ci95'][1]:.4g}"]
+        lo, hi = m["rmse_ci95"]
+        ci = f"{lo:.4g} – {hi:.4g}" if math.isfinite(lo) else "– (too few frames)"
+        cells = [model, m["rmse"], ci]
         if rad:
             cells.append(m.get("rmse_rad", ""))
         if faulty:

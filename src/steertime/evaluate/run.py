@@ -42,7 +42,6 @@ from steertime.stream.adaptive import DEFAULT_GAMMA, adaptive_scales
 from steertime.stream.segments import predict_segment
 from steertime.stream.threads import DEFAULT_THREADS, torch_threads
 
-BLOCK_S = 2.0  # bootstrap block length: longer than the error's correlation time
 MAX_LAG_S = 1.0
 COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)  # central intervals scored in metrics.json
 
@@ -247,7 +246,7 @@ FLAT = 0.05  # prediction std below this share of the truth's: too flat to have 
 
 
 def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale: float) -> dict:
-    block = max(2, int(round(BLOCK_S * frames.rate_hz)))
+    block = max(2, int(round(M.BLOCK_S * frames.rate_hz)))
     err = pred - true
     unit = frames.units.get(name, {})
     out = {
@@ -337,7 +336,7 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                 if sd is not None:  # the spread was calibrated against this target
                     cov = entry["models"][m]["coverage"]["0.9"]
                     entry["models"][m]["coverage90_vs_trained_target"] = cov
-        block = max(2, int(round(BLOCK_S * frames.rate_hz)))
+        block = max(2, int(round(M.BLOCK_S * frames.rate_hz)))
         entry["diff_ci95_vs_primary"] = {
             m: list(M.block_bootstrap_diff(pred - true, models[primary] - true, block))
             for m, pred in {**models, **refs}.items()

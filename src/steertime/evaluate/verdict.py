@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from steertime.evaluate.metrics import BLOCK_S, MIN_BLOCKS
+
 REFERENCES = ("predict_zero", "predict_mean")
 POOR_R2 = 0.5  # below this a model explains less than half the variance: say so
 
@@ -32,9 +34,19 @@ def _diff(entry: dict, a: str, b: str, primary: str) -> tuple[float, float] | No
     return None
 
 
+def _short(ci: tuple[float, float] | None) -> bool:
+    """An interval that could not be drawn: too few frames (`metrics.MIN_BLOCKS`)."""
+    return ci is not None and not all(math.isfinite(c) for c in ci)
+
+
 def _beats(ci: tuple[float, float] | None) -> str:
-    if ci is None or not all(math.isfinite(c) for c in ci):
+    if ci is None:
         return ""
+    if _short(ci):
+        return (
+            f"no paired interval: under {MIN_BLOCKS} blocks of {BLOCK_S:g} s of frames, too "
+            "few to tell whether the difference is real (evaluate on more frames)"
+        )
     lo, hi = ci
     if hi < 0:
         return f"paired 95% CI of the difference [{lo:+.3g}, {hi:+.3g}]: a real difference"
@@ -68,6 +80,8 @@ def verdicts(result: dict) -> list[Verdict]:
         mean = models.get("predict_mean")
         if mean is not None:
             ci_mean = _diff(entry, best, "predict_mean", primary)
+            if _short(ci_mean):  # no interval to test against: the point estimates decide
+                ci_mean = None
             beats_mean = b["rmse"] < mean["rmse"] and (ci_mean is None or ci_mean[1] < 0)
             if b["rmse"] >= mean["rmse"]:
                 ok = False
