@@ -57,6 +57,24 @@ def test_several_training_seeds_on_the_same_roads_resample_whole_roads():
     assert twice["mean_abs_offset"]["ci95"] == pytest.approx(once["mean_abs_offset"]["ci95"])
 
 
+def test_under_five_roads_there_is_no_interval(tmp_path):
+    # Two models, a closer to the centre on each of 4 roads: a bootstrap over 4 roads
+    # would "exclude 0"; 4 roads are too few to say so.
+    a, b = _drives([0.08, 0.09, 0.07, 0.08]), _drives([0.1, 0.11, 0.09, 0.1])
+    c = compare_drives(a, b)
+    assert c["mean_abs_offset"]["ci95"] is None and c["autonomy_pct"]["ci95"] is None
+    assert c["mean_abs_offset"]["a_better_roads"] == 4  # the counts are still given
+    assert compare_drives(a + a[:1], b + b[:1])["road_seeds"] == 4  # roads, not drives
+    for name, x in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps({"per_road": [dataclasses.asdict(r) for r in x]})
+        )
+    args = ["drive-compare", "--a", str(tmp_path / "a.json"), "--b", str(tmp_path / "b.json")]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "-0.020 (–)" in res.output and "no intervals under 5 roads" in res.output
+
+
 def test_drives_on_different_roads_are_refused_by_road():
     a, b = _drives([0.1, 0.1]), _drives([0.1, 0.1])
     b[1] = dataclasses.replace(b[1], seed=7)

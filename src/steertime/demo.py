@@ -119,6 +119,12 @@ def run_demo(
     return out / "eval" / "report.html"
 
 
+def _ci_cell(ci: list[float] | None, roads: int) -> str:
+    if ci is None:  # steertime.sim.compare.MIN_ROADS
+        return f"– ({roads} roads: too few for an interval)"
+    return f"{ci[0]:+.3f} – {ci[1]:+.3f}"
+
+
 def _paired_table(c: dict) -> str:
     """cnn_lstm minus pilotnet on the same roads (see steertime.sim.compare)."""
     au = c["autonomy_pct"]
@@ -131,8 +137,9 @@ def _paired_table(c: dict) -> str:
         m = c[name]
         rows.append((label, m["diff"], m["ci95"], f"{m['a_better_roads']} / {m['b_better_roads']}"))
     body = "".join(
-        f"<tr><td>{label}</td><td>{d:+.3f}</td><td>{lo:+.3f} – {hi:+.3f}</td><td>{n}</td></tr>"
-        for label, d, (lo, hi), n in rows
+        f"<tr><td>{label}</td><td>{d:+.3f}</td><td>{_ci_cell(ci, c['road_seeds'])}</td>"
+        f"<td>{n}</td></tr>"
+        for label, d, ci, n in rows
     )
     return (
         "<h3>cnn_lstm minus pilotnet, paired on the same roads</h3>"

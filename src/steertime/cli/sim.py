@@ -200,36 +200,42 @@ def drive_compare(
 ) -> None:
     """Paired comparison of two models' closed-loop drives: autonomy and lane keeping."""
     from steertime.atomic import write_json
-    from steertime.sim.compare import compare_drives, load_roads
+    from steertime.sim.compare import MIN_ROADS, compare_drives, load_roads
 
     if len(a) != len(b):
         raise typer.BadParameter(f"{len(a)} reports for a, {len(b)} for b: pair them")
     c = compare_drives([r for p in a for r in load_roads(p)], [r for p in b for r in load_roads(p)])
     t = Table("measure", "a", "b", "a − b (95% CI)", "drives a better / b better")
     au = c["autonomy_pct"]
-    t.add_row(
-        "autonomy %",
-        f"{au['a']:.2f}",
-        f"{au['b']:.2f}",
-        f"{au['diff']:+.2f} [{au['ci95'][0]:+.2f}, {au['ci95'][1]:+.2f}]",
-        "",
-    )
+    t.add_row("autonomy %", f"{au['a']:.2f}", f"{au['b']:.2f}", _diff_cell(au, 2), "")
     for name, m in c.items():
         if isinstance(m, dict) and "a_better_roads" in m:
             t.add_row(
                 name,
                 f"{m['a']:.3f}",
                 f"{m['b']:.3f}",
-                f"{m['diff']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]",
+                _diff_cell(m, 3),
                 f"{m['a_better_roads']} / {m['b_better_roads']}",
             )
     console.print(t)
     console.print(
         f"{c['roads']} drives of {c['road_seeds']} roads; lower is better except autonomy; "
-        "an interval that contains 0 cannot tell the two apart"
+        + (
+            "an interval that contains 0 cannot tell the two apart"
+            if c["road_seeds"] >= MIN_ROADS
+            else f"no intervals under {MIN_ROADS} roads: too few to tell the two apart"
+        )
     )
     if out:
         write_json(out, c)
+
+
+def _diff_cell(m: dict, digits: int) -> str:
+    """a − b and its paired interval, or the difference alone when there is none."""
+    if m["ci95"] is None:
+        return f"{m['diff']:+.{digits}f} (–)"
+    lo, hi = m["ci95"]
+    return f"{m['diff']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
 @app.command()

@@ -71,6 +71,11 @@ class _RoadBootstrap:
         return float(g.sum()), g[self.picks].sum(1)
 
 
+# Fewer roads than this give no interval: a bootstrap over 1–4 roads has at most 126
+# distinct resamples and its percentile interval is far too narrow (one road: width 0).
+MIN_ROADS = 5
+
+
 def _interval(point: float, boot: np.ndarray) -> tuple[float, float, float]:
     return float(point), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
 
@@ -83,7 +88,8 @@ def compare_drives(
 
     -> {"roads": n, "autonomy_pct": {a, b, diff, ci95}, MEASURE: {a, b, diff, ci95,
     a_better_roads, b_better_roads}} for each of LOWER_IS_BETTER, where MEASURE is the
-    mean over drives; a negative diff of those favours a."""
+    mean over drives; a negative diff of those favours a. Every ci95 is None under
+    `MIN_ROADS` distinct roads."""
     _check_paired(a, b)
     boot = _RoadBootstrap(a, n_boot, seed)
     n, n_b = boot.sums(np.ones(len(a)))
@@ -117,4 +123,8 @@ def compare_drives(
             "a_better_roads": int(np.sum(xa < xb)),
             "b_better_roads": int(np.sum(xb < xa)),
         }
+    if out["road_seeds"] < MIN_ROADS:
+        for m in out.values():
+            if isinstance(m, dict):
+                m["ci95"] = None
     return out
