@@ -195,3 +195,15 @@ def test_evaluate_reads_a_cache_from_its_folder_or_manifest(clips, run, tmp_path
         df = pd.read_parquet(out / "predictions.parquet")
         got.append(df["drive"].value_counts().to_dict())
     assert got[0] == got[1] and 0 < sum(got[0].values()) < CLIP  # less the guards
+
+
+def test_prepare_says_when_the_test_split_is_too_short_for_an_interval(shared_data, tmp_path):
+    # DeepTesla epoch01 (755 frames, 25 s): the default split leaves 2 s of test frames
+    args = ["--size", "33x100", "--out"]
+    r = _cli(
+        "prepare", str(shared_data / "deeptesla" / "epoch01_front.mkv"), *args, str(tmp_path / "c")
+    )
+    assert "test split is 2.1 s of driving" in " ".join(r.output.split())
+    r = _cli("prepare", str(shared_data / "deeptesla" / "epoch01_front.mkv"), *args,
+             str(tmp_path / "c2"), "--test", "0.9", "--val", "0.05")  # fmt: skip
+    assert "note:" not in r.output

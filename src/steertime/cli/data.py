@@ -290,11 +290,22 @@ def split_cmd(
 
 
 def _print_split(c: data.Cache) -> None:
+    from steertime.evaluate.metrics import BLOCK_S, MIN_BLOCKS
+
     segs = c.segments()
+    rates = {g.drive: float(c.manifest["drives"][g.drive].get("rate_hz") or 0) for g in segs}
     for s in ("train", "val", "test"):
         n = sum(len(g) for g in segs if g.split == s)
         sessions = sorted({session_of(c.drives[g.drive].name) for g in segs if g.split == s})
         console.print(f"{s}: {n} frames (sessions: {', '.join(sessions) or '-'})")
+        secs = sum(len(g) / rates[g.drive] for g in segs if g.split == s and rates[g.drive])
+        if s == "test" and n and secs < MIN_BLOCKS * BLOCK_S:
+            console.print(
+                f"[yellow]note:[/] the test split is {secs:.1f} s of driving: `evaluate` gives "
+                f"RMSE but no 95% interval under {MIN_BLOCKS * BLOCK_S:g} s (raise --test, or "
+                "score on another recording with `evaluate --data`)",
+                highlight=False,
+            )
 
 
 @app.command()
