@@ -306,6 +306,10 @@ def test_verdict_says_when_a_model_does_not_beat_predict_mean():
     # issue 24: a PilotNet on a real tub, test RMSE 0.0501 against predict-mean's 0.0506
     (bad,) = verdicts(_result(0.0501, 0.0506, 0.02, [-0.001, 0.002]))
     assert not bad.ok and "does NOT beat predict-the-mean" in bad.text and "R² 0.02" in bad.text
+    assert "predict-zero" not in good.text + bad.text  # both beat predict-zero's 1.0
+    # a short straight test stretch: answering 0 wins, so the verdict is not "good"
+    (straight,) = verdicts(_result(1.2, 1.5, 0.6, [0.2, 0.4]))
+    assert not straight.ok and "does NOT beat predict-zero (1)" in straight.text
 
 
 def test_render_marks_the_held_out_part_of_a_drive(tiny_cache, shared_data, tmp_path):

@@ -97,6 +97,15 @@ def verdicts(result: dict) -> list[Verdict]:
                     f"(paired 95% CI [{lo:+.3g}, {hi:+.3g}] contains 0): more test data, or "
                     "a model that learned more"
                 )
+        zero = models.get("predict_zero")
+        if zero is not None and zero["rmse"] <= b["rmse"]:
+            # Steering straight ahead beats every run: on a straight test stretch, or a
+            # model biased by its training drives; either way it is not steering yet.
+            ok = False
+            parts.append(
+                f"it does NOT beat predict-zero ({zero['rmse']:.4g}): on these frames "
+                "always answering 0 is better than the model"
+            )
         for m in runs:
             if "coverage90" in models[m]:
                 cov = models[m]["coverage90"]
