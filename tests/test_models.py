@@ -181,44 +181,35 @@ def test_he_init_carries_the_frames_differences_through_the_encoder():
         create_encoder("pilotnet_conv", init="glorot")
 
 
+def _last_output(m, f: torch.Tensor, state=None) -> torch.Tensor:
+    with torch.no_grad():
+        return m.core(f, state or m.init_state(1))[0][0, -1]
+
+
+def _sees_exactly_its_window(m) -> None:
+    """The last output moves with the features R = receptive_field - 1 steps back and
+    not at all with older ones."""
+    r = m.rnn.receptive_field - 1
+    feats = torch.randn(1, r + 10, m.config.feat_dim)
+    base = _last_output(m, feats)
+    t_last = feats.shape[1] - 1
+    for t, moves in [(t_last - r - 1, False), (t_last - r, True), (t_last, True)]:
+        bumped = feats.clone()
+        bumped[0, t] += 3.0
+        assert (not torch.allclose(_last_output(m, bumped), base)) == moves, t
+
+
 def test_temporal_convolution_remembers_exactly_its_window():
     """cnn_tcn: the output at step T moves with the features R = receptive_field - 1 steps
     back and not at all with older ones — a fixed horizon, unlike the LSTM's."""
     torch.manual_seed(0)
     m = create_model("cnn_tcn", n_outputs=1, hidden=16).eval()
-    r = m.rnn.receptive_field - 1
-    assert r == 30  # 4 levels, kernel 3: 2 * (1 + 2 + 4 + 8)
-    feats = torch.randn(1, r + 10, m.config.feat_dim)
-
-    def last_output(f: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return m.core(f, m.init_state(1))[0][0, -1]
-
-    base = last_output(feats)
-    t_last = feats.shape[1] - 1
-    for t, moves in [(t_last - r - 1, False), (t_last - r, True), (t_last, True)]:
-        bumped = feats.clone()
-        bumped[0, t] += 3.0
-        assert (not torch.allclose(last_output(bumped), base)) == moves, t
+    assert m.rnn.receptive_field - 1 == 30  # 4 levels, kernel 3: 2 * (1 + 2 + 4 + 8)
+    _sees_exactly_its_window(m)
     m2 = create_model("cnn_tcn", layers=2, tcn_kernel=4)
     assert m2.rnn.receptive_field == 1 + 3 * (1 + 2)
     with pytest.raises(SteertimeError, match="tcn_kernel >= 2"):
         create_model("cnn_tcn", tcn_kernel=1)
-
-
-def test_temporal_convolution_steps_through_missing_frames():
-    # The frame-missing flag and the held output work with the fixed-horizon core too.
-    torch.manual_seed(0)
-    m = create_model("cnn_tcn", n_outputs=2, missing_input=True, hold_on_missing=True).eval()
-    x, miss = _frames(2, 7), torch.zeros(2, 7, dtype=torch.bool)
-    miss[:, 3:5] = True
-    with torch.no_grad():
-        whole, _ = m(x, None, miss)
-        state, steps = None, []
-        for t in range(7):
-            y, state = m(x[:, t : t + 1], state, miss[:, t : t + 1])
-            steps.append(y)
-    torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-5, rtol=1e-5)
 
 
 def test_attention_remembers_exactly_its_window_and_ignores_an_unseen_past():
@@ -228,32 +219,23 @@ def test_attention_remembers_exactly_its_window_and_ignores_an_unseen_past():
     m = create_model("cnn_attn", n_outputs=1, hidden=16, attn_window=4).eval()
     r = m.rnn.receptive_field - 1
     assert r == 2 * 3  # two blocks of 4 frames
-    feats = torch.randn(1, r + 5, m.config.feat_dim)
-
-    def last_output(f: torch.Tensor, state=None) -> torch.Tensor:
-        with torch.no_grad():
-            return m.core(f, state or m.init_state(1))[0][0, -1]
-
-    base = last_output(feats)
-    t_last = feats.shape[1] - 1
-    for t, moves in [(t_last - r - 1, False), (t_last - r, True), (t_last, True)]:
-        bumped = feats.clone()
-        bumped[0, t] += 3.0
-        assert (not torch.allclose(last_output(bumped), base)) == moves, t
+    _sees_exactly_its_window(m)
     junk = {**m.init_state(1), "past": torch.randn(1, r, m.rnn_in) * 5}
-    first = feats[:, :2]
-    torch.testing.assert_close(last_output(first, junk), last_output(first))
+    first = torch.randn(1, 2, m.config.feat_dim)
+    torch.testing.assert_close(_last_output(m, first, junk), _last_output(m, first))
     seen = {**junk, "seen": torch.ones(1, r)}  # the same past, seen: now it counts
-    assert not torch.allclose(last_output(first, seen), last_output(first))
+    assert not torch.allclose(_last_output(m, first, seen), _last_output(m, first))
     with pytest.raises(SteertimeError, match="divisible by attn_heads"):
         create_model("cnn_attn", hidden=30, attn_heads=4)
     with pytest.raises(SteertimeError, match="attn_window >= 2"):
         create_model("cnn_attn", attn_window=1)
 
 
-def test_attention_steps_through_missing_frames():
+@pytest.mark.parametrize("name", ["cnn_tcn", "cnn_attn"])
+def test_windowed_cores_step_through_missing_frames(name):
+    # The frame-missing flag and the held output work with the fixed-horizon cores too.
     torch.manual_seed(0)
-    m = create_model("cnn_attn", n_outputs=2, missing_input=True, hold_on_missing=True).eval()
+    m = create_model(name, n_outputs=2, missing_input=True, hold_on_missing=True).eval()
     x, miss = _frames(2, 7), torch.zeros(2, 7, dtype=torch.bool)
     miss[:, 3:5] = True
     with torch.no_grad():
