@@ -412,3 +412,13 @@ def test_a_dropout_model_is_evaluated_without_its_dropout(tiny_cache, tmp_path):
         for _ in range(2)
     ]
     assert scores[0] == scores[1] == pytest.approx(val, rel=1e-5)
+
+
+def test_bootstrap_blocks_never_join_two_drives():
+    # drive a: 25 frames, drive b: 215; blocks of 20 restart at b's first frame
+    groups = np.array(["a"] * 25 + ["b"] * 215)
+    sums, lens = M._block_sums(np.ones(240), 20, groups)
+    assert lens.tolist() == [20, 5] + [20] * 10 + [15] and sums.sum() == 240
+    err = np.r_[np.zeros(25), np.ones(215)]
+    lo, hi = M.block_bootstrap_rmse(err, 20, groups=groups)
+    assert lo <= M.rmse(err, 0 * err) <= hi

@@ -80,24 +80,37 @@ BLOCK_S = 2.0  # bootstrap block length: longer than the error's correlation tim
 MIN_BLOCKS = 10
 
 
-def _block_sums(values: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sums and lengths of consecutive blocks, the last one partial: every frame counts."""
-    starts = np.arange(0, len(values), block)
-    return np.add.reduceat(values, starts), np.diff(np.append(starts, len(values)))
+def _block_sums(
+    values: np.ndarray, block: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and lengths of consecutive blocks; a run's last block may be partial, so every
+    frame counts. A new block starts wherever `groups` (e.g. the drive) changes, so no
+    block joins the end of one recording to the start of another."""
+    n = len(values)
+    runs = [0] if groups is None else np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    ends = [*runs[1:], n]
+    starts = np.concatenate([np.arange(a, b, block) for a, b in zip(runs, ends, strict=True)])
+    return np.add.reduceat(values, starts), np.diff(np.append(starts, n))
 
 
 def block_bootstrap_rmse(
-    err: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    err: np.ndarray,
+    block: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Confidence interval of RMSE by resampling contiguous blocks of frames.
 
     Errors of neighbouring frames are correlated; resampling single frames would make the
     interval far too narrow. `err` may be a difference of squared errors' inputs: pass
-    the per-frame errors (pred - true). (nan, nan) under `MIN_BLOCKS` blocks.
+    the per-frame errors (pred - true). Blocks never cross a change of `groups` (the
+    drive). (nan, nan) under `MIN_BLOCKS` blocks' worth of frames.
     """
     if len(err) < MIN_BLOCKS * block:
         return float("nan"), float("nan")
-    sums, lens = _block_sums(err**2, block)
+    sums, lens = _block_sums(err**2, block, groups)
     picks = np.random.default_rng(seed).integers(0, len(sums), (n_boot, len(sums)))
     boot = np.sqrt(sums[picks].sum(axis=1) / lens[picks].sum(axis=1))
     a = (1 - level) / 2
@@ -105,14 +118,19 @@ def block_bootstrap_rmse(
 
 
 def block_bootstrap_diff(
-    err_a: np.ndarray, err_b: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0
+    err_a: np.ndarray,
+    err_b: np.ndarray,
+    block: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """95% CI of RMSE(a) - RMSE(b) on the same frames, blocks resampled jointly;
-    (nan, nan) under `MIN_BLOCKS` blocks."""
+    """95% CI of RMSE(a) - RMSE(b) on the same frames, blocks resampled jointly (never
+    across a change of `groups`); (nan, nan) under `MIN_BLOCKS` blocks' worth of frames."""
     if len(err_a) < MIN_BLOCKS * block:
         return float("nan"), float("nan")
-    sa, lens = _block_sums(err_a**2, block)
-    sb, _ = _block_sums(err_b**2, block)
+    sa, lens = _block_sums(err_a**2, block, groups)
+    sb, _ = _block_sums(err_b**2, block, groups)
     picks = np.random.default_rng(seed).integers(0, len(sa), (n_boot, len(sa)))
     n = lens[picks].sum(1)
     d = np.sqrt(sa[picks].sum(1) / n) - np.sqrt(sb[picks].sum(1) / n)

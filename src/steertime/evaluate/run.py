@@ -253,7 +253,7 @@ def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale:
         "rmse": M.rmse(pred, true),
         "mae": M.mae(pred, true),
         "r2": M.r2(pred, true),
-        "rmse_ci95": list(M.block_bootstrap_rmse(err, block)),
+        "rmse_ci95": list(M.block_bootstrap_rmse(err, block, groups=frames.drive)),
     }
     if unit.get("to_radians"):
         f = unit["to_radians"]
@@ -338,7 +338,11 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                     entry["models"][m]["coverage90_vs_trained_target"] = cov
         block = max(2, int(round(M.BLOCK_S * frames.rate_hz)))
         entry["diff_ci95_vs_primary"] = {
-            m: list(M.block_bootstrap_diff(pred - true, models[primary] - true, block))
+            m: list(
+                M.block_bootstrap_diff(
+                    pred - true, models[primary] - true, block, groups=frames.drive
+                )
+            )
             for m, pred in {**models, **refs}.items()
             if m != primary
         }
