@@ -245,8 +245,13 @@ def predict_on_path(
 FLAT = 0.05  # prediction std below this share of the truth's: too flat to have a lag
 
 
+def _block(frames: Frames) -> int:
+    """The bootstrap block in frames: `metrics.BLOCK_S` seconds at the frames' rate."""
+    return max(2, int(round(M.BLOCK_S * frames.rate_hz)))
+
+
 def _score(pred: np.ndarray, true: np.ndarray, frames: Frames, name: str, scale: float) -> dict:
-    block = max(2, int(round(M.BLOCK_S * frames.rate_hz)))
+    block = _block(frames)
     err = pred - true
     unit = frames.units.get(name, {})
     out = {
@@ -336,7 +341,7 @@ def score(frames: Frames, layout: OutputLayout) -> dict:
                 if sd is not None:  # the spread was calibrated against this target
                     cov = entry["models"][m]["coverage"]["0.9"]
                     entry["models"][m]["coverage90_vs_trained_target"] = cov
-        block = max(2, int(round(M.BLOCK_S * frames.rate_hz)))
+        block = _block(frames)
         entry["diff_ci95_vs_primary"] = {
             m: list(
                 M.block_bootstrap_diff(
