@@ -618,7 +618,7 @@ def _row(preds: pd.DataFrame, m: str, ref: str, groups_of: dict[str, list[str]])
     rmse = float(np.sqrt(np.mean(e**2)))
     return {
         "steering": rmse,
-        "steering_ci95": M.block_bootstrap_rmse(e, BLOCK),
+        "steering_ci95": M.block_bootstrap_rmse(e, BLOCK, groups=groups),
         f"vs_{ref}": rmse / float(np.sqrt(np.mean(r**2))),
         f"vs_{ref}_ci95": M.block_bootstrap_ratio(e, r, BLOCK, groups=groups),
         "per_fold": {
