@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from steertime.errors import SteertimeError
 from steertime.models.attention import CausalAttention
 from steertime.models.base import SequenceModel, State
 from steertime.models.encoders import activation, to_float
@@ -102,21 +103,15 @@ class CnnRnn(SequenceModel):
     def __init__(self, cfg: CnnRnnConfig) -> None:
         super().__init__()
         if cfg.rnn not in CORES:
-            from steertime.errors import SteertimeError
-
             raise SteertimeError(f"rnn must be one of {sorted(CORES)}, got {cfg.rnn!r}")
         self.config = cfg  # also set by create_model; one name for one config
         self.n_outputs = cfg.n_outputs
         self.autoregressive = cfg.autoregressive
         self.missing_input = cfg.missing_input
         if cfg.front3d > 1 and cfg.stack > 1:
-            from steertime.errors import SteertimeError
-
             raise SteertimeError("front3d and stack are two ways to see motion: choose one")
         _check_hold(cfg)
         if not 0.0 <= cfg.weight_drop < 1.0 or (cfg.weight_drop and cfg.rnn not in RECURRENT):
-            from steertime.errors import SteertimeError
-
             raise SteertimeError(
                 f"weight_drop drops the recurrent weights of an lstm/gru/rnn core: it must be "
                 f"in [0, 1) with such a core, got {cfg.weight_drop} with rnn={cfg.rnn}"
@@ -367,8 +362,6 @@ class CnnRnn(SequenceModel):
 
 
 def _check_hold(cfg: CnnRnnConfig) -> None:
-    from steertime.errors import SteertimeError
-
     if not 0 <= cfg.held_outputs <= cfg.n_outputs:
         raise SteertimeError(
             f"held_outputs must be in 0..n_outputs ({cfg.n_outputs}), got {cfg.held_outputs}"
