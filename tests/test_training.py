@@ -116,6 +116,32 @@ def test_shift_moves_every_frame_of_a_sequence_by_one_offset(tiny_cache):
     )
 
 
+def test_shift_steer_corrects_the_steering_of_a_yawed_view_within_the_lock(tiny_cache):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.train.batches import BatchReader, Chunk
+
+    cache = Cache.open(tiny_cache)
+    steer = cache.drives[0].signals["steering"]
+    lock = max(abs(float(steer.min())), abs(float(steer.max())))
+    reader = BatchReader(cache, ["steering", "speed"], 5, 4, aux_leads=(1,), shift_steer=0.01)
+    chunks = [Chunk(0, 20, True), Chunk(0, 20, True, dx=3, dy=2), Chunk(0, 20, True, dy=-2)]
+    chunks.append(Chunk(0, 20, True, dx=-3, flip=True))
+    _, target, _ = reader.read(chunks)
+    plain = target[0].copy()
+    assert np.allclose(target[1, :, 0], np.clip(plain[:, 0] + 0.03, -lock, lock))
+    assert (target[1, :, 1] == plain[:, 1]).all()  # speed does not care where the car points
+    assert (target[2] == plain).all()  # a vertical shift is a pitch: no correction
+    # mirrored first, then yawed left: the negated label moves by -0.03
+    assert np.allclose(target[3, :, 0], np.clip(-plain[:, 0] - 0.03, -lock, lock))
+    assert np.allclose(reader.aux_targets[1, :, 0, 0], reader.aux_targets[0, :, 0, 0] + 0.03)
+    # a correction past the lock stops at it
+    big = BatchReader(cache, ["steering"], 5, 1, shift_steer=0.5)
+    _, clipped, _ = big.read([Chunk(0, 20, True, dx=30)])
+    assert np.allclose(clipped[0, :, 0], lock)
+
+
 def test_strides_play_each_segment_at_one_drawn_frame_step():
     segs = [Segment(d, "train", 0, n) for d, n in enumerate([203, 150, 171, 96, 260, 120])]
     plain = stateful_schedule(segs, 10, 2, seed=3, epoch=1)
@@ -389,11 +415,15 @@ def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
         train(_cfg(tiny_cache, tmp_path / "b", "data.brightness=0.2", f"data.features={tmp_path}"))
     with pytest.raises(SteertimeError, match=r"data.shift must be in \[0, 32\] pixels, got -1"):
         train(_cfg(tiny_cache, tmp_path / "c", "data.shift=-1"))
+    with pytest.raises(SteertimeError, match=r"data.shift_steer must be used with data.shift > 0"):
+        train(_cfg(tiny_cache, tmp_path / "g", "data.shift_steer=0.01"))
+    with pytest.raises(SteertimeError, match=r"data.shift_steer must be in \[-0.5, 0.5\]"):
+        train(_cfg(tiny_cache, tmp_path / "h", "data.shift=2", "data.shift_steer=2"))
     with pytest.raises(SteertimeError, match="data.smooth must be >= 0 frames, got -2"):
         train(_cfg(tiny_cache, tmp_path / "e", "data.smooth=-2"))
     with pytest.raises(SteertimeError, match=r"data.strides must be frame steps in 1..16"):
         train(_cfg(tiny_cache, tmp_path / "f", "data.strides=1,0"))
-    assert not any((tmp_path / n).exists() for n in "acef")  # refused before anything is written
+    assert not any((tmp_path / n).exists() for n in "acefgh")  # refused before anything is written
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
         train(_cfg(tiny_cache, tmp_path / "d", "data.shift=2", f"data.features={tmp_path}"))
 

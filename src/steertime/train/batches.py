@@ -30,6 +30,8 @@ reset — so a sequence is never mirrored or re-lit halfway through its memory:
 - `color`: contrast and saturation each scaled by a factor in [1 - c, 1 + c] and each
   colour channel by one in [1 - c/2, 1 + c/2] (white balance) — another room's lamps;
 - `shift`: translate the frames by (dy, dx) pixels, each in [-s, s], edges repeated;
+  with `shift_steer` (the reader's), a horizontal shift is read as the camera yawed and
+  the steering target moves by `shift_steer * dx`, clipped to the drive's logged range;
 - `faults` (`data.faults`, e.g. `blackout:0.5@5,drop:0.3@10`): camera faults on a
   schedule drawn per run of chunks (`steertime.data.faults`), continuous across its
   chunks. Blanking faults (drop, freeze, blackout, glare) zero the frame and set the
@@ -277,8 +279,11 @@ class BatchReader:
         smooth: int = 0,
         aux_leads: tuple[int, ...] = (),
         teacher: Teacher | None = None,
+        shift_steer: float = 0.0,
     ) -> None:
         d0 = cache.drives[0]
+        self.shift_steer = shift_steer
+        self._lock: dict[int, tuple[float, float]] = {}  # steering range per drive
         self.cache, self.outputs, self.length, self.features = cache, outputs, length, features
         self.lead, self.smooth, self.aux_leads = lead, smooth, tuple(aux_leads)
         self.teacher = teacher
@@ -319,6 +324,8 @@ class BatchReader:
                 self.targets[b, :, k] = sign * signal[rows]
                 for j, r in enumerate(later):
                     self.aux_targets[b, :, j, k] = sign * signal[r]
+                if name == "steering" and self.shift_steer and c.dx:
+                    self._yawed(b, k, c.drive, self.shift_steer * c.dx)
             if c.flip and self.features is None:
                 self.frames[b] = self.frames[b][:, :, ::-1].copy()  # (T, H, W, 3) mirrored
             if c.dy or c.dx:
@@ -338,6 +345,16 @@ class BatchReader:
             self.aux_targets[: len(chunks)] = mixed(self.aux_targets[: len(chunks)], chunks)
         reset = np.array([c.reset for c in chunks])
         return self.frames, self.targets, reset
+
+    def _yawed(self, b: int, k: int, drive: int, delta: float) -> None:
+        # the logged range bounds the correction: no wheel turns past its lock
+        if drive not in self._lock:
+            raw = self.cache.drives[drive].signals["steering"]
+            lo, hi = float(np.min(raw)), float(np.max(raw))
+            self._lock[drive] = (min(lo, -hi), max(hi, -lo))  # symmetric: mirrored lanes fit
+        lo, hi = self._lock[drive]
+        self.targets[b, :, k] = np.clip(self.targets[b, :, k] + delta, lo, hi)
+        self.aux_targets[b, :, :, k] = np.clip(self.aux_targets[b, :, :, k] + delta, lo, hi)
 
     def _signal(self, drive: int, name: str) -> np.ndarray:
         raw = self.cache.drives[drive].signals[name]

@@ -38,6 +38,11 @@ class DataConfig:
     # small-data regulariser for pixel models (DrQ's random shift), one per sequence so
     # the motion between frames is untouched. 0: off.
     shift: int = 0
+    # Steering added per pixel the frames moved right (native units, e.g. 0.0065 on a
+    # Donkeycar tub at 120x160): a horizontal shift is the camera yawed, so the label is
+    # corrected as NVIDIA's shifted views were, and clipped to the logged range. 0: the
+    # label is left as logged. Needs data.shift and a steering output.
+    shift_steer: float = 0.0
     # Sequence mixup: each run of chunks that share a state is blended, frames and
     # targets alike, with another lane's, weight max(l, 1-l) for l ~ Beta(mixup, mixup)
     # on its own, so a lane stays mostly itself and its state carries on. 0: off.
@@ -336,6 +341,18 @@ def validate(cfg: TrainConfig) -> None:
         "in [0, 1]",
     )
     need(0 <= d.shift <= 32, "data.shift", d.shift, "in [0, 32] pixels")
+    need(
+        finite(d.shift_steer) and abs(d.shift_steer) <= 0.5,
+        "data.shift_steer",
+        d.shift_steer,
+        "in [-0.5, 0.5] steering units per pixel",
+    )
+    need(
+        not d.shift_steer or (d.shift > 0 and "steering" in d.outputs),
+        "data.shift_steer",
+        d.shift_steer,
+        "used with data.shift > 0 and a steering output",
+    )
     need(finite(d.balance) and 0 <= d.balance <= 2, "data.balance", d.balance, "in [0, 2]")
     need(
         bool(d.strides) and all(type(k) is int and 1 <= k <= 16 for k in d.strides),

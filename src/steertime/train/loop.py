@@ -320,6 +320,7 @@ class _Training:
             cfg.data.smooth,
             t.aux_leads,
             teacher,
+            d.shift_steer,
         )
         self.carried = model.init_state(self.rows, info.device)
         self.pos = Position()
