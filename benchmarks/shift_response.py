@@ -39,7 +39,9 @@ def response(run: Path, cache: Cache, split: str, dxs: list[int]) -> dict[int, f
     """Mean steering change for each dx in `dxs` (and its negative) against dx = 0."""
     model, meta = load_model(run)
     model.eval()
-    segs = cache.segments(split)
+    segs = cache.segments(None if split == "all" else split)
+    if not segs:
+        raise SystemExit(f"{cache.path}: split {split!r} is empty (train, val, test or all)")
     moved = {}
     for dx in sorted({0, *dxs, *(-d for d in dxs)}):
         moved[dx] = np.concatenate(
