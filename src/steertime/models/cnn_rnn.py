@@ -97,6 +97,9 @@ class CnnRnnConfig:
     # Training only (`train.aux_leads`, set by training): a linear head from each frame's
     # features to the outputs some frames later. Never run at inference nor exported.
     aux_outputs: int = 0
+    # Training only (`train.recon_weight`): a linear head from each frame's features to a
+    # coarse thumbnail of the frame (its number of pixels). Never run at inference.
+    recon_outputs: int = 0
 
 
 class CnnRnn(SequenceModel):
@@ -162,6 +165,7 @@ class CnnRnn(SequenceModel):
             )
         self.drop = nn.Dropout(cfg.dropout)
         self.aux_head = nn.Linear(cfg.feat_dim, cfg.aux_outputs) if cfg.aux_outputs else None
+        self.recon_head = nn.Linear(cfg.feat_dim, cfg.recon_outputs) if cfg.recon_outputs else None
         head_in = cfg.hidden + (cfg.feat_dim if cfg.skip else 0)
         self.head = nn.Sequential(
             nn.Linear(head_in, cfg.head_hidden),

@@ -143,6 +143,13 @@ class LoopConfig:
     # inference or exported. Its share of the loss: `aux_weight`.
     aux_leads: list[int] = field(default_factory=list)
     aux_weight: float = 0.5
+    # Reconstruction, training only: a linear head on each frame's encoder features
+    # redraws a coarse grey thumbnail of the frame (`recon_grid` rows x columns, each
+    # thumbnail standardised), its MSE weighted `recon_weight` — the encoder must keep
+    # what the view shows, not only what fits a few thousand labels (SAC+AE, Yarats et
+    # al. 2021). Never run at inference or exported. 0: off.
+    recon_weight: float = 0.0
+    recon_grid: list[int] = field(default_factory=lambda: [12, 16])
 
 
 @dataclass
@@ -304,6 +311,24 @@ def validate(cfg: TrainConfig) -> None:
     )
     need(finite(t.aux_weight) and t.aux_weight >= 0, "train.aux_weight", t.aux_weight, ">= 0")
     need(
+        finite(t.recon_weight) and t.recon_weight >= 0,
+        "train.recon_weight",
+        t.recon_weight,
+        ">= 0",
+    )
+    need(
+        len(t.recon_grid) == 2 and all(type(n) is int and 1 <= n <= 64 for n in t.recon_grid),
+        "train.recon_grid",
+        t.recon_grid,
+        "[rows, columns], each in 1..64",
+    )
+    need(
+        not (t.recon_weight and d.features),
+        "train.recon_weight",
+        t.recon_weight,
+        "0 over a features store (it redraws frames, and the store has none)",
+    )
+    need(
         not (t.aux_leads and t.bins),
         "train.aux_leads",
         t.aux_leads,
@@ -377,6 +402,16 @@ def validate(cfg: TrainConfig) -> None:
             "train.aux_leads",
             t.aux_leads,
             f"empty for {cfg.model['name']}, which has no auxiliary head (use a cnn_* model)",
+        )
+    if t.recon_weight:
+        from steertime.models import model_config
+
+        fields = {f.name for f in dataclasses.fields(model_config(cfg.model["name"]))}
+        need(
+            "recon_outputs" in fields,
+            "train.recon_weight",
+            t.recon_weight,
+            f"0 for {cfg.model['name']}, which has no reconstruction head (use a cnn_* model)",
         )
 
 

@@ -287,6 +287,7 @@ class _Training:
             bin_centers=layout.bin_centers() if layout.bins else None,
             precision=t.precision,
             aux_weight=t.aux_weight,
+            recon=(t.recon_weight, tuple(t.recon_grid)) if t.recon_weight else None,
             balance=self._balance(labels, steer) if cfg.data.balance else None,
         ).to(info.device)
         self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
@@ -370,6 +371,8 @@ class _Training:
         )
         if self.t.aux_leads:  # config.validate refused models without an auxiliary head
             spec["aux_outputs"] = self.layout.k * len(self.t.aux_leads)
+        if self.t.recon_weight:  # config.validate refused models without the head
+            spec["recon_outputs"] = self.t.recon_grid[0] * self.t.recon_grid[1]
         if spec.get("hold_on_missing") and self.layout.spread:
             # the head emits K means then K log-spreads: hold the means only
             spec["held_outputs"] = self.layout.k

@@ -33,10 +33,12 @@ class StepLoss(nn.Module):
         precision: str = "fp32",
         aux_weight: float = 0.0,
         balance: tuple[np.ndarray, np.ndarray] | None = None,
+        recon: tuple[float, tuple[int, int]] | None = None,
     ):
         super().__init__()
         self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
         self.aux_weight = aux_weight
+        self.recon = recon  # (weight, (rows, columns)) of the thumbnail the features redraw
         self.features, self.spread = features, spread
         self.bf16 = precision == "bf16"
         self.register_buffer("w", torch.tensor(weights) / sum(weights))
@@ -116,6 +118,8 @@ class StepLoss(nn.Module):
     ):
         feats, state = self._encode(frames, state)
         aux = self._aux(feats, aux_target) if aux_target is not None else 0.0
+        if self.recon is not None:
+            aux = aux + self._recon(feats, frames)
         kw = {} if missing is None else {"missing": missing}  # only flag models get it
         if not self.model.autoregressive:
             y, state = self.model.core(feats, state, **kw)
@@ -135,3 +139,18 @@ class StepLoss(nn.Module):
         a = self.model.aux_head(feats).view(b, t, n_lead, k)
         mse = (a - aux_target)[:, self.skip :].square().mean(dim=(0, 1, 2))  # (K,)
         return self.aux_weight * (mse * self.w).sum()
+
+    def _recon(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        # (B, T, F) features -> (B, T, h*w) the frame's grey thumbnail; its MSE after the
+        # burn-in, times the weight. Each thumbnail is standardised (the +2 grey levels
+        # keep a blank frame's zero spread finite), so it is the view's layout that is
+        # redrawn, not the room's brightness.
+        weight, grid = self.recon
+        with torch.no_grad():
+            b, t = frames.shape[:2]
+            g = frames.float().mean(-1).flatten(0, 1).unsqueeze(1)  # (B*T, 1, H, W)
+            g = nn.functional.adaptive_avg_pool2d(g, grid).flatten(1)  # (B*T, h*w)
+            g = (g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 2.0)
+            target = g.view(b, t, -1)
+        pred = self.model.recon_head(feats)  # (B, T, h*w)
+        return weight * (pred - target)[:, self.skip :].square().mean()
