@@ -229,6 +229,48 @@ def test_train_seeds_averages_k_runs_resumes_each_and_refuses_a_second_start(tin
     assert "no member run to resume" in str(CliRunner().invoke(app, none).exception)
 
 
+def test_alternate_changes_every_second_member_and_resume_keeps_it(tiny_cache, tmp_path):
+    import yaml
+
+    from tests.conftest import SMALL_TRAIN
+
+    out = tmp_path / "mix"
+    sets = [a for o in [*SMALL_TRAIN, "train.threads=1", "train.seed=3"] for a in ("--set", o)]
+    cmd = ["train", "--data", str(tiny_cache), "--model", "cnn_lstm", "--out", str(out), *sets]
+    alt = ["--alternate", "train.recon_weight=1", "--alternate", "train.recon_grid=6,8"]
+    bad = CliRunner().invoke(app, [*cmd, "--seeds", "3", "--alternate", "train.nope=1"])
+    assert "--alternate train.nope=1: unknown config key" in str(bad.exception)
+    assert not (out / "members").exists()  # refused before any member trained
+    lone = CliRunner().invoke(app, [*cmd, *alt])
+    assert "--alternate changes every second member of --seeds K" in str(lone.exception)
+
+    r = CliRunner().invoke(app, [*cmd, "--seeds", "3", *alt])
+    assert r.exit_code == 0, r.output
+
+    def recon(seed: int) -> tuple:
+        t = yaml.safe_load((out / "members" / f"seed{seed}" / "config.yaml").read_text())["train"]
+        return t["seed"], t["recon_weight"], t["recon_grid"]
+
+    assert [recon(s) for s in (3, 4, 5)] == [
+        (3, 0.0, [12, 16]),
+        (4, 1.0, [6, 8]),
+        (5, 0.0, [12, 16]),
+    ]
+    assert Predictor.from_run(out).model is not None  # the average of the three
+    # resume goes on with the recipe it started with; another --alternate is refused
+    more = ["train", "--out", str(out), "--resume", "--epochs", "2", "--seeds", "3"]
+    other = CliRunner().invoke(app, [*more, "--alternate", "train.recon_weight=3"])
+    assert "was started with --alternate train.recon_weight=1 train.recon_grid=6,8" in str(
+        other.exception
+    )
+    r = CliRunner().invoke(app, [*more, *alt])
+    assert r.exit_code == 0, r.output
+    assert recon(4) == (4, 1.0, [6, 8])
+    grown = CliRunner().invoke(app, [*more[:-1], "4"])  # the fourth member takes it too
+    assert grown.exit_code == 0, grown.output
+    assert recon(6) == (6, 1.0, [6, 8])
+
+
 def test_train_seeds_side_by_side_gives_the_members_of_one_after_another(tiny_cache, tmp_path):
     """`--jobs 2` trains each member in its own process: the same weights as in turn."""
     from safetensors.torch import load_file

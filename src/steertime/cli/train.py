@@ -34,6 +34,13 @@ def train(
         help="With --seeds: members trained at once, each in its own process with its share "
         "of the cores; the same members, in less wall time where one run leaves cores idle.",
     ),
+    alternate: list[str] = typer.Option(
+        [],
+        "--alternate",
+        help="With --seeds: an override (section.key=value, repeatable) for every second "
+        "member only, e.g. train.recon_weight=1: members that err differently average "
+        "better than seeds of one recipe.",
+    ),
 ) -> None:
     """Train a model on a prepared cache (stateful truncated BPTT by default)."""
     from steertime.evaluate.cost import describe, training_cost
@@ -46,6 +53,8 @@ def train(
         raise SteertimeError(f"--seeds must be >= 1, got {seeds}")
     if jobs != 1 and seeds < 2:
         raise SteertimeError("--jobs trains the members of --seeds K side by side; add --seeds")
+    if alternate and seeds < 2:
+        raise SteertimeError("--alternate changes every second member of --seeds K; add --seeds")
     pairs = [
         f"{k}={v}"
         for k, v in [
@@ -80,7 +89,7 @@ def train(
         if not cfg.data.cache or not cfg.out:
             raise SteertimeError("train needs --data CACHE and --out RUN (or a --config with both)")
     if seeds > 1:
-        run = train_members(cfg, seeds, resume, pairs + list(set_), jobs)
+        run = train_members(cfg, seeds, resume, pairs + list(set_), jobs, alternate)
     else:
         run = run_training(cfg, resume=resume)
     console.print(f"run written to {run} (best: {run / 'checkpoints' / 'best'})")

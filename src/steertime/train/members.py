@@ -7,6 +7,12 @@ is one flag rather than K commands and an `ensemble`. Layout of the run folder `
     out/members/seed{S}/   each a complete, resumable run (seeds S = train.seed + k)
     out/checkpoints/...    the ensemble of them, built when every member is trained
 
+With `alternate` overrides (`--alternate KEY=VALUE`), every second member (seeds S+1,
+S+3, ...) also takes them: members that err differently average better than more seeds of
+one recipe (on a Donkeycar tub, two plain seeds and two with `train.recon_weight=1`
+averaged 0.983x four plain seeds, with an interval excluding 1; docs/benchmarks.md). They
+are kept in `out/members/alternate.json`, so `--resume` trains the same recipe again.
+
 Resume continues every member where it stopped (a finished one returns at once), starts
 any not yet begun, and rebuilds the ensemble.
 
@@ -21,6 +27,7 @@ other (docs/benchmarks.md). The members are the same either way, given the same
 from __future__ import annotations
 
 import copy
+import json
 import multiprocessing
 import os
 import signal
@@ -28,18 +35,29 @@ import sys
 import time
 from pathlib import Path
 
+from steertime.atomic import write_json
 from steertime.errors import SteertimeError
-from steertime.train.config import TrainConfig
+from steertime.train.config import TrainConfig, apply_overrides, validate
 from steertime.train.runfolder import started
 
 MEMBERS = "members"
+ALTERNATE = "alternate.json"  # in out/members/: the overrides of every second member
 
 
-def member_configs(cfg: TrainConfig, out: str | Path, k: int) -> list[TrainConfig]:
-    """`cfg` with train.seed S, S+1, ..., S+k-1, each run in `out/members/seed{S+i}`."""
+def member_configs(
+    cfg: TrainConfig, out: str | Path, k: int, alternate: list[str] = ()
+) -> list[TrainConfig]:
+    """`cfg` with train.seed S, S+1, ..., S+k-1, each run in `out/members/seed{S+i}`;
+    the members of odd i also take the `alternate` overrides (checked here, before any
+    member trains)."""
     configs = []
     for i in range(k):
         one = copy.deepcopy(cfg)
+        if alternate and i % 2:
+            try:
+                validate(apply_overrides(one, list(alternate)))
+            except SteertimeError as e:
+                raise SteertimeError(f"--alternate {' '.join(alternate)}: {e}") from None
         one.train.seed = cfg.train.seed + i
         one.out = str(Path(out) / MEMBERS / f"seed{one.train.seed}")
         configs.append(one)
@@ -71,11 +89,13 @@ def train_members(
     resume: bool = False,
     overrides: list[str] = (),
     jobs: int = 1,
+    alternate: list[str] = (),
 ) -> Path:
     """Train `seeds` runs of `cfg` (train.seed, +1, ...) under `cfg.out/members/` and write
     their equal-weight ensemble to `cfg.out`; returns `cfg.out`. With `resume`, a started
     member goes on from its stored config plus `overrides`; one not started begins from
-    `cfg` (see `recipe_of`). `jobs` members train at once, in separate processes."""
+    `cfg` (see `recipe_of`). `jobs` members train at once, in separate processes.
+    `alternate`: overrides for every second member (on resume: those it started with)."""
     from steertime.models.ensemble import build_ensemble
     from steertime.train.loop import resume_config
 
@@ -91,7 +111,13 @@ def train_members(
     out = Path(cfg.out)
     if not resume and (out / "checkpoints").exists():
         raise SteertimeError(f"{out} already holds a run; use --resume, or another --out")
-    fresh = member_configs(cfg, out, seeds)
+    alternate = _alternate(out, list(alternate), resume)
+    fresh = member_configs(cfg, out, seeds, alternate)  # checked before anything is written
+    if alternate and not resume:
+        (out / MEMBERS).mkdir(parents=True, exist_ok=True)
+        write_json(out / MEMBERS / ALTERNATE, alternate)
+    elif not resume:  # a start that failed before any member began may have left one
+        (out / MEMBERS / ALTERNATE).unlink(missing_ok=True)
     runs = [Path(m.out) for m in fresh]
     others = [r.name for r in existing_members(out) if r not in runs]
     if resume and others:  # an average of fewer members would quietly drop trained ones
@@ -120,6 +146,22 @@ def train_members(
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one process writes the ensemble
         build_ensemble(runs, out, overwrite=resume)
     return out
+
+
+def _alternate(out: Path, given: list[str], resume: bool) -> list[str]:
+    """The every-second-member overrides: `given` on a fresh start (the caller keeps
+    them beside the members); on resume, the kept ones, which `given` may repeat but not
+    change."""
+    kept = out / MEMBERS / ALTERNATE
+    stored = json.loads(kept.read_text()) if kept.is_file() else []
+    if resume:
+        if given and given != stored:
+            raise SteertimeError(
+                f"{out} was started with --alternate {' '.join(stored) or '(none)'}; resume "
+                "without --alternate, or with the same overrides"
+            )
+        return stored
+    return given
 
 
 def _train_side_by_side(todo: list[tuple[TrainConfig, bool]], jobs: int) -> None:
