@@ -45,9 +45,12 @@ recipe of the model its name starts with, plus those overrides — a lever and i
 in one table (`--models "cnn_lstm*2,cnn_lstm_l2*2"`, ratios against the first model's seeds
 pooled); a `prepare.FLAG=VALUE` override changes the run's `steertime prepare` flags instead
 (`cnn_lstm_r72=prepare.size=72x96`: its own caches in the fold folder, its predictions
-joined to the others' on the same frames). `{fold}` in a variant's value is the fold's
-folder, where its other runs are: `cnn_lstm_kd=data.teacher={fold}/cnn_lstm,{fold}/cnn_lstm_s1`
-distils each fold's own two seeds (runs that name `{fold}` train after the others).
+joined to the others' on the same frames), and `cli.FLAG=VALUE` adds `--FLAG VALUE` to its
+`steertime train` (`cnn_lstm_mix4=cli.seeds=4;cli.alternate=train.recon_weight=1`: four
+members averaged into one run, every second with reconstruction, as a user trains it).
+`{fold}` in a variant's value is the fold's folder, where its other runs are:
+`cnn_lstm_kd=data.teacher={fold}/cnn_lstm,{fold}/cnn_lstm_s1` distils each fold's own two
+seeds (runs that name `{fold}` train after the others).
 Trained runs are reused by name; each fold's `eval/` holds the runs the latest command
 scored, and `predictions_all.parquet` beside it every run ever scored there, for
 averages of earlier variants.
@@ -90,6 +93,7 @@ FRAME = {
 FRAME["tubval"] = FRAME["tub"]
 FLIP = ["--set", "data.flip=true"]
 PREPARE = "prepare."  # a --variant key with this prefix is a `steertime prepare` flag
+CLI = "cli."  # ... and with this one a `steertime train` flag: cli.seeds=4 -> --seeds 4
 # Frozen ImageNet features over a 3x5 grid (where the line is in the view), a small
 # projection and heavy dropout: best of four on the selection fold (0.376-0.383, noisy).
 FEATS = "{features}"  # replaced by the protocol's features store
@@ -219,8 +223,13 @@ def with_variants(
             raise SystemExit(
                 f"--variant {b}: its name must start with a recipe's ({', '.join(recipes)})"
             )
-        train = [o for o in variants[b] if not o.startswith(PREPARE)]
-        out[b] = [*recipes[model], *(x for o in train for x in ("--set", o))]
+        train = [o for o in variants[b] if not o.startswith((PREPARE, CLI))]
+        flags = [o.removeprefix(CLI).partition("=") for o in variants[b] if o.startswith(CLI)]
+        out[b] = [
+            *recipes[model],
+            *(x for o in train for x in ("--set", o)),
+            *(x for flag, _, value in flags for x in (f"--{flag}", value)),
+        ]
     return out
 
 

@@ -56,6 +56,12 @@ def test_a_variant_is_its_models_recipe_plus_its_overrides(bench):
         *("--set", "model.layers=2", "--set", "train.seed=3"),
     ]
     assert out["cnn_lstm"] == recipes["cnn_lstm"]
+    # cli.FLAG=VALUE is a flag of `steertime train` itself; its value may hold an "="
+    cli = {"cnn_lstm_mix": ["cli.seeds=4", "cli.alternate=train.recon_weight=1", "data.flip=true"]}
+    assert bench.with_variants(recipes, ["cnn_lstm_mix"], cli)["cnn_lstm_mix"] == [
+        *recipes["cnn_lstm"],
+        *("--set", "data.flip=true", "--seeds", "4", "--alternate", "train.recon_weight=1"),
+    ]
     with pytest.raises(SystemExit, match="no such recipe"):
         bench.with_variants(recipes, ["cnn_lstm_l3"], variants)
     with pytest.raises(SystemExit, match="must start with a recipe"):
