@@ -16,6 +16,7 @@ from steertime.models.checkpoint import save_untrained_run
 os.environ.setdefault("COLUMNS", "200")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,18 @@ def shared_data() -> Path:
             pytest.fail(f"real data missing at {SHARED}")
         pytest.skip(f"real data not found at {SHARED} (CI provides it)")
     return SHARED
+
+
+def bench_module(name: str):
+    """A script of benchmarks/ imported as a module (they import their siblings by name)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 def tree_digest(root: Path) -> str:

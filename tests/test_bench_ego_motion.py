@@ -4,21 +4,13 @@ find a known horizontal shift, sub-pixel and with its sign, or the benchmark's v
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.conftest import bench_module
 
 
 def test_image_shift_finds_a_known_turn():
-    sys.path.insert(0, str(BENCH))
-    try:
-        ego = importlib.import_module("ego_motion")
-    finally:
-        sys.path.remove(str(BENCH))
+    ego = bench_module("ego_motion")
     rng = np.random.default_rng(0)
     world = rng.integers(0, 256, (40, 400, 3)).astype(np.float32)
     world = (world + np.roll(world, 1, 1) + np.roll(world, 1, 0)) / 3  # some smoothness

@@ -5,14 +5,10 @@ benchmark suggests would rest on a wrong measurement."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.conftest import bench_module
 
 
 class _Centroid(torch.nn.Module):
@@ -43,11 +39,7 @@ class _Drive:
 
 
 def test_a_moved_frame_moves_a_position_reading_model_by_the_move():
-    sys.path.insert(0, str(BENCH))
-    try:
-        bench = importlib.import_module("shift_response")
-    finally:
-        sys.path.remove(str(BENCH))
+    bench = bench_module("shift_response")
     frames = np.zeros((300, 6, 40, 3), np.uint8)
     frames[:, :, 20] = 255  # a line in column 20, well inside the frame
     drive = _Drive(frames)

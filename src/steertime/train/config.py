@@ -393,26 +393,21 @@ def validate(cfg: TrainConfig) -> None:
         except SteertimeError as e:
             raise SteertimeError(f"config key data.faults: {e}") from None
     _validate_model(cfg.model, need)
-    if t.aux_leads:
+    if t.aux_leads or t.recon_weight:  # training-only heads: the cnn_* models have them
         from steertime.models import model_config
 
-        fields = {f.name for f in dataclasses.fields(model_config(cfg.model["name"]))}
-        need(
-            "aux_outputs" in fields,
-            "train.aux_leads",
-            t.aux_leads,
-            f"empty for {cfg.model['name']}, which has no auxiliary head (use a cnn_* model)",
-        )
-    if t.recon_weight:
-        from steertime.models import model_config
-
-        fields = {f.name for f in dataclasses.fields(model_config(cfg.model["name"]))}
-        need(
-            "recon_outputs" in fields,
-            "train.recon_weight",
-            t.recon_weight,
-            f"0 for {cfg.model['name']}, which has no reconstruction head (use a cnn_* model)",
-        )
+        name = cfg.model["name"]
+        fields = {f.name for f in dataclasses.fields(model_config(name))}
+        for key, value, field_, off, head in (
+            ("train.aux_leads", t.aux_leads, "aux_outputs", "empty", "auxiliary"),
+            ("train.recon_weight", t.recon_weight, "recon_outputs", "0", "reconstruction"),
+        ):
+            need(
+                not value or field_ in fields,
+                key,
+                value,
+                f"{off} for {name}, which has no {head} head (use a cnn_* model)",
+            )
 
 
 def _validate_model(model: dict, need: Any) -> None:
