@@ -431,6 +431,8 @@ def run_fold(
         seconds["feat_lstm"] += feat_seconds
     to_best, curves = {}, {}
     for m in models:
+        if not (folder / m / "metrics.csv").exists():  # `--seeds K`: an average, no one curve
+            continue
         mc = pd.read_csv(folder / m / "metrics.csv")
         if TRACKED in mc:  # a run reused from an untracked benchmark has no curve
             curves[m] = mc[["elapsed_s", TRACKED]].to_numpy()
@@ -456,7 +458,8 @@ def run_fold(
             log=folder / f"{name}.log",
         )
         seconds[name] = sum(seconds[m] for m in members)
-        to_best[name] = sum(to_best[m] for m in members)
+        if all(m in to_best for m in members):
+            to_best[name] = sum(to_best[m] for m in members)
         sfx_of[name] = sfx_of[members[0]]
     preds = None
     for sfx, (_, score_on, score_split) in caches.items():
@@ -576,6 +579,10 @@ def peer_predictions(work: Path, protocol: str, preds: pd.DataFrame) -> list[str
         preds[col] = key.map(lookup)
         names.append(col.split(":")[0])
     return sorted(set(names))
+
+
+def _total(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else float(sum(values))
 
 
 def peer_seconds(work: Path, protocol: str) -> dict[str, float]:
@@ -867,8 +874,8 @@ def main() -> None:
         preds = pd.concat([r["preds"] for r in fold_res], ignore_index=True)
         peers = peer_predictions(a.work, protocol, preds)
         scored = [*models, *(ensembles(models) if a.ensemble else []), *mixes]
-        extra = {
-            k: {m: sum(r[k][m] for r in fold_res) for m in scored}
+        extra = {  # None where a fold has no figure (a `--seeds K` average has no curve)
+            k: {m: _total([r[k].get(m) for r in fold_res]) for m in scored}
             for k in ("train_seconds", "seconds_to_best")
         }
         extra["train_seconds"] |= peer_seconds(a.work, protocol)
