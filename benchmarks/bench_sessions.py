@@ -1,6 +1,6 @@
 """Held-out sessions, as RC builders use a model: steertime against PilotNet and Donkeycar.
 
-    python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub]
+    python benchmarks/bench_sessions.py --work /tmp/sess [--protocols sessions,tub] [--folds NAME]
         [--models pilotnet,cnn_lstm,feat_lstm*3] [--epochs N] [--jobs 2] [--threads 1] [--seeds 3]
         [--ensemble] [--mix NAME=RUN:W,RUN:W,...] [--set KEY=VALUE ...]
         [--variant NAME=KEY=VALUE[;KEY=VALUE] ...]   (KEY: a train key, or prepare.FLAG)
@@ -799,6 +799,7 @@ def main() -> None:
         help="threads per training (default: 2 / --jobs); 1 beside a Donkeycar run",
     )
     ap.add_argument("--seeds", type=int, default=1, help="runs of every model (train.seed)")
+    ap.add_argument("--folds", default="", help="only these fold names (default: all)")
     ap.add_argument(
         "--track",
         action="store_true",
@@ -852,6 +853,10 @@ def main() -> None:
         frames = frames_of(FRAME[protocol], models, variants)
         check_frames(frames, FRAME[protocol], recipes, mixes)
         fold_list = folds(protocol, a.work)
+        if a.folds:  # a first look on some folds; the pooled goal needs them all
+            fold_list = [f for f in fold_list if f["name"] in a.folds.split(",")]
+            if not fold_list:
+                raise SystemExit(f"--folds {a.folds}: none of {protocol}'s folds")
         fold_res = [
             run_fold(
                 f,
