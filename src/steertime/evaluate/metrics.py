@@ -117,6 +117,22 @@ def block_bootstrap_rmse(
     return float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
 
 
+def _paired_sums(
+    err_a: np.ndarray,
+    err_b: np.ndarray,
+    block: int,
+    n_boot: int,
+    seed: int,
+    groups: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n_boot,) resampled sums of squared errors of a and of b over the same blocks,
+    and their frame counts: the blocks are drawn jointly, so the pairing is kept."""
+    sa, lens = _block_sums(err_a**2, block, groups)
+    sb, _ = _block_sums(err_b**2, block, groups)
+    picks = np.random.default_rng(seed).integers(0, len(sa), (n_boot, len(sa)))
+    return sa[picks].sum(1), sb[picks].sum(1), lens[picks].sum(1)
+
+
 def block_bootstrap_diff(
     err_a: np.ndarray,
     err_b: np.ndarray,
@@ -129,11 +145,8 @@ def block_bootstrap_diff(
     across a change of `groups`); (nan, nan) under `MIN_BLOCKS` blocks' worth of frames."""
     if len(err_a) < MIN_BLOCKS * block:
         return float("nan"), float("nan")
-    sa, lens = _block_sums(err_a**2, block, groups)
-    sb, _ = _block_sums(err_b**2, block, groups)
-    picks = np.random.default_rng(seed).integers(0, len(sa), (n_boot, len(sa)))
-    n = lens[picks].sum(1)
-    d = np.sqrt(sa[picks].sum(1) / n) - np.sqrt(sb[picks].sum(1) / n)
+    a, b, n = _paired_sums(err_a, err_b, block, n_boot, seed, groups)
+    d = np.sqrt(a / n) - np.sqrt(b / n)
     return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
 
 
@@ -148,14 +161,11 @@ def block_bootstrap_ratio(
     """95% CI of RMSE(a) / RMSE(b) on the same frames, blocks resampled jointly.
 
     `groups` (e.g. the held-out session of each frame) keeps every block inside one
-    group, so no block joins the end of one recording to the start of another."""
-    groups = np.zeros(len(err_a), int) if groups is None else np.asarray(groups)
-    starts = []
-    for g in dict.fromkeys(groups.tolist()):
-        idx = np.flatnonzero(groups == g)
-        starts += [idx[k : k + block] for k in range(0, len(idx) - block + 1, block)]
-    sa = np.array([np.sum(err_a[i] ** 2) for i in starts])
-    sb = np.array([np.sum(err_b[i] ** 2) for i in starts])
-    picks = np.random.default_rng(seed).integers(0, len(starts), (n_boot, len(starts)))
-    r = np.sqrt(sa[picks].sum(1) / np.maximum(sb[picks].sum(1), 1e-300))
+    group, so no block joins the end of one recording to the start of another; every
+    frame counts, as in `block_bootstrap_rmse`. (nan, nan) under `MIN_BLOCKS` blocks'
+    worth of frames."""
+    if len(err_a) < MIN_BLOCKS * block:
+        return float("nan"), float("nan")
+    a, b, _ = _paired_sums(err_a, err_b, block, n_boot, seed, groups)
+    r = np.sqrt(a / np.maximum(b, 1e-300))
     return float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))
