@@ -100,6 +100,8 @@ class CnnRnnConfig:
     # Training only (`train.recon_weight`): a linear head from each frame's features to a
     # coarse thumbnail of the frame (its number of pixels). Never run at inference.
     recon_outputs: int = 0
+    # ...read from the memory's output instead (`train.recon_lead`: a later frame redrawn)
+    recon_memory: bool = False
 
 
 class CnnRnn(SequenceModel):
@@ -165,7 +167,8 @@ class CnnRnn(SequenceModel):
             )
         self.drop = nn.Dropout(cfg.dropout)
         self.aux_head = nn.Linear(cfg.feat_dim, cfg.aux_outputs) if cfg.aux_outputs else None
-        self.recon_head = nn.Linear(cfg.feat_dim, cfg.recon_outputs) if cfg.recon_outputs else None
+        recon_in = cfg.hidden if cfg.recon_memory else cfg.feat_dim
+        self.recon_head = nn.Linear(recon_in, cfg.recon_outputs) if cfg.recon_outputs else None
         head_in = cfg.hidden + (cfg.feat_dim if cfg.skip else 0)
         self.head = nn.Sequential(
             nn.Linear(head_in, cfg.head_hidden),
@@ -322,12 +325,11 @@ class CnnRnn(SequenceModel):
         teacher: torch.Tensor | None = None,
         missing: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
+        if not self.autoregressive:
+            y, state, _ = self.core_with_memory(feats, state, missing)
+            return y, state
         if self.missing_input:
             feats = self._blank(feats, missing)
-        if not self.autoregressive:
-            out, state = self._rnn(feats, state)  # (B, T, H)
-            y = self._head(out, self._head_in(feats))  # (B, T, K)
-            return self._hold(y, state, missing) if self.hold_on_missing else (y, state)
         if teacher is not None:
             # Teacher forcing: step t sees the true outputs of step t-1 (the carried
             # prediction for the chunk's first step), so the whole chunk runs at once.
@@ -343,6 +345,18 @@ class CnnRnn(SequenceModel):
             state = {**state, "prev": y[:, 0]}
             ys.append(y)
         return torch.cat(ys, dim=1), state
+
+    def core_with_memory(
+        self, feats: torch.Tensor, state: State, missing: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """`core` of a model that does not feed its outputs back, also returning the
+        memory's output (B, T, H): what the training-only `train.recon_lead` head reads."""
+        if self.missing_input:
+            feats = self._blank(feats, missing)
+        out, state = self._rnn(feats, state)  # (B, T, H)
+        y = self._head(out, self._head_in(feats))  # (B, T, K)
+        y, state = self._hold(y, state, missing) if self.hold_on_missing else (y, state)
+        return y, state, out
 
     def _hold(
         self, z: torch.Tensor, state: State, missing: torch.Tensor | None

@@ -150,6 +150,10 @@ class LoopConfig:
     # al. 2021). Never run at inference or exported. 0: off.
     recon_weight: float = 0.0
     recon_grid: list[int] = field(default_factory=lambda: [12, 16])
+    # > 0: the head reads the memory's output at step t and redraws the frame `recon_lead`
+    # steps later, so the memory itself must carry where the view is going (a world
+    # model's next-frame target, coarse). 0: frame t from its own features.
+    recon_lead: int = 0
 
 
 @dataclass
@@ -323,6 +327,18 @@ def validate(cfg: TrainConfig) -> None:
         "[rows, columns], each in 1..64",
     )
     need(
+        0 <= t.recon_lead < t.seq_len,
+        "train.recon_lead",
+        t.recon_lead,
+        f"in 0..{t.seq_len - 1} (a later frame of the same train.seq_len={t.seq_len} chunk)",
+    )
+    need(
+        not (t.recon_lead and not t.recon_weight),
+        "train.recon_lead",
+        t.recon_lead,
+        "0 without train.recon_weight (it says which frame the reconstruction redraws)",
+    )
+    need(
         not (t.recon_weight and d.features),
         "train.recon_weight",
         t.recon_weight,
@@ -407,6 +423,14 @@ def validate(cfg: TrainConfig) -> None:
                 key,
                 value,
                 f"{off} for {name}, which has no {head} head (use a cnn_* model)",
+            )
+        if t.recon_lead and "recon_outputs" in fields:
+            kw = {k: v for k, v in _typed_model(cfg.model).items() if k != "name"}
+            need(
+                not model_config(name, **kw).autoregressive,
+                "train.recon_lead",
+                t.recon_lead,
+                f"0 for {name}, which feeds its outputs back (its memory runs step by step)",
             )
 
 

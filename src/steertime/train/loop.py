@@ -287,7 +287,7 @@ class _Training:
             bin_centers=layout.bin_centers() if layout.bins else None,
             precision=t.precision,
             aux_weight=t.aux_weight,
-            recon=(t.recon_weight, tuple(t.recon_grid)) if t.recon_weight else None,
+            recon=(t.recon_weight, tuple(t.recon_grid), t.recon_lead) if t.recon_weight else None,
             balance=self._balance(labels, steer) if cfg.data.balance else None,
         ).to(info.device)
         self.ddp = DistributedDataParallel(step_loss) if info.enabled else step_loss
@@ -373,6 +373,7 @@ class _Training:
             spec["aux_outputs"] = self.layout.k * len(self.t.aux_leads)
         if self.t.recon_weight:  # config.validate refused models without the head
             spec["recon_outputs"] = self.t.recon_grid[0] * self.t.recon_grid[1]
+            spec["recon_memory"] = self.t.recon_lead > 0
         if spec.get("hold_on_missing") and self.layout.spread:
             # the head emits K means then K log-spreads: hold the means only
             spec["held_outputs"] = self.layout.k

@@ -33,12 +33,14 @@ class StepLoss(nn.Module):
         precision: str = "fp32",
         aux_weight: float = 0.0,
         balance: tuple[np.ndarray, np.ndarray] | None = None,
-        recon: tuple[float, tuple[int, int]] | None = None,
+        recon: tuple[float, tuple[int, int], int] | None = None,
     ):
         super().__init__()
         self.model, self.steer, self.lam, self.skip = model, steer, lam, skip
         self.aux_weight = aux_weight
-        self.recon = recon  # (weight, (rows, columns)) of the thumbnail the features redraw
+        # (weight, (rows, columns), lead): the thumbnail of frame t+lead is redrawn from
+        # frame t's features (lead 0) or from the memory's output at t (lead > 0)
+        self.recon = recon
         self.features, self.spread = features, spread
         self.bf16 = precision == "bf16"
         self.register_buffer("w", torch.tensor(weights) / sum(weights))
@@ -118,9 +120,12 @@ class StepLoss(nn.Module):
     ):
         feats, state = self._encode(frames, state)
         aux = self._aux(feats, aux_target) if aux_target is not None else 0.0
+        kw = {} if missing is None else {"missing": missing}  # only flag models get it
+        if self.recon is not None and self.recon[2]:  # redrawn from the memory's output
+            y, state, memory = self.model.core_with_memory(feats, state, **kw)
+            return self._mse(y, target) + aux + self._recon(memory, frames), state
         if self.recon is not None:
             aux = aux + self._recon(feats, frames)
-        kw = {} if missing is None else {"missing": missing}  # only flag models get it
         if not self.model.autoregressive:
             y, state = self.model.core(feats, state, **kw)
             return self._mse(y, target) + aux, state
@@ -140,17 +145,19 @@ class StepLoss(nn.Module):
         mse = (a - aux_target)[:, self.skip :].square().mean(dim=(0, 1, 2))  # (K,)
         return self.aux_weight * (mse * self.w).sum()
 
-    def _recon(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        # (B, T, F) features -> (B, T, h*w) the frame's grey thumbnail; its MSE after the
-        # burn-in, times the weight. Each thumbnail is standardised (the +2 grey levels
-        # keep a blank frame's zero spread finite), so it is the view's layout that is
-        # redrawn, not the room's brightness.
-        weight, grid = self.recon
+    def _recon(self, source: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        # (B, T, F) features or (B, T, H) memory at t -> (B, T, h*w) the grey thumbnail of
+        # frame t+lead; its MSE after the burn-in (the chunk's last `lead` steps have no
+        # frame to redraw), times the weight. Each thumbnail is standardised (the +2 grey
+        # levels keep a blank frame's zero spread finite), so it is the view's layout that
+        # is redrawn, not the room's brightness.
+        weight, grid, lead = self.recon
         with torch.no_grad():
             b, t = frames.shape[:2]
             g = frames.float().mean(-1).flatten(0, 1).unsqueeze(1)  # (B*T, 1, H, W)
             g = nn.functional.adaptive_avg_pool2d(g, grid).flatten(1)  # (B*T, h*w)
             g = (g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 2.0)
             target = g.view(b, t, -1)
-        pred = self.model.recon_head(feats)  # (B, T, h*w)
+        pred = self.model.recon_head(source)  # (B, T, h*w)
+        pred, target = pred[:, : t - lead], target[:, lead:]
         return weight * (pred - target)[:, self.skip :].square().mean()
