@@ -99,7 +99,6 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".adapt-", dir=a.out.parent))
     shutil.copytree(a.run, tmp / "run", ignore=shutil.ignore_patterns("tb", "members"))
     save_file(state, str(tmp / "run" / "checkpoints" / "best" / "model.safetensors"))
-    (tmp / "run" / "checkpoints" / "best" / "model.safetensors").chmod(0o644)
     (tmp / "run").rename(a.out)
     tmp.rmdir()
     print(f"reconstruction loss {losses[0]:.4f} -> {np.mean(losses[-10:]):.4f}; wrote {a.out}")
