@@ -18,6 +18,12 @@ Everything a user would type goes through the `steertime` CLI (prepare, train, e
 - `tubval`: for choosing a tub recipe without the test records — three nested folds
   inside records 0–4011 (`TUBVAL`), each trained and validated like `tub` and scored on
   802 records it never saw (2,406 pooled).
+- `sessval`: for choosing a *session* recipe on sessions — each fold trains (and
+  validates, final 15%) on one session alone and scores the other two (`on_S`; every
+  session is scored twice, 26,676 frames pooled). The pair trained on S and scored on U
+  lies inside the test fold of the third session, so a recipe for test session T can be
+  chosen on the two pairs that leave T out (`pairs` in results.json: RMSE per model,
+  training session and scored session).
 
 The first of --models (PilotNet by default; all its seeds pooled when it has several) is
 the reference of every ratio. Each model
@@ -91,6 +97,7 @@ FRAME = {
     "tub": ["--size", "120x160"],
 }
 FRAME["tubval"] = FRAME["tub"]
+FRAME["sessval"] = FRAME["sessions"]
 FLIP = ["--set", "data.flip=true"]
 PREPARE = "prepare."  # a --variant key with this prefix is a `steertime prepare` flag
 CLI = "cli."  # ... and with this one a `steertime train` flag: cli.seeds=4 -> --seeds 4
@@ -122,8 +129,10 @@ RECIPES: dict[str, dict[str, list[str]]] = {
     },
 }
 RECIPES["tubval"] = RECIPES["tub"]
+RECIPES["sessval"] = RECIPES["sessions"]
 EPOCHS = {"sessions": 20, "tub": 30}  # the tub's validation RMSE still falls at epoch 20
 EPOCHS["tubval"] = EPOCHS["tub"]
+EPOCHS["sessval"] = EPOCHS["sessions"]
 # Choosing a tub recipe without the test records (`--protocols tubval`): three nested
 # folds inside records 0-4011, each scoring 802 records its training never saw (B and C
 # keep 40 records, 2 s, out beside them as a guard; A is the fold of the fourteenth to
@@ -156,6 +165,23 @@ def folds(protocol: str, work: Path) -> list[dict]:
                 "name": s,
                 "train": (src, ["--split", "session", "--test-session", s]),
                 "test": None,  # the cache's own test split
+            }
+            for s in SESSIONS
+        ]
+    if protocol == "sessval":
+        src = SHARED / "donkey_rc_sessions"
+        return [
+            {
+                "name": f"on_{s}",
+                "train": (
+                    src,
+                    [
+                        "--split",
+                        "session",
+                        *(a for o in SESSIONS if o != s for a in ("--test-session", o)),
+                    ],
+                ),
+                "test": None,  # the other two sessions: the cache's own test split
             }
             for s in SESSIONS
         ]
@@ -648,6 +674,43 @@ def _row(preds: pd.DataFrame, m: str, ref: str, groups_of: dict[str, list[str]])
     }
 
 
+def _drive_keys(preds: pd.DataFrame) -> list[str]:
+    """One group per drive a fold scored: under `sessval` two folds score the same drive."""
+    return ["fold", "drive"] if "fold" in preds else ["drive"]
+
+
+def session_of(drive: str) -> str:
+    """`donkey_rc_sessions:23-01-12_0#0[0:4998]` -> `23-01-12_0`."""
+    return drive.partition(":")[2].partition("#")[0]
+
+
+def pairs(preds: pd.DataFrame, models: list[str], ref: str) -> dict:
+    """`sessval`: each model's RMSE per (training session, scored session), and its ratio to
+    `ref` over the two pairs that leave each session out — what a recipe for a test on
+    that session may be chosen on (`choose_for`)."""
+    groups_of = pooled(models)
+    trained = preds["fold"].str.removeprefix("on_").to_numpy()
+    scored = preds["drive"].map(session_of).to_numpy()
+    sessions = sorted(set(trained))
+    out: dict = {}
+    for m in [*groups_of, "predict_zero"]:
+        sq, sq_ref = _err(preds, groups_of.get(m, [m])) ** 2, _err(preds, groups_of[ref]) ** 2
+        out[m] = {
+            "pair": {
+                f"{a}->{b}": float(np.sqrt(sq[(trained == a) & (scored == b)].mean()))
+                for a in sessions
+                for b in sessions
+                if a != b
+            },
+            "choose_for": {
+                t: float(np.sqrt(sq[away].mean() / sq_ref[away].mean()))
+                for t in sessions
+                for away in [(trained != t) & (scored != t)]
+            },
+        }
+    return out
+
+
 def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...], ref: str = "pilotnet") -> float:
     """What the truth's own past could add to PilotNet: RMSE of a least-squares fit, on the
     test frames themselves (optimistic), of the angle from PilotNet's prediction and the
@@ -655,7 +718,7 @@ def memory_oracle(preds: pd.DataFrame, lags: tuple[int, ...], ref: str = "pilotn
     PilotNet (scale and offset), so the difference is what memory of the driver's recent
     steering could be worth at best."""
     sq, n = 0.0, 0
-    for _, g in preds.groupby("drive", sort=False):
+    for _, g in preds.groupby(_drive_keys(preds), sort=False):
         y, x = g["true_steering"].to_numpy(), g[f"{ref}:steering"].to_numpy()
         k = max(lags, default=0)
         a = np.stack([x[k:], *(y[k - j : len(y) - j] for j in lags), np.ones(len(y) - k)], 1)
@@ -676,7 +739,7 @@ def table(
     groups_of = pooled(models) | pooled(peers)
     ref = next((k for k, v in groups_of.items() if len(v) > 1 and models[0] in v), models[0])
     rows = list(pooled(models))
-    segs = [g["true_steering"].to_numpy() for _, g in preds.groupby("drive", sort=False)]
+    segs = [g["true_steering"].to_numpy() for _, g in preds.groupby(_drive_keys(preds), sort=False)]
     out: dict = {"frames": len(preds), "reference": ref, "oracles": floors(segs)}
     # The memory oracles refit one model's predictions: the reference's first run.
     one = models[0]
@@ -699,7 +762,9 @@ def table(
         out[f"vs_{peer}"] = {
             "frames": len(mine),
             "folds": sorted(set(mine["fold"])),
-            "oracles": floors([g["true_steering"].to_numpy() for _, g in mine.groupby("drive")]),
+            "oracles": floors(
+                [g["true_steering"].to_numpy() for _, g in mine.groupby(_drive_keys(mine))]
+            ),
             **{m: _row(mine, m, peer, groups_of) for m in [peer, *rows]},
         }
         # Time: Donkeycar's training against ours to the kept checkpoint (an upper bound
@@ -782,6 +847,15 @@ def markdown(protocol: str, res: dict, models: list[str]) -> str:
                     r.get("seconds_to_peer"), peer, "fold by fold" if len(v["folds"]) > 1 else ""
                 )
             )
+    if "pairs" in res:
+        sessions = list(res["pairs"][ref]["choose_for"])
+        lines += ["", "| predictor | " + " | ".join(f"vs `{ref}` for test {t}" for t in sessions)]
+        lines[-1] += " | " + " | ".join(res["pairs"][ref]["pair"]) + " |"
+        lines.append("|" + " --- |" * (1 + len(sessions) + len(res["pairs"][ref]["pair"])))
+        for m, r in res["pairs"].items():
+            cells = [f"{v:.3f}x" for v in r["choose_for"].values()]
+            cells += [f"{v:.4f}" for v in r["pair"].values()]
+            lines.append(f"| `{m}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -885,6 +959,8 @@ def main() -> None:
         }
         extra["train_seconds"] |= peer_seconds(a.work, protocol)
         results[protocol] = table(preds, scored, peers, extra, curves if a.track else None)
+        if protocol == "sessval":
+            results[protocol]["pairs"] = pairs(preds, scored, results[protocol]["reference"])
         print(markdown(protocol, results[protocol], scored), "\n", flush=True)
     write_json(a.work / "results.json", json.loads(json.dumps(results, default=float)))
 

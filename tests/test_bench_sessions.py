@@ -219,3 +219,47 @@ def test_track_says_when_each_run_first_reached_the_peer(bench):
     assert "first as good as `donkey_linear` on these frames after 35 s (pooled" in text
     assert f"on these frames after {want:.0f} s (fold by fold)" in text
     assert "never as good as `donkey_linear`" in text
+
+
+def test_sessval_trains_on_one_session_and_scores_the_other_two(bench, tmp_path):
+    folds = bench.folds("sessval", tmp_path)
+    assert [f["name"] for f in folds] == [f"on_{s}" for s in bench.SESSIONS]
+    for f, s in zip(folds, bench.SESSIONS, strict=True):
+        split = f["train"][1]
+        held = {split[i + 1] for i, a in enumerate(split) if a == "--test-session"}
+        assert held == set(bench.SESSIONS) - {s} and f["test"] is None
+
+
+def test_pairs_choose_for_a_test_session_without_its_frames(bench):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for a in ("x", "y", "z"):  # trained on a, scored on the other two
+        for b in sorted({"x", "y", "z"} - {a}):
+            truth = rng.normal(0, 0.5, 100)
+            # the variant is twice as wrong wherever session z is involved, else half
+            k = 2.0 if "z" in (a, b) else 0.5
+            noise = rng.normal(0, 0.1, 100)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "fold": f"on_{a}",
+                        "drive": f"tub:{b}#0[0:100]",
+                        "true_steering": truth,
+                        "plain:steering": truth + noise,
+                        "var:steering": truth + k * noise,
+                    }
+                )
+            )
+    preds = pd.concat(parts, ignore_index=True)
+    res = bench.pairs(preds, ["plain", "var"], "plain")
+    assert set(res["var"]["pair"]) == {"x->y", "x->z", "y->x", "y->z", "z->x", "z->y"}
+    # for a test on z only x->y and y->x may choose: there the variant halves the error
+    assert res["var"]["choose_for"]["z"] == pytest.approx(0.5)
+    assert res["var"]["choose_for"]["x"] == pytest.approx(2.0)
+    assert res["plain"]["choose_for"] == {"x": 1.0, "y": 1.0, "z": 1.0}
+    plain_xy = np.sqrt(np.mean(parts[0]["plain:steering"].sub(parts[0]["true_steering"]) ** 2))
+    assert res["plain"]["pair"]["x->y"] == pytest.approx(plain_xy)
+    assert bench.session_of("donkey_rc_sessions:23-01-12_0#0[0:4998]") == "23-01-12_0"
