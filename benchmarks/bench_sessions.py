@@ -79,6 +79,7 @@ import pandas as pd
 from label_noise import floors
 from steertime.atomic import atomic_file, write_json, write_text
 from steertime.data.readers.donkey import tub_view
+from steertime.data.splits import session_of
 from steertime.evaluate import metrics as M
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -677,11 +678,6 @@ def _row(preds: pd.DataFrame, m: str, ref: str, groups_of: dict[str, list[str]])
 def _drive_keys(preds: pd.DataFrame) -> list[str]:
     """One group per drive a fold scored: under `sessval` two folds score the same drive."""
     return ["fold", "drive"] if "fold" in preds else ["drive"]
-
-
-def session_of(drive: str) -> str:
-    """`donkey_rc_sessions:23-01-12_0#0[0:4998]` -> `23-01-12_0`."""
-    return drive.partition(":")[2].partition("#")[0]
 
 
 def pairs(preds: pd.DataFrame, models: list[str], ref: str) -> dict:
