@@ -183,6 +183,12 @@ def test_session_split_on_the_real_sessions(shared_data, tmp_path):
     assert sum(len(s) for s in test) == len(few[2])
     again = Cache.open(tmp_path / "c")
     assert again.manifest["splits"]["config"]["test_sessions"] == ["23-01-12_1"]
+    summary = again.split_summary()
+    assert summary["test"]["sessions"] == ["23-01-12_1"]
+    assert summary["train"]["sessions"] == ["23-01-12_0", "23-01-12_2"]
+    assert summary["test"]["frames"] == len(few[2])  # guards drop frames between the others
+    rate = again.manifest["drives"][test[0].drive]["rate_hz"]
+    assert summary["test"]["seconds"] == pytest.approx(len(few[2]) / rate)
 
 
 def test_prepare_warns_when_it_squashes_and_native_keeps_the_size(tmp_path, shared_data):

@@ -25,7 +25,6 @@ from steertime.cli.app import (
     read_options,
 )
 from steertime.data.preprocess import parse_crop, parse_size
-from steertime.data.splits import session_of
 
 TEST_SESSION = typer.Option(
     [], "--test-session", help="Split 'session': hold out this session (repeatable)."
@@ -292,13 +291,9 @@ def split_cmd(
 def _print_split(c: data.Cache) -> None:
     from steertime.evaluate.metrics import BLOCK_S, MIN_BLOCKS
 
-    segs = c.segments()
-    rates = {g.drive: float(c.manifest["drives"][g.drive].get("rate_hz") or 0) for g in segs}
-    for s in ("train", "val", "test"):
-        n = sum(len(g) for g in segs if g.split == s)
-        sessions = sorted({session_of(c.drives[g.drive].name) for g in segs if g.split == s})
-        console.print(f"{s}: {n} frames (sessions: {', '.join(sessions) or '-'})")
-        secs = sum(len(g) / rates[g.drive] for g in segs if g.split == s and rates[g.drive])
+    for s, part in c.split_summary().items():
+        n, secs = part["frames"], part["seconds"]
+        console.print(f"{s}: {n} frames (sessions: {', '.join(part['sessions']) or '-'})")
         if s == "test" and n and secs < MIN_BLOCKS * BLOCK_S:
             console.print(
                 f"[yellow]note:[/] the test split is {secs:.1f} s of driving: `evaluate` gives "

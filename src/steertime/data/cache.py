@@ -37,7 +37,13 @@ from steertime.data.preprocess import (
     spec_for_size,
     squash_warning,
 )
-from steertime.data.splits import Segment, SplitConfig, make_splits, refuse_empty_train
+from steertime.data.splits import (
+    Segment,
+    SplitConfig,
+    make_splits,
+    refuse_empty_train,
+    session_of,
+)
 from steertime.data.units import Unit
 from steertime.errors import DataError, SteertimeError
 
@@ -431,6 +437,20 @@ class Cache:
     def segments(self, split: str | None = None) -> list[Segment]:
         segs = [Segment(d, s, a, b) for d, s, a, b in self.manifest["splits"]["segments"]]
         return segs if split is None else [s for s in segs if s.split == split]
+
+    def split_summary(self) -> dict[str, dict]:
+        """Per split: its frames, the sessions they come from, and seconds of driving (at
+        each drive's own rate; drives without one add no seconds)."""
+        out = {}
+        for split in ("train", "val", "test"):
+            segs = self.segments(split)
+            rates = [float(self.manifest["drives"][g.drive].get("rate_hz") or 0) for g in segs]
+            out[split] = {
+                "frames": sum(len(g) for g in segs),
+                "sessions": sorted({session_of(self.drives[g.drive].name) for g in segs}),
+                "seconds": sum(len(g) / r for g, r in zip(segs, rates, strict=True) if r),
+            }
+        return out
 
     def resplit(self, cfg: SplitConfig) -> None:
         """Recompute splits and rewrite the manifest atomically (frames untouched)."""
