@@ -686,7 +686,8 @@ def pairs(preds: pd.DataFrame, models: list[str], ref: str) -> dict:
     that session may be chosen on (`choose_for`)."""
     groups_of = pooled(models)
     trained = preds["fold"].str.removeprefix("on_").to_numpy()
-    scored = preds["drive"].map(session_of).to_numpy()
+    # evaluate names a scored stretch `DRIVE[start:stop]`
+    scored = preds["drive"].map(lambda d: session_of(d.rsplit("[", 1)[0])).to_numpy()
     sessions = sorted(set(trained))
     out: dict = {}
     for m in [*groups_of, "predict_zero"]:
