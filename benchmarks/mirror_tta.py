@@ -72,6 +72,12 @@ def score_fold(cache_path: Path, run: Path, split: str, output: str = "steering"
     segs = cache.segments(split)
     if not segs:
         raise SteertimeError(f"{cache_path}: split {split!r} is empty")
+    loaded = []  # (model, layout, index of `output`), loaded once for every segment
+    for r in members(run):
+        model, meta = load_model(r)
+        if output not in meta.layout.names:
+            raise SteertimeError(f"{r}: predicts {meta.layout.names}, not {output!r}")
+        loaded.append((model, meta.layout, meta.layout.names.index(output)))
     truth, plain, mirrored, drive = [], [], [], []
     for s in segs:
         d = cache.drives[s.drive]
@@ -79,13 +85,9 @@ def score_fold(cache_path: Path, run: Path, split: str, output: str = "steering"
         truth.append(d.signals[output][s.start : s.stop])
         drive += [f"{d.name}[{s.start}:{s.stop}]"] * len(s)
         p, q = [], []
-        for r in members(run):
-            model, meta = load_model(r)
-            if output not in meta.layout.names:
-                raise SteertimeError(f"{r}: predicts {meta.layout.names}, not {output!r}")
-            k = meta.layout.names.index(output)
-            p.append(predict(model, meta.layout, frames, mirror=False)[:, k])
-            q.append(predict(model, meta.layout, frames, mirror=True)[:, k])
+        for model, layout, k in loaded:
+            p.append(predict(model, layout, frames, mirror=False)[:, k])
+            q.append(predict(model, layout, frames, mirror=True)[:, k])
         plain.append(np.stack(p, 1))
         mirrored.append(np.stack(q, 1))
     return {

@@ -68,3 +68,13 @@ def test_the_script_pools_folds_and_writes_the_ratio(run, tiny_cache, tmp_path):
     assert len(r["members_plain"]) == 1 and r["members_plain"][0] == pytest.approx(r["plain"])
     bad = subprocess.run([*cmd[:2], "--fold", str(run)], capture_output=True, text=True)
     assert bad.returncode != 0 and "CACHE=RUN" in bad.stderr
+
+
+def test_an_empty_split_and_a_missing_output_are_refused_by_name(run, tiny_cache):
+    from steertime.errors import SteertimeError
+
+    m = bench_module("mirror_tta")
+    with pytest.raises(SteertimeError, match="split 'nope' is empty"):
+        m.score_fold(tiny_cache, run, "nope")
+    with pytest.raises(SteertimeError, match="not 'speed'"):
+        m.score_fold(tiny_cache, run, "test", output="speed")
