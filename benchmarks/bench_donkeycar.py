@@ -37,7 +37,7 @@ from PIL import Image
 from steertime.data import Cache
 from steertime.integrations.donkeycar import SteertimePilot
 from steertime.stream import OnnxPredictor, export_onnx
-from steertime.stream.quantize import _Reader, calibration_samples, export_int8
+from steertime.stream.quantize import CalibrationReader, calibration_samples, export_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -83,7 +83,7 @@ def quantize_everything(float_folder: Path, run_cache: Cache, out: Path) -> Path
     quantize_static(
         str(float_folder / "model.onnx"),
         str(out / "model.onnx"),
-        _Reader(calibration_samples(float_folder, run_cache)),
+        CalibrationReader(calibration_samples(float_folder, run_cache)),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         weight_type=QuantType.QInt8,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_stream import SHARED, _time_interleaved, make_run  # noqa: E402  (run as a script)
+from bench_stream import SHARED, make_run, time_interleaved  # noqa: E402  (run as a script)
 from steertime.data import FrameSpec, read_drives
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
 from steertime.stream.run import predict_drives
@@ -59,7 +59,7 @@ def main() -> None:
                     op = OnnxPredictor(folder, threads=threads)
                     fns[f"{name}_torch_t{threads}"] = lambda p=tp: p._run(frame)
                     fns[f"{name}_onnx_t{threads}"] = lambda p=op: p._run(frame)
-            res["step"] = _time_interleaved(fns, a.iters)
+            res["step"] = time_interleaved(fns, a.iters)
             (d,) = read_drives(SHARED / "udacity_sim_track1")
             clip = d.slice(np.arange(1000, 1300), d.name)
             video_run = make_run(tmp / "video", "cnn_lstm", (160, 320), FrameSpec(66, 200, 60, 20))

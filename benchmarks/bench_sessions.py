@@ -649,7 +649,7 @@ def _err(preds: pd.DataFrame, cols: list[str], signal: str = "steering") -> np.n
     return np.sqrt(sq)
 
 
-def _row(preds: pd.DataFrame, m: str, ref: str, groups_of: dict[str, list[str]]) -> dict:
+def paired_row(preds: pd.DataFrame, m: str, ref: str, groups_of: dict[str, list[str]]) -> dict:
     """RMSE of `m` on these frames, and its ratio to `ref` with a paired interval."""
     groups = preds["fold"].to_numpy()
     cols = groups_of.get(m, [m])
@@ -748,7 +748,7 @@ def table(
     )
     for m in [*rows, "predict_zero"]:
         out[m] = {
-            **_row(preds, m, ref, groups_of),
+            **paired_row(preds, m, ref, groups_of),
             **{k: _seconds(extra, k, groups_of.get(m, [m])) for k in extra},
         }
     # Donkeycar on the frames it was run on, each model against it on exactly those frames
@@ -762,7 +762,7 @@ def table(
             "oracles": floors(
                 [g["true_steering"].to_numpy() for _, g in mine.groupby(_drive_keys(mine))]
             ),
-            **{m: _row(mine, m, peer, groups_of) for m in [peer, *rows]},
+            **{m: paired_row(mine, m, peer, groups_of) for m in [peer, *rows]},
         }
         # Time: Donkeycar's training against ours to the kept checkpoint (an upper bound
         # on the time to reach its accuracy, where we reach it), same machine, same run.

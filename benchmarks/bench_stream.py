@@ -72,7 +72,7 @@ def _ort_options(threads: int):
     return opts
 
 
-def _time_interleaved(fns: dict, iters: int) -> dict:
+def time_interleaved(fns: dict, iters: int) -> dict:
     """Time every fn `iters` times, round-robin, so that machine drift hits all alike."""
     for fn in fns.values():
         for _ in range(20):
@@ -135,10 +135,10 @@ def main() -> None:
                 )
             # PyTorch calls share one OpenMP pool: interleave them. Each onnxruntime session
             # owns a pool that spins after a run, so sessions are timed one after another.
-            res.update(_time_interleaved({k: f for k, f in fns.items() if "torch" in k}, a.iters))
+            res.update(time_interleaved({k: f for k, f in fns.items() if "torch" in k}, a.iters))
             for k, f in fns.items():
                 if "onnx" in k:
-                    res.update(_time_interleaved({k: f}, a.iters))
+                    res.update(time_interleaved({k: f}, a.iters))
         torch.set_num_threads(2)
         for threads, be, sfx in itertools.product((1, 2), ("torch", "onnx"), ("", "_relu")):
             for m in models[1:]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_stream import _time_interleaved
+from bench_stream import time_interleaved
 from steertime.stream import OnnxPredictor, Predictor, export_onnx
 
 
@@ -37,10 +37,8 @@ def main() -> None:
             frame = np.random.default_rng(0).integers(0, 255, (f.height, f.width, 3), np.uint8)
             o = OnnxPredictor(export_onnx(run, Path(t) / f"onnx{k}"), threads=a.threads)
             name = f"{run.parent.name}/{run.name}"
-            res.update(
-                _time_interleaved({f"{name} torch": lambda p=p, x=frame: p._run(x)}, a.iters)
-            )
-            res.update(_time_interleaved({f"{name} onnx": lambda o=o, x=frame: o._run(x)}, a.iters))
+            res.update(time_interleaved({f"{name} torch": lambda p=p, x=frame: p._run(x)}, a.iters))
+            res.update(time_interleaved({f"{name} onnx": lambda o=o, x=frame: o._run(x)}, a.iters))
     print(json.dumps(res, indent=1))
 
 

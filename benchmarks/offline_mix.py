@@ -113,7 +113,7 @@ def main() -> None:
     print(f"| mix | runs | steering RMSE | vs {ref} (95% CI) | {' | '.join(folds)} |")
     print("| --- | --- | --- | --- |" + " --- |" * len(folds))
     for name, runs in mixes.items():
-        r = B._row(preds, name, ref, {})
+        r = B.paired_row(preds, name, ref, {})
         lo, hi = r[f"vs_{ref}_ci95"]
         per = " | ".join(f"{r['per_fold'][f]:.4f}" for f in folds)
         n = len(runs) or "chosen"

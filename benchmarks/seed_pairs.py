@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench_sessions import _row  # a pair is scored exactly as a lever's `m ×2` row
+from bench_sessions import paired_row  # a pair is scored exactly as a lever's `m ×2` row
 
 
 def main() -> None:
@@ -32,9 +32,9 @@ def main() -> None:
     runs = [a.model] + [f"{a.model}_s{s}" for s in (1, 2, 3)]
     for p, q in (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))):
         groups = {"a": [runs[i] for i in q], "b": [runs[i] for i in p]}
-        r = _row(preds, "a", "b", groups)
+        r = paired_row(preds, "a", "b", groups)
         lo, hi = r["vs_b_ci95"]
-        ref = _row(preds, "b", "b", groups)["per_fold"]
+        ref = paired_row(preds, "b", "b", groups)["per_fold"]
         per = " / ".join(f"{v / ref[f]:.3f}" for f, v in r["per_fold"].items())
         print(f"seeds {q} vs {p}: {r['vs_b']:.3f}x [{lo:.3f}, {hi:.3f}]; per fold {per}")
 

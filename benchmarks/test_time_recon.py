@@ -73,7 +73,7 @@ def adapt(
             np.stack([parts[k][i : i + seq_len] for k, i in zip(which, starts, strict=True)])
         )  # (B, T, H, W, 3)
         feats, _ = model.encode(x, model.init_state(batch))  # (B, T, F)
-        loss = loss_of._recon(feats, x)
+        loss = loss_of.recon_loss(feats, x)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -62,7 +62,7 @@ def calibration_samples(
     return samples
 
 
-class _Reader:
+class CalibrationReader:
     """onnxruntime's CalibrationDataReader protocol over a list of input dicts."""
 
     def __init__(self, samples: list[dict[str, np.ndarray]]) -> None:
@@ -112,7 +112,7 @@ def export_int8(
         quantize_static(
             str(src),
             str(tmp / "int8.onnx"),
-            _Reader(samples),
+            CalibrationReader(samples),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             weight_type=QuantType.QInt8,

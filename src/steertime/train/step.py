@@ -123,9 +123,9 @@ class StepLoss(nn.Module):
         kw = {} if missing is None else {"missing": missing}  # only flag models get it
         if self.recon is not None and self.recon[2]:  # redrawn from the memory's output
             y, state, memory = self.model.core_with_memory(feats, state, **kw)
-            return self._mse(y, target) + aux + self._recon(memory, frames), state
+            return self._mse(y, target) + aux + self.recon_loss(memory, frames), state
         if self.recon is not None:
-            aux = aux + self._recon(feats, frames)
+            aux = aux + self.recon_loss(feats, frames)
         if not self.model.autoregressive:
             y, state = self.model.core(feats, state, **kw)
             return self._mse(y, target) + aux, state
@@ -145,7 +145,7 @@ class StepLoss(nn.Module):
         mse = (a - aux_target)[:, self.skip :].square().mean(dim=(0, 1, 2))  # (K,)
         return self.aux_weight * (mse * self.w).sum()
 
-    def _recon(self, source: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    def recon_loss(self, source: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         # (B, T, F) features or (B, T, H) memory at t -> (B, T, h*w) the grey thumbnail of
         # frame t+lead; its MSE after the burn-in (the chunk's last `lead` steps have no
         # frame to redraw), times the weight. Each thumbnail is standardised (the +2 grey
