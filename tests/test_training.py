@@ -647,6 +647,47 @@ def test_color_jitter_keeps_grey_mean_and_is_drawn_per_state_run(tiny_cache):
         apply_overrides(TrainConfig(), ["data.color=1.5"]).validate()
 
 
+def test_motion_blur_smears_rows_and_is_drawn_per_state_run(tiny_cache):
+    import numpy as np
+
+    from steertime.data import Cache
+    from steertime.train.batches import Augment, BatchReader, Chunk, blurred
+
+    x = np.zeros((1, 2, 9, 3), np.uint8)  # (T, H, W, 3)
+    x[:, :, 4] = 90  # one bright column
+    assert (blurred(x, 1) == x).all()
+    three = blurred(x, 3)
+    assert (three[:, :, 3:6] == 30).all() and (three[:, :, :3] == 0).all()
+    assert (three[:, :, 6:] == 0).all()  # the light is spread, not moved
+    edge = np.arange(9, dtype=np.uint8)[None, None, :, None].repeat(3, -1)  # a ramp
+    flat = np.full((2, 3, 7, 3), 200, np.uint8)
+    assert (blurred(flat, 5) == flat).all()  # edges repeated: no dark border
+    assert blurred(edge, 4).shape == edge.shape
+    assert (blurred(edge, 3)[0, 0, 1:-1, 0] == edge[0, 0, 1:-1, 0]).all()  # linear ramps keep
+
+    cache = Cache.open(tiny_cache)
+    reader = BatchReader(cache, ["steering"], 5, 2)
+    frames, target, _ = reader.read([Chunk(0, 20, True), Chunk(0, 20, True, blur=4)])
+    assert (frames[1] == blurred(frames[0].copy(), 4)).all()
+    assert (target[1] == target[0]).all()
+
+    rng = np.random.default_rng(0)
+    draws = {Augment(blur=3).draw(rng)["blur"] for _ in range(200)}
+    assert draws == {1, 2, 3}
+    assert Augment(color=0.2).draw(np.random.default_rng(0)) == Augment(color=0.2, blur=0).draw(
+        np.random.default_rng(0)
+    )  # a run without blur draws as before
+    segs = [Segment(0, "train", 0, 203)]
+    steps = stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=Augment(blur=6))
+    for b in range(2):
+        lane = [row[b] for row in steps]
+        for prev, cur in zip(lane, lane[1:], strict=False):
+            if not cur.reset:
+                assert cur.blur == prev.blur
+    with pytest.raises(SteertimeError, match="data.blur"):
+        apply_overrides(TrainConfig(), ["data.blur=40"]).validate()
+
+
 def test_sequence_mixup_blends_lanes_frames_and_targets_alike(tiny_cache, tmp_path):
     import numpy as np
 

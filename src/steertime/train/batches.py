@@ -29,6 +29,8 @@ reset — so a sequence is never mirrored or re-lit halfway through its memory:
 - `brightness`: multiply the frames by a gain in [1 - b, 1 + b];
 - `color`: contrast and saturation each scaled by a factor in [1 - c, 1 + c] and each
   colour channel by one in [1 - c/2, 1 + c/2] (white balance) — another room's lamps;
+- `blur`: smear the frames horizontally over k pixels, k drawn in [1, blur] — the motion
+  blur of a camera turning faster or exposing longer than the recorded one;
 - `shift`: translate the frames by (dy, dx) pixels, each in [-s, s], edges repeated;
   with `shift_steer` (the reader's), a horizontal shift is read as the camera yawed and
   the steering target moves by `shift_steer * dx`, clipped to the drive's logged range;
@@ -78,6 +80,7 @@ class Chunk:
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # gain per RGB channel
     mix: float = 1.0  # < 1: weight of this lane, blended with the lane `mix_offset` on
     mix_offset: int = 0  # (modulo this process's lanes)
+    blur: int = 1  # pixels each frame is smeared over horizontally (1: sharp)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Augment:
     strides: tuple[int, ...] = (1,)  # frame steps drawn per segment (schedules, not `draw`)
     color: float = 0.0
     mixup: float = 0.0  # Beta(mixup, mixup) blend with another lane (see `mixed`)
+    blur: int = 0  # longest horizontal smear in pixels (`blurred`); 0: off
 
     def stride(self, rng: np.random.Generator) -> int:
         # drawn only when there is a choice, so runs without it keep their random streams
@@ -103,6 +107,7 @@ class Augment:
             or self.shift > 0
             or self.color > 0
             or self.mixup > 0
+            or self.blur > 1
         )
 
     def draw(self, rng: np.random.Generator) -> dict:
@@ -121,6 +126,8 @@ class Augment:
         if self.mixup:  # last again
             lam = float(rng.beta(self.mixup, self.mixup))
             out["mix"], out["mix_offset"] = max(lam, 1 - lam), int(rng.integers(1, 2**16))
+        if self.blur > 1:  # last again
+            out["blur"] = int(rng.integers(1, self.blur + 1))
         return out
 
 
@@ -146,6 +153,17 @@ def shifted(frames: np.ndarray, dy: int, dx: int) -> np.ndarray:
     py, px = abs(dy), abs(dx)
     padded = np.pad(frames, ((0, 0), (py, py), (px, px), (0, 0)), mode="edge")
     return padded[:, py - dy : py - dy + h, px - dx : px - dx + w]
+
+
+def blurred(frames: np.ndarray, k: int) -> np.ndarray:
+    """(T, H, W, C) uint8 frames, each pixel the mean of the k pixels of its row centred
+    on it (a horizontal box filter; edges repeated), rounded back to uint8."""
+    if k <= 1:
+        return frames
+    padded = np.pad(frames, ((0, 0), (0, 0), ((k - 1) // 2, k // 2), (0, 0)), mode="edge")
+    c = np.cumsum(padded, axis=2, dtype=np.int32)  # (T, H, W+k-1, C)
+    c = np.concatenate([np.zeros_like(c[:, :, :1]), c], axis=2)
+    return np.rint((c[:, :, k:] - c[:, :, :-k]) / k).astype(np.uint8)
 
 
 # ITU-R BT.601 luma, as Pillow's convert("L")
@@ -332,6 +350,8 @@ class BatchReader:
                 self.frames[b] = shifted(self.frames[b], c.dy, c.dx)
             if c.gain != 1.0 or c.contrast != 1.0 or c.saturation != 1.0 or c.tint != (1, 1, 1):
                 self.frames[b] = relit(self.frames[b], c.gain, c.contrast, c.saturation, c.tint)
+            if c.blur > 1 and self.features is None:
+                self.frames[b] = blurred(self.frames[b], c.blur)
             self.missing[b] = False
             if self.faults and c.fault_seed >= 0 and self.features is None:
                 codes, starts = self._schedule(c.drive, c.fault_seed)

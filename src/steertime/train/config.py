@@ -34,6 +34,9 @@ class DataConfig:
     # ± fraction of contrast and of saturation, half of it per colour channel (white
     # balance), drawn per sequence: lighting that differs from the recorded room. 0: off.
     color: float = 0.0
+    # Longest horizontal motion blur in pixels: each sequence's frames are smeared over k
+    # pixels, k drawn in [1, blur] — a camera that turns faster or exposes longer. 0: off.
+    blur: int = 0
     # ± pixels: each sequence's frames move by one random (dy, dx), edges repeated — a
     # small-data regulariser for pixel models (DrQ's random shift), one per sequence so
     # the motion between frames is untouched. 0: off.
@@ -372,6 +375,7 @@ def validate(cfg: TrainConfig) -> None:
         "in [0, 1)",
     )
     need(finite(d.color) and 0 <= d.color < 1, "data.color", d.color, "in [0, 1)")
+    need(0 <= d.blur <= 32, "data.blur", d.blur, "in [0, 32] pixels")
     need(finite(d.mixup) and 0 <= d.mixup <= 10, "data.mixup", d.mixup, "in [0, 10]")
     need(d.lead >= 0, "data.lead", d.lead, ">= 0 frames")
     need(d.smooth >= 0, "data.smooth", d.smooth, ">= 0 frames")

@@ -198,15 +198,15 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
         tuple(cfg.data.strides),
         cfg.data.color,
         cfg.data.mixup,
+        cfg.data.blur,
     )
     if augment.mixup and augment.faults:  # half a blank frame is neither seen nor missing
         raise SteertimeError("data.mixup blends frames; it cannot be combined with data.faults")
-    if (augment.brightness or augment.color or augment.faults or augment.shift) and (
-        cfg.data.features
-    ):
+    pixels = augment.brightness or augment.color or augment.faults or augment.shift
+    if (pixels or augment.blur > 1) and cfg.data.features:
         raise SteertimeError(
-            "data.brightness / data.color / data.faults / data.shift need frames, "
-            "not a features store"
+            "data.brightness / data.color / data.blur / data.faults / data.shift need "
+            "frames, not a features store"
         )
     return augment
 
