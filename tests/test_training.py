@@ -605,6 +605,22 @@ def test_monitor_says_when_the_loss_stays_at_the_label_variance():
     assert not any("not learning" in t for t in ok.messages)
 
 
+def _assert_drawn_per_state_run(augment, *fields: str) -> None:
+    """The chunks of each lane keep `fields` until the lane's state is reset, and the
+    draws do change between state runs."""
+    steps = stateful_schedule(
+        [Segment(0, "train", 0, 203)], 10, 2, seed=3, epoch=1, augment=augment
+    )
+    seen = set()
+    for b in range(2):
+        lane = [row[b] for row in steps]
+        for prev, cur in zip(lane, lane[1:], strict=False):
+            if not cur.reset:
+                assert [getattr(cur, f) for f in fields] == [getattr(prev, f) for f in fields]
+        seen |= {tuple(getattr(c, f) for f in fields) for c in lane}
+    assert len(seen) > 1
+
+
 def test_color_jitter_keeps_grey_mean_and_is_drawn_per_state_run(tiny_cache):
     import numpy as np
 
@@ -637,13 +653,7 @@ def test_color_jitter_keeps_grey_mean_and_is_drawn_per_state_run(tiny_cache):
     for key in ("contrast", "saturation", "tint"):  # drawn last: the rest is as without it
         del with_color[key]
     assert with_color == Augment(shift=2).draw(np.random.default_rng(0))
-    segs = [Segment(0, "train", 0, 203)]
-    steps = stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=Augment(color=0.3))
-    for b in range(2):
-        lane = [row[b] for row in steps]
-        for prev, cur in zip(lane, lane[1:], strict=False):
-            if not cur.reset:
-                assert (cur.contrast, cur.tint) == (prev.contrast, prev.tint)
+    _assert_drawn_per_state_run(Augment(color=0.3), "contrast", "saturation", "tint")
     with pytest.raises(SteertimeError, match="data.color"):
         apply_overrides(TrainConfig(), ["data.color=1.5"]).validate()
 
@@ -678,13 +688,7 @@ def test_motion_blur_smears_rows_and_is_drawn_per_state_run(tiny_cache):
     with_blur = Augment(color=0.2, blur=3).draw(np.random.default_rng(0))
     del with_blur["blur"]  # drawn last: the draws before it are those of a run without it
     assert with_blur == Augment(color=0.2).draw(np.random.default_rng(0))
-    segs = [Segment(0, "train", 0, 203)]
-    steps = stateful_schedule(segs, 10, 2, seed=3, epoch=1, augment=Augment(blur=6))
-    for b in range(2):
-        lane = [row[b] for row in steps]
-        for prev, cur in zip(lane, lane[1:], strict=False):
-            if not cur.reset:
-                assert cur.blur == prev.blur
+    _assert_drawn_per_state_run(Augment(blur=6), "blur")
     with pytest.raises(SteertimeError, match="data.blur"):
         apply_overrides(TrainConfig(), ["data.blur=40"]).validate()
 
