@@ -426,6 +426,11 @@ def test_bad_augmentation_settings_are_refused(tiny_cache, tmp_path):
     assert not any((tmp_path / n).exists() for n in "acefgh")  # refused before anything is written
     with pytest.raises(SteertimeError, match="need frames, not a features store"):
         train(_cfg(tiny_cache, tmp_path / "d", "data.shift=2", f"data.features={tmp_path}"))
+    with pytest.raises(SteertimeError, match="data.blur / .* need frames, not a features store"):
+        train(_cfg(tiny_cache, tmp_path / "i", "data.blur=3", f"data.features={tmp_path}"))
+    with pytest.raises(SteertimeError, match=r"data.blur must be in \[0, 32\] pixels, got -1"):
+        train(_cfg(tiny_cache, tmp_path / "j", "data.blur=-1"))
+    assert not (tmp_path / "i").exists() and not (tmp_path / "j").exists()
 
 
 def test_lead_reads_targets_ahead_and_clamps_at_the_drive_end(tiny_cache):

@@ -350,7 +350,7 @@ class BatchReader:
                 self.frames[b] = shifted(self.frames[b], c.dy, c.dx)
             if c.gain != 1.0 or c.contrast != 1.0 or c.saturation != 1.0 or c.tint != (1, 1, 1):
                 self.frames[b] = relit(self.frames[b], c.gain, c.contrast, c.saturation, c.tint)
-            if c.blur > 1 and self.features is None:
+            if c.blur > 1:  # frames only: a features run refuses data.blur
                 self.frames[b] = blurred(self.frames[b], c.blur)
             self.missing[b] = False
             if self.faults and c.fault_seed >= 0 and self.features is None:

@@ -202,8 +202,8 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
     )
     if augment.mixup and augment.faults:  # half a blank frame is neither seen nor missing
         raise SteertimeError("data.mixup blends frames; it cannot be combined with data.faults")
-    pixels = augment.brightness or augment.color or augment.faults or augment.shift
-    if (pixels or augment.blur > 1) and cfg.data.features:
+    pixels = augment.brightness or augment.color or augment.blur > 1 or augment.faults
+    if (pixels or augment.shift) and cfg.data.features:
         raise SteertimeError(
             "data.brightness / data.color / data.blur / data.faults / data.shift need "
             "frames, not a features store"
