@@ -56,7 +56,9 @@ joined to the others' on the same frames), and `cli.FLAG=VALUE` adds `--FLAG VAL
 members averaged into one run, every second with reconstruction, as a user trains it).
 `{fold}` in a variant's value is the fold's folder, where its other runs are:
 `cnn_lstm_kd=data.teacher={fold}/cnn_lstm,{fold}/cnn_lstm_s1` distils each fold's own two
-seeds (runs that name `{fold}` train after the others).
+seeds (runs that name `{fold}` train after the others); `{seed}` is the run's own seed
+suffix (`feat_lstm_ft=train.init_from={fold}/feat_lstm{seed}`: run `feat_lstm_ft_s1`
+starts from `feat_lstm_s1`).
 Trained runs are reused by name; each fold's `eval/` holds the runs the latest command
 scored, and `predictions_all.parquet` beside it every run ever scored there, for
 averages of earlier variants.
@@ -106,6 +108,7 @@ CLI = "cli."  # ... and with this one a `steertime train` flag: cli.seeds=4 -> -
 # projection and heavy dropout: best of four on the selection fold (0.376-0.383, noisy).
 FEATS = "{features}"  # replaced by the protocol's features store
 FOLD = "{fold}"  # in a --variant's value: the fold's folder (its other runs are there)
+SEED = "{seed}"  # ... and the run's own seed suffix (`_s1`; empty for seed 0)
 ENCODER_CFG = "{grid: [3, 5]}"
 FEAT = [
     "--model",
@@ -323,6 +326,11 @@ def ensembles(models: list[str]) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if len(v) > 1}
 
 
+def seed_suffix(run: str) -> str:
+    """`cnn_lstm_s2` -> `_s2`, `cnn_lstm` -> ``: what `{seed}` in a variant becomes."""
+    return run.removeprefix(base(run))
+
+
 def base(run: str) -> str:
     """`cnn_lstm_s2` -> `cnn_lstm`: the model a seeded run name trains."""
     head, sep, tail = run.rpartition("_s")
@@ -341,7 +349,11 @@ def waves(models: list[str], recipes: dict[str, list[str]]) -> list[list[str]]:
     """Training order: a run whose overrides name other runs of its fold (`{fold}/NAME`,
     e.g. its teachers) trains in a wave after theirs — students of students included."""
     ref = re.compile(re.escape(FOLD) + r"/([^/,]+)")  # the run named after `{fold}/`
-    named = {m: {n for a in recipes[base(m)] for n in ref.findall(a)} & set(models) for m in models}
+    named = {
+        m: {n for a in recipes[base(m)] for n in ref.findall(a.replace(SEED, seed_suffix(m)))}
+        & set(models)
+        for m in models
+    }
     out, done = [], set()
     while len(done) < len(models):
         wave = [m for m in models if m not in done and named[m] <= done]
@@ -434,7 +446,9 @@ def run_fold(
                 "--set",
                 f"train.threads={threads or max(1, 2 // jobs)}",
                 *(
-                    a.replace(FEATS, str(feats)).replace(FOLD, str(folder))
+                    a.replace(FEATS, str(feats))
+                    .replace(FOLD, str(folder))
+                    .replace(SEED, seed_suffix(m))
                     for a in recipes[base(m)]
                 ),
                 *(["--set", f"train.seed={m.rpartition('_s')[2]}"] if base(m) != m else []),

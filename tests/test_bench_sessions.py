@@ -88,6 +88,31 @@ def test_runs_that_name_their_folds_runs_train_after_them(bench):
         bench.waves(models, recipes)
 
 
+def test_a_seeded_run_names_its_own_seeds_partner(bench):
+    """`{seed}`: run `m_ft_s1` starts from `m_s1`, and waits for it, not for seed 0 alone."""
+    assert [bench.seed_suffix(m) for m in ("cnn_lstm", "cnn_lstm_s1", "cnn_lstm_s12")] == [
+        "",
+        "_s1",
+        "_s12",
+    ]
+    variants = bench.parse_variants(["cnn_lstm_ft=train.init_from={fold}/cnn_lstm_kd{seed}"])
+    variants["cnn_lstm_kd"] = ["data.teacher={fold}/cnn_lstm"]
+    models = ["cnn_lstm", "cnn_lstm_kd", "cnn_lstm_kd_s1", "cnn_lstm_ft", "cnn_lstm_ft_s1"]
+    recipes = bench.with_variants(bench.RECIPES["tub"], models, variants)
+    assert bench.waves(models, recipes) == [
+        ["cnn_lstm"],
+        ["cnn_lstm_kd", "cnn_lstm_kd_s1"],
+        ["cnn_lstm_ft", "cnn_lstm_ft_s1"],
+    ]
+    # seed 1's partner missing from --models: it no longer waits on seed 0's
+    models = ["cnn_lstm", "cnn_lstm_kd", "cnn_lstm_ft", "cnn_lstm_ft_s1"]
+    assert bench.waves(models, recipes) == [
+        ["cnn_lstm", "cnn_lstm_ft_s1"],
+        ["cnn_lstm_kd"],
+        ["cnn_lstm_ft"],
+    ]
+
+
 def test_folds_over_other_frames_get_their_own_features_store(bench, tmp_path):
     """tubval's folds hold different records: one shared store refused every fold after
     the first ("holds features of another … cache")."""
