@@ -704,8 +704,9 @@ def pairs(preds: pd.DataFrame, models: list[str], ref: str) -> dict:
     scored = preds["drive"].map(lambda d: session_of(d.rsplit("[", 1)[0])).to_numpy()
     sessions = sorted(set(trained))
     out: dict = {}
+    sq_ref = _err(preds, groups_of[ref]) ** 2
     for m in [*groups_of, "predict_zero"]:
-        sq, sq_ref = _err(preds, groups_of.get(m, [m])) ** 2, _err(preds, groups_of[ref]) ** 2
+        sq = _err(preds, groups_of.get(m, [m])) ** 2
         out[m] = {
             "pair": {
                 f"{a}->{b}": float(np.sqrt(sq[(trained == a) & (scored == b)].mean()))

@@ -190,3 +190,73 @@ def test_features_cli_takes_flip_and_encoder_settings(tiny_cache, tmp_path):
     assert r.exit_code != 0 and "must be a mapping" in r.output
     r = CliRunner().invoke(app, [*args, "--encoder-cfg", "{grid: [1, 3"])
     assert r.exit_code != 0 and "is not YAML" in r.output
+
+
+def test_probe_trains_the_head_over_frozen_features_then_the_fine_tune_starts_there(
+    tiny_cache, tmp_path, capsys
+):
+    """`train.probe_epochs`: the probe (OUT/probe) trains over features extracted once and
+    leaves ImageNet's weights as they were; the fine-tune starts from its best weights and
+    moves every MBConv block; a finished probe is reused, never trained again."""
+    from safetensors.torch import load_file
+
+    from steertime.models import create_model
+    from steertime.train import train
+    from steertime.train.probe import FINISHED, run_probe
+
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "ft",
+        "model.name=lite_lstm",
+        "model.hidden=8",
+        "train.batch_size=2",
+        "train.probe_epochs=1",
+        "train.max_steps=2",
+        "train.soup=0",
+    )
+    run = train(cfg, progress=False)
+    probe = run / "probe"
+    assert (probe / FINISHED).is_file() and (run / "probe_features" / "manifest.json").is_file()
+    imagenet = create_model("lite_lstm", n_outputs=2, height=66, width=200).state_dict()
+    lp = load_file(probe / "checkpoints" / "best" / "model.safetensors")
+    ft = load_file(run / "checkpoints" / "last" / "model.safetensors")
+    enc = [k for k in lp if k.startswith("encoder.") and "running" not in k]
+    assert enc and all(torch.equal(lp[k], imagenet[k]) for k in enc)  # the probe froze them
+    head = [k for k in lp if k.startswith(("project.", "rnn.", "head."))]
+    assert head and any(not torch.equal(lp[k], imagenet[k]) for k in head)
+    moved = {k.split(".")[3] for k in enc if "_blocks." in k and not torch.equal(lp[k], ft[k])}
+    assert "0" in moved and "15" in moved  # all 16 blocks fine-tuned
+    assert f"train.init_from={probe} (lite_lstm)" in capsys.readouterr().err
+
+    def never(*a, **k):
+        raise AssertionError("a finished probe was trained again")
+
+    assert run_probe(cfg, never, progress=False) == probe
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["model.name=cnn_lstm"], "not pretrained"),
+        (["model.name=feat_lstm"], "finetune_blocks"),
+        (["model.name=lite_lstm", "data.features=F"], "data.features"),
+        (["model.name=lite_lstm", "train.probe_lr=0"], "train.probe_lr"),
+    ],
+)
+def test_a_probe_that_cannot_help_is_refused_before_anything_runs(
+    tiny_cache, tmp_path, overrides, says
+):
+    from steertime.train import train
+
+    cfg = small_train_config(tiny_cache, tmp_path / "r", "train.probe_epochs=3", *overrides)
+    with pytest.raises(SteertimeError, match=says):
+        train(cfg, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_resuming_a_run_whose_probe_stopped_says_to_start_it_again(tmp_path):
+    from steertime.train.loop import resume_config
+
+    (tmp_path / "run" / "probe").mkdir(parents=True)
+    with pytest.raises(SteertimeError, match="without --resume: the probe goes on"):
+        resume_config(tmp_path / "run")

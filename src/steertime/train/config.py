@@ -123,6 +123,16 @@ class LoopConfig:
     # them for the same model; the encoder from a `pilotnet` run into a `cnn_lstm`).
     init_from: str = ""
     freeze: str = ""  # comma-separated modules not trained, e.g. "encoder"
+    # Linear probe, then fine-tune (LP-FT, Kumar et al. 2022; train/probe.py): for a
+    # pretrained encoder that the run fine-tunes (`encoder_cfg.finetune_blocks`), first
+    # train the rest of the model for this many epochs over the frozen encoder's features
+    # (extracted once into OUT/probe_features) at `probe_lr`, stopping after
+    # `probe_patience` epochs without progress; the fine-tune starts from its best
+    # weights, so a random head never sends large gradients into ImageNet's (with
+    # `init_from`, the probe starts from that run). 0: off.
+    probe_epochs: int = 0
+    probe_lr: float = 1e-3
+    probe_patience: int = 8
     diagnostics: bool = False  # per-layer grad norms, update ratios, saturation → TensorBoard
     # Predict a spread per output too (Gaussian negative log-likelihood; calibrated on val):
     # `predict` gives `<name>_std`, `evaluate` the 90% interval's coverage.
@@ -247,6 +257,14 @@ def _typed(value: Any, hint: Any, key: str) -> Any:
         return value
     name = getattr(hint, "__name__", str(hint))
     raise SteertimeError(f"{key}: expected a {name}, got {value!r}")
+
+
+def resolved_model(model: dict) -> Any:
+    """The model config a `model` section builds (registered defaults + its overrides)."""
+    from steertime.models import model_config
+
+    kw = {k: v for k, v in _typed_model(model).items() if k != "name"}
+    return model_config(model["name"], **kw)
 
 
 def _typed_model(model: dict) -> dict:
@@ -413,6 +431,8 @@ def validate(cfg: TrainConfig) -> None:
         except SteertimeError as e:
             raise SteertimeError(f"config key data.faults: {e}") from None
     _validate_model(cfg.model, need)
+    if t.probe_epochs:
+        _validate_probe(cfg, need)
     if t.aux_leads or t.recon_weight:  # training-only heads: the cnn_* models have them
         from steertime.models import model_config
 
@@ -429,9 +449,8 @@ def validate(cfg: TrainConfig) -> None:
                 f"{off} for {name}, which has no {head} head (use a cnn_* model)",
             )
         if t.recon_lead and "recon_outputs" in fields:
-            kw = {k: v for k, v in _typed_model(cfg.model).items() if k != "name"}
             need(
-                not model_config(name, **kw).autoregressive,
+                not resolved_model(cfg.model).autoregressive,
                 "train.recon_lead",
                 t.recon_lead,
                 f"0 for {name}, which feeds its outputs back (its memory runs step by step)",
@@ -439,10 +458,7 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def _validate_model(model: dict, need: Any) -> None:
-    from steertime.models import model_config
-
-    kw = {k: v for k, v in _typed_model(model).items() if k != "name"}
-    m = dataclasses.asdict(model_config(model["name"], **kw))
+    m = dataclasses.asdict(resolved_model(model))
     for key, v in m.items():
         if isinstance(v, bool) or not isinstance(v, int | float):
             continue
@@ -450,6 +466,43 @@ def _validate_model(model: dict, need: Any) -> None:
             need(math.isfinite(v) and 0 <= v < 1, f"model.{key}", v, "in [0, 1)")
         elif key in ("hidden", "head_hidden", "feat_dim", "layers"):
             need(v > 0, f"model.{key}", v, "> 0")
+
+
+def _validate_probe(cfg: TrainConfig, need: Any) -> None:
+    from steertime.models.registry import RANDOM_INIT, encoder_provenance
+
+    t, key = cfg.train, "train.probe_epochs"
+    need(t.probe_epochs > 0, key, t.probe_epochs, ">= 0")
+    lr = t.probe_lr
+    need(
+        isinstance(lr, int | float) and math.isfinite(lr) and lr > 0,
+        "train.probe_lr",
+        lr,
+        "a finite number > 0",
+    )
+    need(t.probe_patience > 0, "train.probe_patience", t.probe_patience, "> 0")
+    need(
+        not cfg.data.features,
+        key,
+        t.probe_epochs,
+        "0 with data.features: the fine-tune reads frames (the probe extracts its own features)",
+    )
+    m = resolved_model(cfg.model)
+    encoder = getattr(m, "encoder", None)
+    need(
+        encoder is not None and encoder_provenance(encoder) != RANDOM_INIT,
+        key,
+        t.probe_epochs,
+        f"0 for {cfg.model['name']}: its encoder ({encoder}) is not pretrained, so its frozen "
+        "features say nothing (use feat_lstm or lite_lstm)",
+    )
+    need(
+        getattr(m, "encoder_cfg", {}).get("finetune_blocks", 0) > 0,
+        key,
+        t.probe_epochs,
+        "0 when nothing is fine-tuned after it: set model.encoder_cfg's finetune_blocks, or "
+        "train over a features store (steertime features) instead",
+    )
 
 
 def _check_key(obj: Any, key: str, section: str) -> None:

@@ -67,6 +67,7 @@ from steertime.train.ema import WeightEMA
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
 from steertime.train.optim import lr_at, make_optimizer
 from steertime.train.position import Position, loss_is_share, loss_name, still_at_mean
+from steertime.train.probe import PROBE, run_probe
 from steertime.train.runfolder import (
     append_metrics,
     check_data_hash,
@@ -130,7 +131,10 @@ def train(
         info = D.setup(cfg.train.device)
         tr: _Training | None = None
         try:
-            tr = _Training(cfg, resume, info)
+            # the fine-tune of a resumed run has its weights; only a new one needs a probe
+            new_probe = cfg.train.probe_epochs and not resume
+            probe = run_probe(cfg, train, progress) if new_probe else None
+            tr = _Training(cfg, resume, info, probe)
             while tr.pos.epoch < cfg.train.epochs and not tr.pos.done:
                 tr.run_epoch(progress, on_epoch)
             tr.write_warnings()
@@ -155,6 +159,11 @@ def resume_config(run: str | Path, overrides: list[str] = ()) -> tuple[TrainConf
             raise SteertimeError(
                 f"{run}: holds {len(members)} members ({', '.join(members)}); resume it with "
                 f"--seeds {len(members)}"
+            )
+        if (run / PROBE).is_dir():
+            raise SteertimeError(
+                f"{run}: its probe (train.probe_epochs) stopped before the fine-tune began; "
+                "run the same command without --resume: the probe goes on where it stopped"
             )
         raise SteertimeError(f"{run}: nothing to resume (no config.yaml)")
     stored = load_config(run / "config.yaml")
@@ -215,7 +224,9 @@ class _Training:
     """One training run's objects and position; the phases of `train()` are its methods."""
 
     # --- setup ------------------------------------------------------------------------
-    def __init__(self, cfg: TrainConfig, resume: bool, info: D.DistInfo) -> None:
+    def __init__(
+        self, cfg: TrainConfig, resume: bool, info: D.DistInfo, probe: Path | None = None
+    ) -> None:
         self.started = time.perf_counter()  # elapsed_s counts set-up too, as a user waits for it
         self.cfg, self.t, self.info = cfg, cfg.train, info
         t = self.t
@@ -263,10 +274,9 @@ class _Training:
         self.skip = t.burn_in if t.mode == "windows" else 0
         self.store = self._open_features()
         # On resume the weights come from checkpoints/last; the first run's source may be gone.
-        start = t.init_from and not resume
-        start_note = (
-            warm_start(model, t.init_from, cfg.model["name"]).summary(t.init_from) if start else ""
-        )
+        source = str(probe or t.init_from)
+        start = source and not resume
+        start_note = warm_start(model, source, cfg.model["name"]).summary(source) if start else ""
         if t.freeze:
             frozen = freeze(model, t.freeze)
             start_note += f"{'; ' if start_note else ''}train.freeze: {len(frozen)} tensors fixed"
