@@ -260,3 +260,27 @@ def test_resuming_a_run_whose_probe_stopped_says_to_start_it_again(tmp_path):
     (tmp_path / "run" / "probe").mkdir(parents=True)
     with pytest.raises(SteertimeError, match="without --resume: the probe goes on"):
         resume_config(tmp_path / "run")
+
+
+def test_what_needs_frames_is_left_to_the_fine_tune(tiny_cache, tmp_path):
+    """Pixel augmentations and the reconstruction head need frames, so the probe (over
+    features) trains without them and the fine-tune with them — not a refusal half way."""
+    from steertime.train.loop import _check_config
+    from steertime.train.probe import probe_config
+
+    pixels = ["data.color=0.15", "data.brightness=0.2", "data.blur=3", "data.shift=4"]
+    cfg = small_train_config(
+        tiny_cache,
+        tmp_path / "r",
+        "model.name=lite_lstm",
+        "train.probe_epochs=5",
+        "train.recon_weight=1",
+        "data.faults=blackout:0.5@5",
+        *pixels,
+    ).validate()
+    p = probe_config(cfg).validate()
+    _check_config(p, 1)  # over features: would refuse any of them
+    assert p.data.features == str(tmp_path / "r" / "probe_features")
+    assert (p.train.recon_weight, p.data.color, p.data.faults) == (0.0, 0.0, "")
+    assert p.model["encoder_cfg"]["finetune_blocks"] == 0 and p.train.epochs == 5
+    assert (cfg.train.recon_weight, cfg.data.color) == (1.0, 0.15)  # the fine-tune's own

@@ -417,8 +417,8 @@ register_model("cnn_lstm_ar", CnnRnnConfig, rnn="lstm", autoregressive=True)(_bu
 _feat = {"encoder": "efficientnet_lite0", "feat_dim": 256, "hidden": 128}
 register_model("feat_lstm", CnnRnnConfig, rnn="lstm", **_feat)(_builder)
 register_model("feat_gru", CnnRnnConfig, rnn="gru", **_feat)(_builder)
-# The same ImageNet encoder fine-tuned end to end (all 16 MBConv blocks; the classifier's
-# batch-norm statistics stay ImageNet's) over a 3x5 grid of where the line is; train it
+# The same ImageNet encoder fine-tuned end to end (all 16 MBConv blocks; every batch norm
+# keeps ImageNet's statistics) over a 3x5 grid of where the line is; train it
 # with `train.probe_epochs` so the head is trained before ImageNet's weights move.
 _lite = {"grid": (3, 5), "finetune_blocks": 16}
 register_model(

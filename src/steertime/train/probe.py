@@ -36,7 +36,9 @@ FINISHED = "probe_finished"  # in OUT/probe: written once the probe's training r
 
 def probe_config(cfg: TrainConfig) -> TrainConfig:
     """The probe's config: `cfg` over the frozen encoder's features at `train.probe_lr`
-    for `train.probe_epochs` (patience `train.probe_patience`, the default warm-up)."""
+    for `train.probe_epochs` (patience `train.probe_patience`, the default warm-up),
+    without what needs frames: pixel augmentations and the reconstruction head train in
+    the fine-tune only."""
     t, out = cfg.train, Path(cfg.out)
     p = copy.deepcopy(cfg)
     p.model["encoder_cfg"] = {**_encoder_cfg(cfg), "finetune_blocks": 0}
@@ -45,6 +47,10 @@ def probe_config(cfg: TrainConfig) -> TrainConfig:
     p.optim.warmup_steps = OptimConfig.warmup_steps
     p.train.epochs, p.train.patience = t.probe_epochs, t.probe_patience
     p.train.probe_epochs, p.train.track = 0, ""
+    # what needs frames (pixel augmentations, a head that redraws them) is the fine-tune's
+    d = p.data
+    d.brightness, d.color, d.blur, d.shift, d.shift_steer, d.faults = 0.0, 0.0, 0, 0, 0.0, ""
+    p.train.recon_weight, p.train.recon_lead = 0.0, 0
     p.out = str(out / PROBE)
     return p
 
