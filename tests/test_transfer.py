@@ -193,16 +193,19 @@ def test_features_cli_takes_flip_and_encoder_settings(tiny_cache, tmp_path):
 
 
 def test_probe_trains_the_head_over_frozen_features_then_the_fine_tune_starts_there(
-    tiny_cache, tmp_path, capsys
+    tiny_cache, tmp_path, capsys, monkeypatch
 ):
     """`train.probe_epochs`: the probe (OUT/probe) trains over features extracted once and
     leaves ImageNet's weights as they were; the fine-tune starts from its best weights and
-    moves every MBConv block; a finished probe is reused, never trained again."""
+    moves every MBConv block. A run stopped after its probe trained, before the fine-tune
+    began, says how to go on, and started again resumes the probe instead of training it
+    anew; a finished probe is reused, never trained again."""
     from safetensors.torch import load_file
 
     from steertime.models import create_model
+    from steertime.train import probe as P
     from steertime.train import train
-    from steertime.train.probe import FINISHED, run_probe
+    from steertime.train.loop import resume_config
 
     cfg = small_train_config(
         tiny_cache,
@@ -214,9 +217,21 @@ def test_probe_trains_the_head_over_frozen_features_then_the_fine_tune_starts_th
         "train.max_steps=2",
         "train.soup=0",
     )
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # stopped between the probe's last step and its mark
+        m.setattr(P, "write_text", ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False)
+    probe = tmp_path / "ft" / P.PROBE
+    trained = (probe / "metrics.csv").read_text()
+    with pytest.raises(SteertimeError, match="without --resume"):
+        resume_config(tmp_path / "ft")
     run = train(cfg, progress=False)
-    probe = run / "probe"
-    assert (probe / FINISHED).is_file() and (run / "probe_features" / "manifest.json").is_file()
+    assert (probe / "metrics.csv").read_text() == trained  # resumed: nothing trained again
+    assert (probe / P.FINISHED).is_file() and (run / P.FEATURES / "manifest.json").is_file()
     imagenet = create_model("lite_lstm", n_outputs=2, height=66, width=200).state_dict()
     lp = load_file(probe / "checkpoints" / "best" / "model.safetensors")
     ft = load_file(run / "checkpoints" / "last" / "model.safetensors")
@@ -231,7 +246,7 @@ def test_probe_trains_the_head_over_frozen_features_then_the_fine_tune_starts_th
     def never(*a, **k):
         raise AssertionError("a finished probe was trained again")
 
-    assert run_probe(cfg, never, progress=False) == probe
+    assert P.run_probe(cfg, never, progress=False) == probe
 
 
 @pytest.mark.parametrize(
@@ -252,14 +267,6 @@ def test_a_probe_that_cannot_help_is_refused_before_anything_runs(
     with pytest.raises(SteertimeError, match=says):
         train(cfg, progress=False)
     assert not (tmp_path / "r").exists()
-
-
-def test_resuming_a_run_whose_probe_stopped_says_to_start_it_again(tmp_path):
-    from steertime.train.loop import resume_config
-
-    (tmp_path / "run" / "probe").mkdir(parents=True)
-    with pytest.raises(SteertimeError, match="without --resume: the probe goes on"):
-        resume_config(tmp_path / "run")
 
 
 def test_what_needs_frames_is_left_to_the_fine_tune(tiny_cache, tmp_path):

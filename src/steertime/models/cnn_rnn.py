@@ -420,7 +420,7 @@ register_model("feat_gru", CnnRnnConfig, rnn="gru", **_feat)(_builder)
 # The same ImageNet encoder fine-tuned end to end (all 16 MBConv blocks; every batch norm
 # keeps ImageNet's statistics) over a 3x5 grid of where the line is; train it
 # with `train.probe_epochs` so the head is trained before ImageNet's weights move.
-_lite = {"grid": (3, 5), "finetune_blocks": 16}
+_lite = {"grid": [3, 5], "finetune_blocks": 16}  # lists, as a stored config reads back
 register_model(
     "lite_lstm",
     CnnRnnConfig,
