@@ -256,6 +256,8 @@ def test_probe_trains_the_head_over_frozen_features_then_the_fine_tune_starts_th
         (["model.name=feat_lstm"], "finetune_blocks"),
         (["model.name=lite_lstm", "data.features=F"], "data.features"),
         (["model.name=lite_lstm", "train.probe_lr=0"], "train.probe_lr"),
+        (["model.name=lite_lstm", "train.probe_patience=0"], "train.probe_patience must be > 0"),
+        (["model.name=lite_lstm", "train.probe_epochs=-1"], "train.probe_epochs must be >= 0"),
     ],
 )
 def test_a_probe_that_cannot_help_is_refused_before_anything_runs(

@@ -81,6 +81,17 @@ class DataConfig:
     faults: str = ""
 
 
+# Data settings that change the pixels: a features store holds none, so they need frames
+# (a run over features refuses them; a probe leaves them to its fine-tune).
+FRAME_ONLY = ("brightness", "color", "blur", "faults", "shift", "shift_steer")
+
+
+def frame_only_set(d: DataConfig) -> list[str]:
+    """The `FRAME_ONLY` keys `d` sets (differ from their defaults)."""
+    default = DataConfig()
+    return [f"data.{k}" for k in FRAME_ONLY if getattr(d, k) != getattr(default, k)]
+
+
 @dataclass
 class OptimConfig:
     name: str = "adam"  # adam | sgd
@@ -431,6 +442,8 @@ def validate(cfg: TrainConfig) -> None:
         except SteertimeError as e:
             raise SteertimeError(f"config key data.faults: {e}") from None
     _validate_model(cfg.model, need)
+    need(finite(t.probe_lr) and t.probe_lr > 0, "train.probe_lr", t.probe_lr, "a finite number > 0")
+    need(t.probe_patience > 0, "train.probe_patience", t.probe_patience, "> 0")
     if t.probe_epochs:
         _validate_probe(cfg, need)
     if t.aux_leads or t.recon_weight:  # training-only heads: the cnn_* models have them
@@ -473,14 +486,6 @@ def _validate_probe(cfg: TrainConfig, need: Any) -> None:
 
     t, key = cfg.train, "train.probe_epochs"
     need(t.probe_epochs > 0, key, t.probe_epochs, ">= 0")
-    lr = t.probe_lr
-    need(
-        isinstance(lr, int | float) and math.isfinite(lr) and lr > 0,
-        "train.probe_lr",
-        lr,
-        "a finite number > 0",
-    )
-    need(t.probe_patience > 0, "train.probe_patience", t.probe_patience, "> 0")
     need(
         not cfg.data.features,
         key,

@@ -62,7 +62,7 @@ from steertime.train.batches import (
     stateful_schedule,
     window_schedule,
 )
-from steertime.train.config import TrainConfig, load_config
+from steertime.train.config import FRAME_ONLY, TrainConfig, frame_only_set, load_config
 from steertime.train.ema import WeightEMA
 from steertime.train.monitor import TrainingMonitor, effective_warmup, label_note
 from steertime.train.optim import lr_at, make_optimizer
@@ -211,12 +211,9 @@ def _check_config(cfg: TrainConfig, world: int) -> Augment:
     )
     if augment.mixup and augment.faults:  # half a blank frame is neither seen nor missing
         raise SteertimeError("data.mixup blends frames; it cannot be combined with data.faults")
-    pixels = augment.brightness or augment.color or augment.blur > 1 or augment.faults
-    if (pixels or augment.shift) and cfg.data.features:
-        raise SteertimeError(
-            "data.brightness / data.color / data.blur / data.faults / data.shift need "
-            "frames, not a features store"
-        )
+    if cfg.data.features and frame_only_set(cfg.data):
+        keys = " / ".join(f"data.{k}" for k in FRAME_ONLY)
+        raise SteertimeError(f"{keys} need frames, not a features store")
     return augment
 
 

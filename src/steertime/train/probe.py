@@ -27,7 +27,13 @@ from pathlib import Path
 from torch import distributed as dist
 
 from steertime.atomic import write_text
-from steertime.train.config import OptimConfig, TrainConfig, resolved_model
+from steertime.train.config import (
+    FRAME_ONLY,
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    resolved_model,
+)
 
 PROBE = "probe"
 FEATURES = "probe_features"
@@ -48,8 +54,8 @@ def probe_config(cfg: TrainConfig) -> TrainConfig:
     p.train.epochs, p.train.patience = t.probe_epochs, t.probe_patience
     p.train.probe_epochs, p.train.track = 0, ""
     # what needs frames (pixel augmentations, a head that redraws them) is the fine-tune's
-    d = p.data
-    d.brightness, d.color, d.blur, d.shift, d.shift_steer, d.faults = 0.0, 0.0, 0, 0, 0.0, ""
+    for k in FRAME_ONLY:
+        setattr(p.data, k, getattr(DataConfig(), k))
     p.train.recon_weight, p.train.recon_lead = 0.0, 0
     p.out = str(out / PROBE)
     return p
